@@ -1,0 +1,205 @@
+//! Smaller per-app resources: custom domains, log drains, buildpack installations.
+
+use crate::{new_id, not_found, now, Domain, LogDrain, Result, Store, StoreError};
+use rusqlite::{params, OptionalExtension};
+
+/// Hostnames as RFC 1123 allows them (letters, digits, dashes, dots; wildcard first label).
+pub fn validate_hostname(h: &str) -> Result<String> {
+    let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
+    let ok = !h.is_empty()
+        && h.len() <= 253
+        && h.contains('.')
+        && h.split('.').enumerate().all(|(i, label)| {
+            (i == 0 && label == "*")
+                || (!label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        });
+    if ok {
+        Ok(h)
+    } else {
+        Err(StoreError::Invalid(format!(
+            "{:?} is not a valid hostname.",
+            h.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+impl Store {
+    pub fn domains(&self, app_id: &str) -> Result<Vec<Domain>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id, app_id, hostname, created_at, updated_at FROM domains WHERE app_id = ?1 ORDER BY hostname",
+            )?;
+            let rows = st.query_map([app_id], |r| {
+                Ok(Domain {
+                    id: r.get(0)?,
+                    app_id: r.get(1)?,
+                    hostname: r.get(2)?,
+                    created_at: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// All custom domains: `(hostname, app_id)`.
+    pub fn all_domains(&self) -> Result<Vec<(String, String)>> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT hostname, app_id FROM domains")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    pub fn add_domain(&self, app_id: &str, hostname: &str, platform_domain: &str) -> Result<Domain> {
+        let hostname = validate_hostname(hostname)?;
+        if hostname == platform_domain || hostname.ends_with(&format!(".{platform_domain}")) {
+            return Err(StoreError::Invalid(format!(
+                "{hostname} is under the platform domain {platform_domain}; apps get <app>.{platform_domain} automatically."
+            )));
+        }
+        self.write(|tx| {
+            let taken: Option<String> = tx
+                .query_row("SELECT app_id FROM domains WHERE hostname = ?1", [&hostname], |r| r.get(0))
+                .optional()?;
+            if taken.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "{hostname} is already in use by an app."
+                )));
+            }
+            let ts = now();
+            let d = Domain {
+                id: new_id(),
+                app_id: app_id.to_string(),
+                hostname: hostname.clone(),
+                created_at: ts.clone(),
+                updated_at: ts,
+            };
+            tx.execute(
+                "INSERT INTO domains (id, app_id, hostname, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![d.id, d.app_id, d.hostname, d.created_at, d.updated_at],
+            )?;
+            Ok(d)
+        })
+    }
+
+    pub fn remove_domain(&self, app_id: &str, ident: &str) -> Result<Domain> {
+        let ident = ident.trim_end_matches('.').to_ascii_lowercase();
+        let d = self
+            .domains(app_id)?
+            .into_iter()
+            .find(|d| d.hostname == ident || d.id == ident)
+            .ok_or(not_found("domain"))?;
+        self.write(|tx| {
+            tx.execute("DELETE FROM domains WHERE id = ?1", [&d.id])?;
+            Ok(())
+        })?;
+        Ok(d)
+    }
+
+    pub fn log_drains(&self, app_id: &str) -> Result<Vec<LogDrain>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id, app_id, url, token, created_at, updated_at FROM log_drains WHERE app_id = ?1 ORDER BY created_at",
+            )?;
+            let rows = st.query_map([app_id], |r| {
+                Ok(LogDrain {
+                    id: r.get(0)?,
+                    app_id: r.get(1)?,
+                    url: r.get(2)?,
+                    token: r.get(3)?,
+                    created_at: r.get(4)?,
+                    updated_at: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    pub fn add_log_drain(&self, app_id: &str, url: &str) -> Result<LogDrain> {
+        self.write(|tx| {
+            let n: i64 = tx.query_row("SELECT count(*) FROM log_drains WHERE app_id = ?1", [app_id], |r| r.get(0))?;
+            if n >= 6 {
+                return Err(StoreError::Invalid("An app can have at most 6 log drains.".into()));
+            }
+            let dup: Option<String> = tx
+                .query_row("SELECT id FROM log_drains WHERE app_id = ?1 AND url = ?2", params![app_id, url], |r| r.get(0))
+                .optional()?;
+            if dup.is_some() {
+                return Err(StoreError::Conflict("This drain is already attached to the app.".into()));
+            }
+            let ts = now();
+            let d = LogDrain {
+                id: new_id(),
+                app_id: app_id.to_string(),
+                url: url.to_string(),
+                token: format!("d.{}", new_id()),
+                created_at: ts.clone(),
+                updated_at: ts,
+            };
+            tx.execute(
+                "INSERT INTO log_drains (id, app_id, url, token, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![d.id, d.app_id, d.url, d.token, d.created_at, d.updated_at],
+            )?;
+            Ok(d)
+        })
+    }
+
+    pub fn remove_log_drain(&self, app_id: &str, ident: &str) -> Result<LogDrain> {
+        let d = self
+            .log_drains(app_id)?
+            .into_iter()
+            .find(|d| d.id == ident || d.url == ident || d.token == ident)
+            .ok_or(not_found("log drain"))?;
+        self.write(|tx| {
+            tx.execute("DELETE FROM log_drains WHERE id = ?1", [&d.id])?;
+            Ok(())
+        })?;
+        Ok(d)
+    }
+
+    pub fn buildpacks(&self, app_id: &str) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT url FROM buildpack_installations WHERE app_id = ?1 ORDER BY ordinal")?;
+            let rows = st.query_map([app_id], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// Replaces the app's buildpack list (order = ordinal).
+    pub fn set_buildpacks(&self, app_id: &str, urls: &[String]) -> Result<Vec<String>> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM buildpack_installations WHERE app_id = ?1", [app_id])?;
+            for (i, u) in urls.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO buildpack_installations (app_id, ordinal, url) VALUES (?1, ?2, ?3)",
+                    params![app_id, i as i64, u],
+                )?;
+            }
+            Ok(())
+        })?;
+        self.buildpacks(app_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{owner_and_app, store};
+
+    #[test]
+    fn domains_are_validated_and_unique() {
+        let (_d, s) = store();
+        let (_u, app) = owner_and_app(&s);
+        let d = s.add_domain(&app.id, "WWW.Example.test.", "localhost").unwrap();
+        assert_eq!(d.hostname, "www.example.test");
+        assert!(s.add_domain(&app.id, "www.example.test", "localhost").is_err());
+        assert!(s.add_domain(&app.id, "bad host", "localhost").is_err());
+        assert!(s.add_domain(&app.id, "x.localhost", "localhost").is_err());
+        s.remove_domain(&app.id, "www.example.test").unwrap();
+        assert!(s.domains(&app.id).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,12 @@
+//! Domain vocabulary shared by every Hoist crate: names and their validation rules,
+//! dyno sizes, Procfiles and log lines. This crate does no I/O.
+
+pub mod log;
+pub mod names;
+pub mod procfile;
+pub mod size;
+
+pub use log::{LogLine, LogSource};
+pub use names::{validate_app_name, validate_config_var_name, validate_process_type, NameError};
+pub use procfile::{parse_procfile, ProcfileError};
+pub use size::DynoSize;
