@@ -100,6 +100,17 @@ impl Store {
                 "INSERT INTO apps (id, name, owner_id, stack, region, webhook_secret, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
                 params![id, name, owner_id, stack, region, secret, ts],
             )?;
+            crate::ledger::insert_release(
+                tx,
+                &id,
+                crate::NewRelease {
+                    description: "Initial release".into(),
+                    slug_id: None,
+                    config: None,
+                    status: crate::ReleaseStatus::Succeeded,
+                    user_id: owner_id.to_string(),
+                },
+            )?;
             Ok(id)
         })?;
         self.app(&id)

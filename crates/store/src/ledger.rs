@@ -547,7 +547,7 @@ mod tests {
             .update_config(&app.id, &changes(&[("FOO", Some("1")), ("BAR", Some("2"))]), &u.id)
             .unwrap();
         let r = r.unwrap();
-        assert_eq!(r.version, 1);
+        assert_eq!(r.version, 2, "v1 is the app's Initial release");
         assert_eq!(r.description, "Set BAR, FOO config vars");
         assert!(r.current);
         let (cfg, r2) = s.update_config(&app.id, &changes(&[("FOO", None)]), &u.id).unwrap();
@@ -557,7 +557,8 @@ mod tests {
         let (_, r3) = s.update_config(&app.id, &changes(&[("FOO", None)]), &u.id).unwrap();
         assert!(r3.is_none());
         let list = s.releases(&app.id, None, false, None, true, 10).unwrap();
-        assert_eq!(list.iter().map(|r| r.version).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(list.iter().map(|r| r.version).collect::<Vec<_>>(), vec![3, 2, 1]);
+        assert_eq!(list[2].description, "Initial release");
         assert!(list[0].current && !list[1].current);
     }
 
@@ -579,7 +580,7 @@ mod tests {
             .update_config(&app.id, &changes(&[("C", Some(&v))]), &u.id)
             .is_err());
         assert_eq!(s.config_vars(&app.id).unwrap().len(), 2);
-        assert_eq!(s.releases(&app.id, None, false, None, true, 10).unwrap().len(), 1);
+        assert_eq!(s.releases(&app.id, None, false, None, true, 10).unwrap().len(), 2);
     }
 
     #[test]
@@ -601,9 +602,9 @@ mod tests {
         assert_eq!(deploy.config["A"], "1");
         assert_eq!(s.formation(&app.id).unwrap()[0].quantity, 1);
         s.update_config(&app.id, &changes(&[("A", Some("2")), ("B", Some("3"))]), &u.id).unwrap();
-        let rb = s.rollback(&app.id, "v2", &u.id).unwrap();
-        assert_eq!(rb.version, 4);
-        assert_eq!(rb.description, "Rollback to v2");
+        let rb = s.rollback(&app.id, "v3", &u.id).unwrap();
+        assert_eq!(rb.version, 5);
+        assert_eq!(rb.description, "Rollback to v3");
         assert_eq!(rb.slug_id.as_deref(), Some(slug.id.as_str()));
         assert_eq!(s.config_vars(&app.id).unwrap(), BTreeMap::from([("A".into(), "1".into())]));
         assert!(s.rollback(&app.id, "v99", &u.id).is_err());
@@ -665,13 +666,13 @@ mod tests {
             s.update_config(&app.id, &changes(&[("N", Some(&i.to_string()))]), &u.id).unwrap();
         }
         let page = s.releases(&app.id, None, false, None, true, 10).unwrap();
-        assert_eq!(page[0].version, 25);
-        assert_eq!(page[9].version, 16);
-        let next = s.releases(&app.id, Some(16), true, None, true, 10).unwrap();
-        assert_eq!(next[0].version, 15);
+        assert_eq!(page[0].version, 26);
+        assert_eq!(page[9].version, 17);
+        let next = s.releases(&app.id, Some(17), true, None, true, 10).unwrap();
+        assert_eq!(next[0].version, 16);
         let asc = s.releases(&app.id, Some(20), true, None, false, 100).unwrap();
         assert_eq!(asc.first().unwrap().version, 21);
-        assert_eq!(asc.len(), 5);
+        assert_eq!(asc.len(), 6);
         assert_eq!(s.release(&app.id, "v3").unwrap().version, 3);
         assert_eq!(s.release(&app.id, "3").unwrap().version, 3);
     }

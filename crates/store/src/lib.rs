@@ -14,6 +14,9 @@ mod resources;
 mod schema;
 
 pub use accounts::{hash_token, new_token};
+pub use ledger::{validate_config_change, NewRelease, MAX_CONFIG_TOTAL_BYTES, MAX_CONFIG_VALUE_BYTES};
+pub use resources::validate_hostname;
+pub use apps::generate_app_name;
 pub use model::*;
 
 use parking_lot::Mutex;

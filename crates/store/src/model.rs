@@ -172,3 +172,27 @@ pub enum QuantityChange {
     Absolute(i64),
     Relative(i64),
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Addon {
+    pub id: String,
+    pub name: String,
+    pub app_id: String,
+    pub app_name: String,
+    pub service: String,
+    pub plan: String,
+    pub state: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddonAttachment {
+    pub id: String,
+    pub name: String,
+    pub addon: Addon,
+    pub app_id: String,
+    pub app_name: String,
+    pub created_at: String,
+    pub updated_at: String,
+}

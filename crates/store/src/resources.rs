@@ -203,3 +203,52 @@ mod tests {
         assert!(s.domains(&app.id).unwrap().is_empty());
     }
 }
+
+const ADDON_SELECT: &str = "SELECT d.id, d.name, d.app_id, a.name, d.service, d.plan, d.state, d.created_at, d.updated_at FROM addons d JOIN apps a ON a.id = d.app_id";
+
+fn addon_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::Addon> {
+    Ok(crate::Addon {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        app_id: r.get(2)?,
+        app_name: r.get(3)?,
+        service: r.get(4)?,
+        plan: r.get(5)?,
+        state: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+impl Store {
+    /// Add-ons attached to the app (owned by it or attached from another app).
+    pub fn addons_for_app(&self, app_id: &str) -> Result<Vec<crate::Addon>> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "{ADDON_SELECT} WHERE d.id IN (SELECT addon_id FROM addon_attachments WHERE app_id = ?1) OR d.app_id = ?1 ORDER BY d.name"
+            ))?;
+            let rows = st.query_map([app_id], addon_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    pub fn attachments_for_app(&self, app_id: &str) -> Result<Vec<crate::AddonAttachment>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT t.id, t.name, t.app_id, a.name, t.created_at, t.updated_at, t.addon_id FROM addon_attachments t JOIN apps a ON a.id = t.app_id WHERE t.app_id = ?1 ORDER BY t.name",
+            )?;
+            let rows: Vec<(String, String, String, String, String, String, String)> = st
+                .query_map([app_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = Vec::new();
+            for (id, name, app_id, app_name, created_at, updated_at, addon_id) in rows {
+                let addon = c
+                    .query_row(&format!("{ADDON_SELECT} WHERE d.id = ?1"), [&addon_id], addon_row)?;
+                out.push(crate::AddonAttachment { id, name, addon, app_id, app_name, created_at, updated_at });
+            }
+            Ok(out)
+        })
+    }
+}

