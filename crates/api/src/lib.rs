@@ -81,6 +81,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(releases::routes())
         .merge(misc::routes())
         .fallback(|| async { ApiError::not_found("resource") })
+        .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -205,4 +206,31 @@ pub(crate) fn page_response(range: &RangeSpec, page: Vec<Value>, more: bool) -> 
         HeaderValue::from_static("id, name, version, created_at, updated_at"),
     );
     Ok(resp)
+}
+
+/// Rejections produced by axum itself (body too large, bad method) are plain text;
+/// clients of a Heroku-style API expect `{"id","message"}` JSON for every error.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let id = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "request_entity_too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal_server_error",
+        _ => "bad_request",
+    };
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "Request body is too large (limit 1 MB).".to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => "This method is not allowed on this resource.".to_string(),
+        s => s.canonical_reason().unwrap_or("Request failed").to_string(),
+    };
+    ApiError::new(status, id, message).into_response()
 }

@@ -1,1 +1,6 @@
+//! One integration-test binary (links once): every module starts real `hoist server`
+//! processes on free loopback ports and drives them over HTTP, git and the CLIs.
 
+mod api;
+mod harness;
+mod heroku_cli;

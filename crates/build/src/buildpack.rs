@@ -1,0 +1,397 @@
+//! Finding buildpacks: built-ins, local paths, tarball URLs and git URLs.
+
+use crate::archive::{unpack_tar_gz, UnpackLimits};
+use crate::error::{BuildError, IoContext};
+use crate::tree::{copy_tree, random_id};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Heroku's detection order for its officially supported buildpacks.
+pub const BUILTIN_ORDER: [&str; 9] = [
+    "ruby", "nodejs", "clojure", "python", "java", "gradle", "scala", "php", "go",
+];
+
+/// The language name Heroku shows for a built-in (`nodejs` -> `Node.js`).
+pub fn builtin_display_name(name: &str) -> &str {
+    match name {
+        "ruby" => "Ruby",
+        "nodejs" => "Node.js",
+        "clojure" => "Clojure",
+        "python" => "Python",
+        "java" => "Java",
+        "gradle" => "Gradle",
+        "scala" => "Scala",
+        "php" => "PHP",
+        "go" => "Go",
+        other => other,
+    }
+}
+
+/// Largest buildpack tarball we download.
+const MAX_BUILDPACK_DOWNLOAD: u64 = 200 << 20;
+const BUILDPACK_UNPACK_LIMITS: UnpackLimits = UnpackLimits {
+    max_bytes: 1 << 30,
+    max_entries: 100_000,
+    max_depth: 32,
+};
+
+/// Copies the repository's `buildpacks/` directory into the data directory, replacing
+/// what was there. The new tree is assembled beside `to` and swapped in by rename;
+/// `bin/*` scripts are made executable.
+pub fn install_builtin_buildpacks(from: &Path, to: &Path) -> Result<(), BuildError> {
+    let parent = to.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
+    let staging = parent.join(format!(".buildpacks-{}", random_id()));
+    let result = (|| {
+        copy_tree(from, &staging, &[".git"])?;
+        make_world_readable(&staging)?;
+        for entry in fs::read_dir(&staging).ctx(|| format!("reading {}", staging.display()))? {
+            let bin = entry
+                .ctx(|| "reading buildpacks".into())?
+                .path()
+                .join("bin");
+            if let Ok(scripts) = fs::read_dir(&bin) {
+                for script in scripts.flatten() {
+                    let p = script.path();
+                    if fs::symlink_metadata(&p)
+                        .map(|m| m.is_file())
+                        .unwrap_or(false)
+                    {
+                        fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
+                            .ctx(|| format!("chmod {}", p.display()))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    swap_into_place(&staging, to)
+}
+
+/// Renames `new` to `to`, moving an existing `to` aside first and deleting it after.
+fn swap_into_place(new: &Path, to: &Path) -> Result<(), BuildError> {
+    let old = to.with_file_name(format!(
+        ".{}-old-{}",
+        to.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        random_id()
+    ));
+    let had_old = fs::rename(to, &old).is_ok();
+    if let Err(e) = fs::rename(new, to) {
+        if had_old {
+            let _ = fs::rename(&old, to);
+        }
+        let _ = fs::remove_dir_all(new);
+        return Err(BuildError::io(format!("installing {}", to.display()), e));
+    }
+    if had_old {
+        let _ = fs::remove_dir_all(&old);
+    }
+    Ok(())
+}
+
+fn make_world_readable(dir: &Path) -> Result<(), BuildError> {
+    for entry in fs::read_dir(dir).ctx(|| format!("reading {}", dir.display()))? {
+        let p = entry.ctx(|| format!("reading {}", dir.display()))?.path();
+        let m = fs::symlink_metadata(&p).ctx(|| format!("inspecting {}", p.display()))?;
+        if m.is_dir() {
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
+                .ctx(|| format!("chmod {}", p.display()))?;
+            make_world_readable(&p)?;
+        } else if m.is_file() {
+            let mode = m.permissions().mode() | 0o444;
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode & 0o777))
+                .ctx(|| format!("chmod {}", p.display()))?;
+        }
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))
+        .ctx(|| format!("chmod {}", dir.display()))
+}
+
+/// A buildpack ready to be copied into a build.
+#[derive(Debug, Clone)]
+pub(crate) struct Buildpack {
+    /// How the build outcome names it: `heroku/<name>` for built-ins, else as given.
+    pub id: String,
+    /// Where its files are now (a built-in, a local path or a fetched copy).
+    pub dir: PathBuf,
+    /// Shown when detect prints nothing.
+    pub fallback_name: String,
+}
+
+/// The built-ins present in `builtin_dir`, in Heroku's order, then any others by name.
+pub(crate) fn builtin_candidates(builtin_dir: &Path) -> Vec<Buildpack> {
+    let mut names: Vec<String> = BUILTIN_ORDER.iter().map(|s| s.to_string()).collect();
+    let mut extra: Vec<String> = fs::read_dir(builtin_dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.') && !BUILTIN_ORDER.contains(&n.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    extra.sort();
+    names.extend(extra);
+    names
+        .into_iter()
+        .filter(|n| builtin_dir.join(n).join("bin/detect").is_file())
+        .map(|n| builtin(builtin_dir, &n))
+        .collect()
+}
+
+fn builtin(builtin_dir: &Path, name: &str) -> Buildpack {
+    Buildpack {
+        id: format!("heroku/{name}"),
+        dir: builtin_dir.join(name),
+        fallback_name: builtin_display_name(name).to_string(),
+    }
+}
+
+/// The built-in a spec names, if any: `nodejs`, `heroku/nodejs`,
+/// `urn:buildpack:heroku/nodejs`, or Heroku's GitHub URL for it (so apps brought from
+/// Heroku build offline).
+fn builtin_name(spec: &str) -> Option<&str> {
+    let s = spec.trim_end_matches('/');
+    let s = s.strip_prefix("urn:buildpack:").unwrap_or(s);
+    if let Some(rest) = s.strip_prefix("heroku/") {
+        return Some(rest);
+    }
+    for prefix in [
+        "https://github.com/heroku/heroku-buildpack-",
+        "http://github.com/heroku/heroku-buildpack-",
+    ] {
+        if let Some(rest) = s.strip_prefix(prefix) {
+            return Some(rest.strip_suffix(".git").unwrap_or(rest));
+        }
+    }
+    if !s.contains('/') && !s.contains(':') {
+        return Some(s);
+    }
+    None
+}
+
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Resolves one spec from `BuildRequest::buildpacks`. Remote buildpacks are fetched into
+/// `cache` (a fresh copy per build; the last good copy is reused if fetching fails).
+pub(crate) fn resolve(
+    spec: &str,
+    builtin_dir: &Path,
+    cache: &Path,
+    out: &mut dyn FnMut(&str),
+) -> Result<Buildpack, BuildError> {
+    let spec = spec.trim();
+    if let Some(name) = builtin_name(spec) {
+        if is_plain_name(name) && builtin_dir.join(name).join("bin").is_dir() {
+            return Ok(builtin(builtin_dir, name));
+        }
+        if !spec.contains("://") {
+            return Err(BuildError::UnknownBuildpack(spec.to_string()));
+        }
+    }
+    let given = |dir: PathBuf| Buildpack {
+        id: spec.to_string(),
+        dir,
+        fallback_name: spec.to_string(),
+    };
+    if spec.starts_with('/') {
+        let dir = PathBuf::from(spec);
+        if !dir.join("bin").is_dir() {
+            return Err(BuildError::MissingScript {
+                buildpack: spec.to_string(),
+                script: "compile",
+            });
+        }
+        return Ok(given(dir));
+    }
+    let (base, _) = split_ref(spec);
+    let lower = base.to_ascii_lowercase();
+    let is_http = lower.starts_with("http://") || lower.starts_with("https://");
+    let path_part = lower.split(['?']).next().unwrap_or("");
+    if is_http && (path_part.ends_with(".tgz") || path_part.ends_with(".tar.gz")) {
+        return fetch_cached(spec, cache, out, |dest| download_tarball(spec, dest)).map(given);
+    }
+    if path_part.ends_with(".git")
+        || lower.starts_with("git://")
+        || lower.starts_with("ssh://")
+        || (lower.starts_with("file://") && !path_part.ends_with(".tgz"))
+    {
+        return fetch_cached(spec, cache, out, |dest| git_clone(spec, dest)).map(given);
+    }
+    Err(BuildError::UnknownBuildpack(spec.to_string()))
+}
+
+/// `url#ref` -> (`url`, Some(`ref`)).
+fn split_ref(spec: &str) -> (&str, Option<&str>) {
+    match spec.rsplit_once('#') {
+        Some((url, r)) if !r.is_empty() => (url, Some(r)),
+        Some((url, _)) => (url, None),
+        None => (spec, None),
+    }
+}
+
+fn fetch_cached(
+    spec: &str,
+    cache: &Path,
+    out: &mut dyn FnMut(&str),
+    fetch: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<PathBuf, BuildError> {
+    fs::create_dir_all(cache).ctx(|| format!("creating {}", cache.display()))?;
+    let key = hex::encode(Sha256::digest(spec.as_bytes()));
+    let cached = cache.join(&key);
+    let staging = cache.join(format!(".{key}-{}", random_id()));
+    match fetch(&staging) {
+        Ok(()) => {
+            let root = buildpack_root(&staging);
+            if !root.join("bin").is_dir() {
+                let _ = fs::remove_dir_all(&staging);
+                return Err(BuildError::BuildpackFetch {
+                    buildpack: spec.to_string(),
+                    reason: "it has no bin/ directory".into(),
+                });
+            }
+            let _ = make_world_readable(&staging);
+            swap_into_place(&staging, &cached)?;
+            Ok(buildpack_root(&cached))
+        }
+        Err(reason) => {
+            let _ = fs::remove_dir_all(&staging);
+            if buildpack_root(&cached).join("bin").is_dir() {
+                out(&format!(
+                    " !     Could not fetch buildpack {spec} ({reason}); using the cached copy"
+                ));
+                Ok(buildpack_root(&cached))
+            } else {
+                Err(BuildError::BuildpackFetch {
+                    buildpack: spec.to_string(),
+                    reason,
+                })
+            }
+        }
+    }
+}
+
+/// GitHub-style tarballs wrap everything in one top-level directory.
+fn buildpack_root(dir: &Path) -> PathBuf {
+    if dir.join("bin").is_dir() {
+        return dir.to_path_buf();
+    }
+    let subdirs: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| fs::symlink_metadata(p).map(|m| m.is_dir()).unwrap_or(false))
+                .collect()
+        })
+        .unwrap_or_default();
+    match subdirs.as_slice() {
+        [only] if only.join("bin").is_dir() => only.clone(),
+        _ => dir.to_path_buf(),
+    }
+}
+
+/// Blocking download; must not be called on an async runtime thread (use spawn_blocking).
+fn download_tarball(url: &str, dest: &Path) -> Result<(), String> {
+    let (url, _) = split_ref(url);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .connect_timeout(Duration::from_secs(20))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client.get(url).send().map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let limited = resp.take(MAX_BUILDPACK_DOWNLOAD);
+    unpack_tar_gz(limited, dest, &BUILDPACK_UNPACK_LIMITS).map_err(|e| e.to_string())
+}
+
+fn git_clone(spec: &str, dest: &Path) -> Result<(), String> {
+    let (url, reference) = split_ref(spec);
+    let looks_like_sha =
+        |r: &str| r.len() >= 7 && r.len() <= 40 && r.chars().all(|c| c.is_ascii_hexdigit());
+    let mut args: Vec<String> = vec!["clone".into(), "--quiet".into()];
+    match reference {
+        Some(r) if looks_like_sha(r) => {}
+        Some(r) => {
+            args.extend(["--depth".into(), "1".into(), "--branch".into(), r.into()]);
+        }
+        None => args.extend(["--depth".into(), "1".into()]),
+    }
+    args.push("--".into());
+    args.push(url.into());
+    args.push(dest.to_string_lossy().into_owned());
+    run_git(&args, None)?;
+    if let Some(r) = reference.filter(|r| looks_like_sha(r)) {
+        run_git(
+            &[
+                "checkout".into(),
+                "--quiet".into(),
+                "--detach".into(),
+                r.into(),
+            ],
+            Some(dest),
+        )?;
+    }
+    // The buildpack's history is not needed to run it.
+    let _ = fs::remove_dir_all(dest.join(".git"));
+    Ok(())
+}
+
+fn run_git(args: &[String], cwd: Option<&Path>) -> Result<(), String> {
+    let mut cmd = Command::new("git");
+    cmd.args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let output = cmd.output().map_err(|e| format!("running git: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        let mut msg = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        msg.truncate(2000);
+        Err(format!("git {} failed: {msg}", args[0]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_names_are_recognised() {
+        assert_eq!(builtin_name("nodejs"), Some("nodejs"));
+        assert_eq!(builtin_name("heroku/nodejs"), Some("nodejs"));
+        assert_eq!(builtin_name("urn:buildpack:heroku/python"), Some("python"));
+        assert_eq!(
+            builtin_name("https://github.com/heroku/heroku-buildpack-ruby.git"),
+            Some("ruby")
+        );
+        assert_eq!(builtin_name("/opt/bp"), None);
+        assert_eq!(builtin_name("https://example.com/bp.tgz"), None);
+        assert_eq!(
+            split_ref("file:///x/bp.git#v2"),
+            ("file:///x/bp.git", Some("v2"))
+        );
+    }
+}

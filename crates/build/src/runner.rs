@@ -1,0 +1,463 @@
+//! One build: source -> build dir -> detect -> compile -> release -> slug.
+
+use crate::archive::pack_slug;
+use crate::buildpack::{builtin_candidates, resolve, Buildpack};
+use crate::error::{BuildError, IoContext};
+use crate::sandbox::{Sandbox, Script};
+use crate::slugignore::apply_slugignore;
+use crate::tree::{
+    check_reachable, chown_tree, copy_tree, move_or_copy, random_id, read_small_file_nofollow,
+};
+use crate::{BuildConfig, BuildOutcome, BuildRequest};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Process limit for one build (cgroup `pids.max` and `RLIMIT_NPROC`).
+const MAX_BUILD_PROCESSES: u64 = 4096;
+/// Heroku warns above this compressed slug size.
+const SLUG_SOFT_LIMIT: u64 = 300 * 1000 * 1000;
+const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// Sources the exports of earlier buildpacks, then runs the script.
+const WITH_EXPORTS: &str = r#"for f in "$HOIST_EXPORTS_DIR"/*; do [ -f "$f" ] && . "$f"; done; unset HOIST_EXPORTS_DIR; exec "$@""#;
+
+/// Removes the scratch directory however the build ends.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Err(e) = fs::remove_dir_all(&self.0) {
+            tracing::warn!(dir = %self.0.display(), error = %e, "could not remove build scratch dir");
+        }
+    }
+}
+
+/// A buildpack copied into this build, with its detect result.
+struct Selected {
+    bp: Buildpack,
+    dir: PathBuf,
+    name: String,
+}
+
+/// Runs a build to completion (blocking). Every line for the user goes to `out`.
+/// Must not be called on an async runtime thread (use `spawn_blocking`): remote
+/// buildpacks are downloaded with a blocking HTTP client.
+pub fn run_build(
+    cfg: &BuildConfig,
+    req: BuildRequest,
+    out: &mut dyn FnMut(&str),
+) -> Result<BuildOutcome, BuildError> {
+    let deadline = Instant::now() + cfg.time_limit;
+    for name in req.env.keys() {
+        hoist_types::validate_config_var_name(name).map_err(|e| BuildError::BadConfigVar {
+            name: name.clone(),
+            reason: e.to_string(),
+        })?;
+        if name.contains('/') || name == "." || name == ".." {
+            return Err(BuildError::BadConfigVar {
+                name: name.clone(),
+                reason: "not usable as a file name".into(),
+            });
+        }
+    }
+    let (uid, gid) = (cfg.sandbox_uid, cfg.sandbox_gid);
+    let dropping = uid != 0;
+
+    fs::create_dir_all(&cfg.work_root).ctx(|| format!("creating {}", cfg.work_root.display()))?;
+    let work = WorkDir(cfg.work_root.join(format!("build-{}", random_id())));
+    fs::create_dir(&work.0).ctx(|| format!("creating {}", work.0.display()))?;
+    // Traversable but not listable for the sandbox user.
+    set_mode(&work.0, 0o711)?;
+    let build_dir = work.0.join("app");
+    let env_dir = work.0.join("env");
+    let tmp_dir = work.0.join("tmp");
+    let exports_dir = work.0.join("exports");
+    let bp_root = work.0.join("buildpacks");
+
+    move_or_copy(&req.source_dir, &build_dir, &[".git"])?;
+    let removed = apply_slugignore(&build_dir)?;
+    if removed > 0 {
+        tracing::debug!(app = %req.app_name, removed, "applied .slugignore");
+    }
+
+    // Config vars are secrets: readable by root and the sandbox group only.
+    let (env_dir_mode, env_file_mode) = if dropping { (0o750, 0o640) } else { (0o755, 0o644) };
+    fs::create_dir(&env_dir).ctx(|| format!("creating {}", env_dir.display()))?;
+    for (k, v) in &req.env {
+        let p = env_dir.join(k);
+        fs::write(&p, v).ctx(|| format!("writing {}", p.display()))?;
+        set_mode(&p, env_file_mode)?;
+    }
+    set_mode(&env_dir, env_dir_mode)?;
+    if dropping {
+        chown_tree(&env_dir, 0, gid)?;
+    }
+    for d in [&tmp_dir, &exports_dir, &bp_root] {
+        fs::create_dir(d).ctx(|| format!("creating {}", d.display()))?;
+    }
+    set_mode(&exports_dir, 0o755)?;
+    fs::create_dir_all(&req.cache_dir).ctx(|| format!("creating {}", req.cache_dir.display()))?;
+    if dropping {
+        chown_tree(&build_dir, uid, gid)?;
+        chown_tree(&tmp_dir, uid, gid)?;
+        set_mode(&bp_root, 0o755)?;
+        let cache_meta = fs::symlink_metadata(&req.cache_dir)
+            .ctx(|| format!("inspecting {}", req.cache_dir.display()))?;
+        // Files the sandbox created are already its own; only a new (or foreign) cache
+        // needs the full walk.
+        if cache_meta.uid() != uid || cache_meta.gid() != gid {
+            chown_tree(&req.cache_dir, uid, gid)?;
+        }
+        check_reachable(&build_dir, uid, gid)?;
+        check_reachable(&req.cache_dir, uid, gid)?;
+    }
+
+    out(&format!(
+        "-----> Building on the {} stack",
+        stack_display(&req.stack)
+    ));
+
+    let explicit = !req.buildpacks.is_empty();
+    let candidates: Vec<Buildpack> = if explicit {
+        if req.buildpacks.len() == 1 {
+            out(&format!("-----> Using buildpack: {}", req.buildpacks[0]));
+        } else {
+            out("-----> Using buildpacks:");
+            for (i, b) in req.buildpacks.iter().enumerate() {
+                out(&format!("       {}. {b}", i + 1));
+            }
+        }
+        req.buildpacks
+            .iter()
+            .map(|spec| resolve(spec, &cfg.builtin_dir, &cfg.buildpack_cache, out))
+            .collect::<Result<_, _>>()?
+    } else {
+        builtin_candidates(&cfg.builtin_dir)
+    };
+
+    let sandbox = Sandbox {
+        uid,
+        gid,
+        memory_limit_bytes: cfg.memory_limit_bytes,
+        max_processes: MAX_BUILD_PROCESSES,
+        deadline,
+        time_limit: cfg.time_limit,
+    };
+    let mut base_env: Vec<(String, String)> = vec![
+        ("PATH".into(), SANDBOX_PATH.into()),
+        ("HOME".into(), build_dir.to_string_lossy().into_owned()),
+        ("STACK".into(), req.stack.clone()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("TMPDIR".into(), tmp_dir.to_string_lossy().into_owned()),
+    ];
+    if let Some(v) = req.env.get("SOURCE_VERSION") {
+        base_env.push(("SOURCE_VERSION".into(), v.clone()));
+    }
+    let ctx = Ctx {
+        sandbox: &sandbox,
+        env: &base_env,
+        build_dir: &build_dir,
+        exports_dir: &exports_dir,
+    };
+
+    // Detect.
+    let mut selected: Vec<Selected> = Vec::new();
+    let mut tried = Vec::new();
+    for (i, bp) in candidates.into_iter().enumerate() {
+        let dir = bp_root.join(i.to_string());
+        copy_tree(&bp.dir, &dir, &[".git"])?;
+        if dropping {
+            chown_tree(&dir, uid, gid)?;
+        }
+        let detect = dir.join("bin/detect");
+        if !detect.is_file() {
+            if explicit {
+                return Err(BuildError::MissingScript {
+                    buildpack: bp.id.clone(),
+                    script: "detect",
+                });
+            }
+            continue;
+        }
+        let done = ctx.run(&detect, vec![build_dir.clone().into()], true, false, out)?;
+        let name = done
+            .stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or(&bp.fallback_name)
+            .to_string();
+        if done.status.success() {
+            out(&format!("-----> {name} app detected"));
+            selected.push(Selected { bp, dir, name });
+            if !explicit {
+                break;
+            }
+        } else if explicit {
+            return Err(BuildError::NotCompatible { buildpack: bp.id });
+        } else {
+            tried.push(bp.fallback_name.clone());
+        }
+    }
+    if selected.is_empty() {
+        return Err(BuildError::NoBuildpackDetected { tried });
+    }
+
+    // Compile, each buildpack seeing the exports of the ones before it.
+    for (i, s) in selected.iter().enumerate() {
+        let compile = s.dir.join("bin/compile");
+        if !compile.is_file() {
+            return Err(BuildError::MissingScript {
+                buildpack: s.bp.id.clone(),
+                script: "compile",
+            });
+        }
+        let args = vec![
+            build_dir.clone().into(),
+            req.cache_dir.clone().into(),
+            env_dir.clone().into(),
+        ];
+        let done = ctx.run(&compile, args, false, true, out)?;
+        if !done.status.success() {
+            return Err(BuildError::CompileFailed {
+                buildpack: s.bp.id.clone(),
+                status: describe_status(done.status),
+            });
+        }
+        let export = s.dir.join("export");
+        if fs::symlink_metadata(&export).is_ok() {
+            // Sourced inside the sandbox, so a symlink there reads only what the
+            // sandbox user may read; link rather than copy to keep the host side blind.
+            let link = exports_dir.join(format!("{i:04}"));
+            std::os::unix::fs::symlink(&export, &link)
+                .ctx(|| format!("linking {}", link.display()))?;
+        }
+    }
+
+    // Release: config vars and add-ons from all, process types from the last.
+    let mut release_config_vars = BTreeMap::new();
+    let mut addons: Vec<String> = Vec::new();
+    let mut default_types = BTreeMap::new();
+    let last = selected.len() - 1;
+    for (i, s) in selected.iter().enumerate() {
+        let release = s.dir.join("bin/release");
+        if !release.is_file() {
+            continue;
+        }
+        let done = ctx.run(&release, vec![build_dir.clone().into()], true, true, out)?;
+        if !done.status.success() {
+            return Err(BuildError::ReleaseFailed {
+                buildpack: s.bp.id.clone(),
+                status: describe_status(done.status),
+            });
+        }
+        let parsed = parse_release(&done.stdout).map_err(|reason| BuildError::ReleaseYaml {
+            buildpack: s.bp.id.clone(),
+            reason,
+        })?;
+        release_config_vars.extend(parsed.config_vars);
+        for a in parsed.addons {
+            if !addons.contains(&a) {
+                addons.push(a);
+            }
+        }
+        if i == last {
+            default_types = parsed.default_process_types;
+        }
+    }
+
+    out("-----> Discovering process types");
+    let procfile = read_small_file_nofollow(&build_dir.join("Procfile"), 64 * 1024)
+        .map_err(|e| BuildError::ProcfileUnreadable(e.to_string()))?;
+    let mut process_types = default_types.clone();
+    match procfile {
+        Some(bytes) => {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| BuildError::ProcfileUnreadable("it is not UTF-8 text".into()))?;
+            let declared = hoist_types::parse_procfile(&text)?;
+            out(&format!(
+                "       Procfile declares types -> {}",
+                list_or_none(&declared)
+            ));
+            process_types.extend(declared);
+        }
+        None if default_types.is_empty() => out("       Procfile declares types -> (none)"),
+        None => {}
+    }
+    if !default_types.is_empty() {
+        out(&format!(
+            "       Default types for buildpack -> {}",
+            list_or_none(&default_types)
+        ));
+    }
+
+    out("");
+    let slug = pack_slug(&build_dir, &cfg.slugs_dir, cfg.max_slug_bytes)?;
+    out(&format!(
+        "-----> Compressing... done, {:.1}M",
+        slug.size as f64 / (1024.0 * 1024.0)
+    ));
+    if slug.size > SLUG_SOFT_LIMIT {
+        out(&format!(
+            " !     Warning: Your slug size ({} MB) exceeds our soft limit (300 MB) which may affect boot time.",
+            slug.size / 1_000_000
+        ));
+    }
+
+    let buildpack_description = selected[last].name.clone();
+    Ok(BuildOutcome {
+        slug,
+        process_types,
+        buildpacks: selected.iter().map(|s| s.bp.id.clone()).collect(),
+        buildpack_description,
+        release_config_vars,
+        addons,
+    })
+}
+
+struct Ctx<'a> {
+    sandbox: &'a Sandbox,
+    env: &'a [(String, String)],
+    build_dir: &'a Path,
+    exports_dir: &'a Path,
+}
+
+impl Ctx<'_> {
+    fn run(
+        &self,
+        script: &Path,
+        args: Vec<OsString>,
+        capture_stdout: bool,
+        with_exports: bool,
+        out: &mut dyn FnMut(&str),
+    ) -> Result<crate::sandbox::Finished, BuildError> {
+        let mut env = self.env.to_vec();
+        let (program, args) = if with_exports {
+            env.push((
+                "HOIST_EXPORTS_DIR".into(),
+                self.exports_dir.to_string_lossy().into_owned(),
+            ));
+            let mut full: Vec<OsString> = vec![
+                "-c".into(),
+                WITH_EXPORTS.into(),
+                "hoist-buildpack".into(),
+                script.into(),
+            ];
+            full.extend(args);
+            (Path::new("/bin/bash"), full)
+        } else {
+            (script, args)
+        };
+        self.sandbox.run(
+            Script {
+                program,
+                args,
+                env,
+                cwd: self.build_dir,
+                capture_stdout,
+            },
+            out,
+        )
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) -> Result<(), BuildError> {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode))
+        .ctx(|| format!("chmod {}", p.display()))
+}
+
+fn stack_display(stack: &str) -> String {
+    let mut c = stack.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => "default".into(),
+    }
+}
+
+fn list_or_none(types: &BTreeMap<String, String>) -> String {
+    if types.is_empty() {
+        "(none)".into()
+    } else {
+        types.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn describe_status(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        _ => "an unknown status".into(),
+    }
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Release {
+    pub addons: Vec<String>,
+    pub config_vars: BTreeMap<String, String>,
+    pub default_process_types: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct RawRelease {
+    #[serde(default)]
+    addons: Option<Vec<serde_yaml::Value>>,
+    #[serde(default)]
+    config_vars: Option<BTreeMap<String, serde_yaml::Value>>,
+    #[serde(default)]
+    default_process_types: Option<BTreeMap<String, serde_yaml::Value>>,
+}
+
+fn scalar(v: &serde_yaml::Value, what: &str) -> Result<Option<String>, String> {
+    match v {
+        serde_yaml::Value::Null => Ok(None),
+        serde_yaml::Value::String(s) => Ok(Some(s.clone())),
+        serde_yaml::Value::Bool(b) => Ok(Some(b.to_string())),
+        serde_yaml::Value::Number(n) => Ok(Some(n.to_string())),
+        _ => Err(format!("{what} must be a string")),
+    }
+}
+
+/// Parses `bin/release` output. Empty output means no defaults.
+pub(crate) fn parse_release(text: &str) -> Result<Release, String> {
+    if text.trim().is_empty() {
+        return Ok(Release::default());
+    }
+    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    if value.is_null() {
+        return Ok(Release::default());
+    }
+    if !value.is_mapping() {
+        return Err("expected a mapping with addons, config_vars, default_process_types".into());
+    }
+    let raw: RawRelease = serde_yaml::from_value(value).map_err(|e| e.to_string())?;
+    let mut release = Release::default();
+    for a in raw.addons.unwrap_or_default() {
+        if let Some(s) = scalar(&a, "an add-on")? {
+            release.addons.push(s);
+        }
+    }
+    for (k, v) in raw.config_vars.unwrap_or_default() {
+        hoist_types::validate_config_var_name(&k).map_err(|e| format!("config var {k:?}: {e}"))?;
+        release.config_vars.insert(
+            k.clone(),
+            scalar(&v, &format!("config var {k}"))?.unwrap_or_default(),
+        );
+    }
+    for (k, v) in raw.default_process_types.unwrap_or_default() {
+        hoist_types::validate_process_type(&k).map_err(|e| format!("process type {k:?}: {e}"))?;
+        if let Some(cmd) = scalar(&v, &format!("process type {k}"))? {
+            if !cmd.trim().is_empty() {
+                release.default_process_types.insert(k, cmd);
+            }
+        }
+    }
+    Ok(release)
+}
+
+#[cfg(test)]
+mod tests;

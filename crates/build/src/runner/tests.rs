@@ -1,0 +1,679 @@
+//! Builds with tiny fake buildpacks (shell scripts) in temp dirs, run for real through
+//! the sandbox (as uid 65534 when the tests run as root).
+
+use super::*;
+use crate::{unpack_slug, BuildConfig, BuildRequest};
+use std::io::{Read as _, Write as _};
+use std::time::Duration;
+
+struct Fixture {
+    t: tempfile::TempDir,
+    cfg: BuildConfig,
+}
+
+fn sandbox_ids() -> (u32, u32) {
+    if nix::unistd::geteuid().is_root() {
+        (65534, 65534)
+    } else {
+        (0, 0)
+    }
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let t = tempfile::tempdir().unwrap();
+        // The sandbox user must be able to traverse down to the build dirs.
+        fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let (uid, gid) = sandbox_ids();
+        let mut cfg = BuildConfig::with_defaults(t.path());
+        cfg.sandbox_uid = uid;
+        cfg.sandbox_gid = gid;
+        cfg.time_limit = Duration::from_secs(120);
+        fs::create_dir_all(&cfg.builtin_dir).unwrap();
+        Fixture { t, cfg }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.t.path().join(rel)
+    }
+
+    /// Writes a buildpack with the given script bodies (bash).
+    fn buildpack(&self, dir: &Path, detect: &str, compile: &str, release: Option<&str>) {
+        fs::create_dir_all(dir.join("bin")).unwrap();
+        let mut scripts = vec![("detect", detect), ("compile", compile)];
+        if let Some(r) = release {
+            scripts.push(("release", r));
+        }
+        for (name, body) in scripts {
+            let p = dir.join("bin").join(name);
+            fs::write(&p, format!("#!/bin/bash\n{body}\n")).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+
+    fn builtin(&self, name: &str, detect_file: &str, display: &str, compile: &str) {
+        self.buildpack(
+            &self.cfg.builtin_dir.join(name),
+            &format!("[ -f \"$1/{detect_file}\" ] && echo {display:?} && exit 0; exit 1"),
+            compile,
+            Some("echo '--- {}'"),
+        );
+    }
+
+    fn app(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.path(&format!("src-{name}"));
+        for (p, body) in files {
+            let p = dir.join(p);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, body).unwrap();
+        }
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn request(&self, source: PathBuf, buildpacks: &[&str]) -> BuildRequest {
+        BuildRequest {
+            app_name: "demo".into(),
+            source_dir: source,
+            cache_dir: self.path("cache/demo"),
+            env: BTreeMap::new(),
+            buildpacks: buildpacks.iter().map(|s| s.to_string()).collect(),
+            stack: "heroku-24".into(),
+        }
+    }
+
+    fn build(&self, req: BuildRequest) -> (Result<BuildOutcome, BuildError>, Vec<String>) {
+        let mut lines = Vec::new();
+        let r = run_build(&self.cfg, req, &mut |l| lines.push(l.to_string()));
+        (r, lines)
+    }
+}
+
+fn has(lines: &[String], needle: &str) -> bool {
+    lines.iter().any(|l| l == needle)
+}
+
+#[test]
+fn detection_follows_herokus_order_and_first_match_wins() {
+    let f = Fixture::new();
+    f.builtin("ruby", "Gemfile", "Ruby", "echo ruby-compiled");
+    f.builtin(
+        "nodejs",
+        "package.json",
+        "Node.js",
+        "echo '-----> Installing node'",
+    );
+    // Python accepts everything, but comes after Node.js.
+    f.buildpack(
+        &f.cfg.builtin_dir.join("python"),
+        "echo Python",
+        "echo python-compiled",
+        None,
+    );
+    let src = f.app(
+        "node",
+        &[("package.json", "{}"), ("Procfile", "web: node server.js")],
+    );
+    let (r, lines) = f.build(f.request(src, &[]));
+    let outcome = r.unwrap();
+    assert_eq!(lines[0], "-----> Building on the Heroku-24 stack");
+    assert!(has(&lines, "-----> Node.js app detected"), "{lines:?}");
+    assert!(has(&lines, "-----> Installing node"), "{lines:?}");
+    assert!(!lines
+        .iter()
+        .any(|l| l.contains("python") || l.contains("ruby-compiled")));
+    assert_eq!(outcome.buildpacks, vec!["heroku/nodejs"]);
+    assert_eq!(outcome.buildpack_description, "Node.js");
+    assert!(
+        has(&lines, "       Procfile declares types -> web"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with("-----> Compressing... done, "),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn no_buildpack_detected_names_the_languages() {
+    let f = Fixture::new();
+    f.builtin("ruby", "Gemfile", "Ruby", "true");
+    f.builtin("nodejs", "package.json", "Node.js", "true");
+    f.builtin("go", "go.mod", "Go", "true");
+    let src = f.app("none", &[("README", "hi")]);
+    let (r, _) = f.build(f.request(src, &[]));
+    let err = r.unwrap_err();
+    assert!(matches!(err, BuildError::NoBuildpackDetected { .. }));
+    let msg = err.to_string();
+    assert!(msg.contains("Ruby, Node.js, Go"), "{msg}");
+}
+
+#[test]
+fn compile_streams_output_and_sees_env_dir_and_persistent_cache() {
+    let f = Fixture::new();
+    let go_file = f.path("cache/demo/go");
+    f.builtin(
+        "nodejs",
+        "package.json",
+        "Node.js",
+        r#"echo "-----> Installing dependencies"
+echo "       warn on stderr" >&2
+echo "       secret=$(cat "$3/SECRET_KEY") files=$(ls "$3" | tr '\n' ,)"
+n=$(cat "$2/count" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$2/count"
+echo "       build number $n"
+echo "       uid=$(id -u) home=$HOME stack=$STACK"
+echo "       nnp=$(grep NoNewPrivs /proc/self/status | tr -d '[:space:]')"
+echo "       env=$(env | cut -d= -f1 | sort | tr '\n' ,)"
+echo waiting-for-go
+for i in $(seq 1 200); do [ -f "$2/go" ] && break; sleep 0.05; done
+[ -f "$2/go" ] && echo "       streamed" || echo "       not streamed""#,
+    );
+    let src = f.app("node", &[("package.json", "{}")]);
+    let mut req = f.request(src, &[]);
+    req.env.insert("SECRET_KEY".into(), "s3cr3t".into());
+    req.env.insert("DATABASE_URL".into(), "postgres://x".into());
+    req.env.insert("SOURCE_VERSION".into(), "abc123".into());
+
+    let mut lines = Vec::new();
+    let outcome = run_build(&f.cfg, req.clone(), &mut |l| {
+        // Only reachable while compile still runs if output is streamed line by line.
+        if l == "waiting-for-go" {
+            fs::write(&go_file, "").unwrap();
+        }
+        lines.push(l.to_string());
+    })
+    .unwrap();
+    assert!(has(&lines, "       streamed"), "{lines:?}");
+    assert!(has(&lines, "-----> Installing dependencies"));
+    assert!(has(&lines, "       warn on stderr"));
+    assert!(
+        has(
+            &lines,
+            "       secret=s3cr3t files=DATABASE_URL,SECRET_KEY,SOURCE_VERSION,"
+        ),
+        "{lines:?}"
+    );
+    assert!(has(&lines, "       build number 1"));
+    let (uid, _) = sandbox_ids();
+    let id_line = lines.iter().find(|l| l.contains("uid=")).unwrap();
+    assert!(
+        id_line.starts_with(&format!("       uid={uid} home=")),
+        "{id_line}"
+    );
+    assert!(id_line.ends_with("/app stack=heroku-24"), "{id_line}");
+    assert!(has(&lines, "       nnp=NoNewPrivs:1"), "{lines:?}");
+    let env_line = lines.iter().find(|l| l.contains("env=")).unwrap();
+    // Minimal environment: config vars are in ENV_DIR, not exported.
+    assert_eq!(
+        env_line.trim(),
+        "env=HOME,LANG,PATH,PWD,SHLVL,SOURCE_VERSION,STACK,TMPDIR,_,"
+    );
+    assert!(outcome.slug.path.exists());
+
+    fs::remove_file(&go_file).unwrap();
+    let src = f.app("node2", &[("package.json", "{}")]);
+    req.source_dir = src;
+    let (r, lines) = f.build(req);
+    r.unwrap();
+    assert!(
+        has(&lines, "       build number 2"),
+        "cache persisted: {lines:?}"
+    );
+}
+
+#[test]
+fn export_of_one_buildpack_reaches_the_next_and_last_release_wins() {
+    let f = Fixture::new();
+    let a = f.path("bp-a");
+    let b = f.path("bp-b");
+    f.buildpack(
+        &a,
+        "echo A",
+        r#"bp=$(cd "$(dirname "$0")/.." && pwd)
+echo 'export FROM_A=hello-from-a' > "$bp/export"
+echo 'export PATH="/opt/a/bin:$PATH"' >> "$bp/export""#,
+        Some("printf -- '---\ndefault_process_types:\n  web: from-a\n  a_only: a\nconfig_vars:\n  A_VAR: \"1\"\naddons:\n  - heroku-redis\n'"),
+    );
+    f.buildpack(
+        &b,
+        "echo B",
+        r#"echo "       FROM_A=$FROM_A path=${PATH%%:*}""#,
+        Some("printf -- '---\ndefault_process_types:\n  web: from-b\nconfig_vars:\n  B_VAR: two\naddons:\n  - heroku-postgresql\n'"),
+    );
+    let src = f.app("multi", &[]);
+    let req = f.request(src, &[a.to_str().unwrap(), b.to_str().unwrap()]);
+    let (r, lines) = f.build(req);
+    let outcome = r.unwrap();
+    assert!(has(&lines, "-----> Using buildpacks:"), "{lines:?}");
+    assert!(has(&lines, "-----> A app detected") && has(&lines, "-----> B app detected"));
+    assert!(
+        has(&lines, "       FROM_A=hello-from-a path=/opt/a/bin"),
+        "{lines:?}"
+    );
+    assert_eq!(outcome.buildpack_description, "B");
+    assert_eq!(
+        outcome.process_types.len(),
+        1,
+        "{:?}",
+        outcome.process_types
+    );
+    assert_eq!(outcome.process_types["web"], "from-b");
+    assert_eq!(outcome.release_config_vars["A_VAR"], "1");
+    assert_eq!(outcome.release_config_vars["B_VAR"], "two");
+    assert_eq!(outcome.addons, vec!["heroku-redis", "heroku-postgresql"]);
+    assert!(
+        has(&lines, "       Default types for buildpack -> web"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn procfile_wins_over_release_defaults() {
+    let f = Fixture::new();
+    let bp = f.path("bp");
+    f.buildpack(
+        &bp,
+        "echo Node.js",
+        "true",
+        Some("cat <<'EOF'\n---\ndefault_process_types:\n  web: npm start\n  console: node\nEOF"),
+    );
+    let src = f.app(
+        "procfile",
+        &[("Procfile", "web: node server.js\nworker: node worker.js\n")],
+    );
+    let (r, lines) = f.build(f.request(src, &[bp.to_str().unwrap()]));
+    let outcome = r.unwrap();
+    assert_eq!(outcome.process_types["web"], "node server.js");
+    assert_eq!(outcome.process_types["worker"], "node worker.js");
+    assert_eq!(outcome.process_types["console"], "node");
+    let i = lines
+        .iter()
+        .position(|l| l == "-----> Discovering process types")
+        .unwrap();
+    assert_eq!(
+        lines[i + 1],
+        "       Procfile declares types -> web, worker"
+    );
+    assert_eq!(
+        lines[i + 2],
+        "       Default types for buildpack -> console, web"
+    );
+
+    // Without a Procfile the defaults are the process types.
+    let src = f.app("noprocfile", &[]);
+    let (r, _) = f.build(f.request(src, &[bp.to_str().unwrap()]));
+    let types = r.unwrap().process_types;
+    assert_eq!(types.keys().collect::<Vec<_>>(), vec!["console", "web"]);
+}
+
+#[test]
+fn garbage_release_yaml_and_bad_procfile_are_clear_errors() {
+    let f = Fixture::new();
+    let bp = f.path("bp");
+    f.buildpack(&bp, "echo X", "true", Some("echo '{{{ not: yaml: ['"));
+    let (r, _) = f.build(f.request(f.app("g", &[]), &[bp.to_str().unwrap()]));
+    let err = r.unwrap_err();
+    assert!(matches!(err, BuildError::ReleaseYaml { .. }), "{err:?}");
+    assert!(err.to_string().contains("invalid YAML"), "{err}");
+
+    let bp2 = f.path("bp2");
+    f.buildpack(&bp2, "echo X", "true", Some("echo '--- {}'"));
+    let src = f.app("p", &[("Procfile", "web: ok\nthis line is wrong\n")]);
+    let (r, _) = f.build(f.request(src, &[bp2.to_str().unwrap()]));
+    let err = r.unwrap_err();
+    assert!(matches!(err, BuildError::Procfile(_)), "{err:?}");
+    assert!(err.to_string().contains("Procfile line 2"), "{err}");
+}
+
+#[test]
+fn failing_compile_names_the_buildpack() {
+    let f = Fixture::new();
+    f.builtin(
+        "php",
+        "index.php",
+        "PHP",
+        "echo ' !     composer failed' >&2; exit 3",
+    );
+    let src = f.app("php", &[("index.php", "<?php")]);
+    let (r, lines) = f.build(f.request(src, &["heroku/php"]));
+    let err = r.unwrap_err();
+    assert!(has(&lines, " !     composer failed"));
+    assert!(has(&lines, "-----> Using buildpack: heroku/php"));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("heroku/php") && msg.contains("exit code 3"),
+        "{msg}"
+    );
+
+    // An explicitly set buildpack that does not detect the app.
+    let src = f.app("php2", &[("README", "")]);
+    let (r, _) = f.build(f.request(src, &["php"]));
+    assert!(matches!(r.unwrap_err(), BuildError::NotCompatible { .. }));
+    let (r, _) = f.build(f.request(f.app("x", &[]), &["heroku/cobol"]));
+    assert!(matches!(r.unwrap_err(), BuildError::UnknownBuildpack(_)));
+}
+
+fn process_gone(pid: i32) -> bool {
+    for _ in 0..100 {
+        match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            // A zombie waiting for init to reap it is dead enough.
+            Ok(s)
+                if s.rsplit(')')
+                    .next()
+                    .map(|r| r.trim_start().starts_with('Z'))
+                    == Some(true) =>
+            {
+                return true
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    false
+}
+
+#[test]
+fn build_over_the_time_limit_is_killed() {
+    let mut f = Fixture::new();
+    f.cfg.time_limit = Duration::from_secs(2);
+    f.builtin(
+        "go",
+        "go.mod",
+        "Go",
+        r#"sleep 600 & echo $! > "$2/bg.pid"; echo started; sleep 600"#,
+    );
+    let src = f.app("go", &[("go.mod", "module x")]);
+    let (r, lines) = f.build(f.request(src, &[]));
+    let err = r.unwrap_err();
+    assert!(has(&lines, "started"));
+    assert_eq!(err.to_string(), "Build timed out after 2 seconds");
+    let pid: i32 = fs::read_to_string(f.path("cache/demo/bg.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        process_gone(pid),
+        "background process {pid} survived the timeout"
+    );
+}
+
+#[test]
+fn slug_has_no_git_and_slugignore_applies_before_compile() {
+    let f = Fixture::new();
+    f.builtin(
+        "ruby",
+        "Gemfile",
+        "Ruby",
+        r#"[ -e "$1/design.psd" ] && echo "psd present" || echo "psd gone"
+mkdir -p "$1/vendor" && echo compiled > "$1/vendor/out.txt""#,
+    );
+    let src = f.app(
+        "ruby",
+        &[
+            ("Gemfile", "source 'x'"),
+            ("design.psd", "big"),
+            (".slugignore", "*.psd\n"),
+            (".git/HEAD", "ref"),
+            ("app.rb", "puts 1"),
+        ],
+    );
+    let (r, lines) = f.build(f.request(src, &[]));
+    let outcome = r.unwrap();
+    assert!(has(&lines, "psd gone"), "{lines:?}");
+    let dest = f.path("unpacked");
+    unpack_slug(&outcome.slug.path, &dest).unwrap();
+    assert_eq!(
+        fs::read_to_string(dest.join("vendor/out.txt")).unwrap(),
+        "compiled\n"
+    );
+    assert!(dest.join("app.rb").exists() && dest.join("Gemfile").exists());
+    assert!(!dest.join(".git").exists());
+    assert!(!dest.join("design.psd").exists());
+    assert_eq!(
+        outcome.slug.path,
+        f.cfg.slugs_dir.join(format!("{}.tgz", outcome.slug.id))
+    );
+    // The scratch dir is gone.
+    assert_eq!(fs::read_dir(&f.cfg.work_root).unwrap().count(), 0);
+}
+
+#[test]
+fn slug_size_limit_is_enforced() {
+    let mut f = Fixture::new();
+    f.cfg.max_slug_bytes = 1_000_000;
+    f.builtin(
+        "go",
+        "go.mod",
+        "Go",
+        r#"head -c 3000000 /dev/urandom > "$1/blob""#,
+    );
+    let (r, _) = f.build(f.request(f.app("big", &[("go.mod", "")]), &[]));
+    let err = r.unwrap_err();
+    assert!(matches!(err, BuildError::SlugTooLarge { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("exceeds the limit of 1 MB"),
+        "{err}"
+    );
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let st = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "git {args:?}");
+}
+
+#[test]
+fn git_url_buildpack_is_cloned() {
+    let f = Fixture::new();
+    let work = f.path("bp-work");
+    f.buildpack(
+        &work,
+        "echo GitPack",
+        "echo '       compiled by the git buildpack'",
+        None,
+    );
+    git(&work, &["init", "-q"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "bp"]);
+    git(&work, &["tag", "v1"]);
+    let bare = f.path("bp.git");
+    git(
+        f.t.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+
+    for spec in [
+        format!("file://{}", bare.display()),
+        format!("file://{}#v1", bare.display()),
+    ] {
+        let (r, lines) = f.build(f.request(f.app("g", &[]), &[&spec]));
+        let outcome = r.unwrap();
+        assert!(
+            has(&lines, "       compiled by the git buildpack"),
+            "{lines:?}"
+        );
+        assert_eq!(outcome.buildpacks, vec![spec.clone()]);
+        assert_eq!(outcome.buildpack_description, "GitPack");
+    }
+    let (r, _) = f.build(f.request(f.app("g", &[]), &["file:///nonexistent/bp.git"]));
+    assert!(matches!(r.unwrap_err(), BuildError::BuildpackFetch { .. }));
+}
+
+#[test]
+fn tarball_url_buildpack_is_downloaded_from_loopback() {
+    let f = Fixture::new();
+    let bp = f.path("tar-src/heroku-buildpack-x-main");
+    f.buildpack(
+        &bp,
+        "echo TarPack",
+        "echo '       compiled by the tarball buildpack'",
+        None,
+    );
+    let tgz = f.path("bp.tgz");
+    crate::pack_source_dir(&f.path("tar-src"), &tgz).unwrap();
+    let body = fs::read(&tgz).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(&body).unwrap();
+    });
+    let spec = format!("http://127.0.0.1:{port}/buildpack.tgz");
+    let (r, lines) = f.build(f.request(f.app("t", &[]), &[&spec]));
+    server.join().unwrap();
+    let outcome = r.unwrap();
+    assert!(
+        has(&lines, "       compiled by the tarball buildpack"),
+        "{lines:?}"
+    );
+    assert_eq!(outcome.buildpack_description, "TarPack");
+}
+
+#[test]
+fn sandbox_user_cannot_touch_the_host() {
+    if sandbox_ids().0 == 0 {
+        return; // needs root to drop to another user
+    }
+    let f = Fixture::new();
+    let secret = f.path("root-only");
+    fs::write(&secret, "root secret").unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    f.builtin(
+        "go",
+        "go.mod",
+        "Go",
+        &format!(
+            r#"cat {0} 2>/dev/null && echo "read secret" || echo "no read"
+echo pwned > {0} 2>/dev/null && echo "wrote secret" || echo "no write"
+ls / >/dev/null && echo "can list""#,
+            secret.display()
+        ),
+    );
+    let (r, lines) = f.build(f.request(f.app("s", &[("go.mod", "")]), &[]));
+    r.unwrap();
+    assert!(
+        has(&lines, "no read") && has(&lines, "no write"),
+        "{lines:?}"
+    );
+    assert_eq!(fs::read_to_string(&secret).unwrap(), "root secret");
+}
+
+#[test]
+fn bad_config_var_names_are_refused() {
+    let f = Fixture::new();
+    let mut req = f.request(f.app("e", &[]), &[]);
+    req.env.insert("../../etc/x".into(), "v".into());
+    let (r, _) = f.build(req);
+    assert!(matches!(r.unwrap_err(), BuildError::BadConfigVar { .. }));
+}
+
+#[test]
+fn release_yaml_parsing() {
+    assert_eq!(parse_release("").unwrap(), Release::default());
+    assert_eq!(parse_release("--- {}\n").unwrap(), Release::default());
+    assert_eq!(parse_release("---\n").unwrap(), Release::default());
+    let r = parse_release(
+        "---\naddons:\n- heroku-postgresql\nconfig_vars:\n  PORT: 5000\n  DEBUG: false\ndefault_process_types:\n  web: heroku-php-apache2\n  empty:\n",
+    )
+    .unwrap();
+    assert_eq!(r.addons, vec!["heroku-postgresql"]);
+    assert_eq!(r.config_vars["PORT"], "5000");
+    assert_eq!(r.config_vars["DEBUG"], "false");
+    assert_eq!(r.default_process_types.len(), 1);
+    assert!(parse_release("just a string").is_err());
+    assert!(parse_release("default_process_types: [1, 2]").is_err());
+    assert!(parse_release("default_process_types:\n  'bad type!': x").is_err());
+}
+
+#[test]
+fn memory_limit_stops_a_greedy_compile() {
+    let mut f = Fixture::new();
+    f.cfg.memory_limit_bytes = 64 << 20;
+    f.builtin(
+        "python",
+        "app.py",
+        "Python",
+        r#"python3 -c 'b = bytearray(512 << 20); b[-1] = 1; print("allocated")'"#,
+    );
+    let (r, lines) = f.build(f.request(f.app("m", &[("app.py", "")]), &[]));
+    assert!(matches!(r.unwrap_err(), BuildError::CompileFailed { .. }));
+    assert!(!has(&lines, "allocated"), "{lines:?}");
+}
+
+/// Runs a real built-in buildpack from the repo against `examples/<lang>`. Needs the
+/// language toolchains (and for some, registry access); run with
+/// `cargo test -p hoist-build -- --ignored real_buildpack`.
+fn real_builtin(lang: &str) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let (bps, example) = (repo.join("buildpacks"), repo.join("examples").join(lang));
+    if !bps.join(lang).join("bin/compile").is_file() || !example.is_dir() {
+        eprintln!("skipping {lang}: buildpack or example missing");
+        return;
+    }
+    let mut f = Fixture::new();
+    f.cfg.time_limit = Duration::from_secs(15 * 60);
+    fs::remove_dir_all(&f.cfg.builtin_dir).unwrap();
+    crate::install_builtin_buildpacks(&bps, &f.cfg.builtin_dir).unwrap();
+    let src = f.path("src");
+    copy_tree(&example, &src, &[]).unwrap();
+    let mut req = f.request(src, &[]);
+    req.app_name = format!("example-{lang}");
+    let (r, lines) = f.build(req);
+    for l in &lines {
+        eprintln!("{l}");
+    }
+    let outcome = r.unwrap();
+    assert!(outcome.process_types.contains_key("web"), "{:?}", outcome.process_types);
+    assert!(outcome.slug.size > 0);
+}
+
+macro_rules! real_buildpack_tests {
+    ($($name:ident => $lang:literal),* $(,)?) => {$(
+        #[test]
+        #[ignore = "runs a real built-in buildpack; slow, needs toolchains"]
+        fn $name() {
+            real_builtin($lang);
+        }
+    )*};
+}
+
+real_buildpack_tests! {
+    real_buildpack_ruby => "ruby",
+    real_buildpack_nodejs => "nodejs",
+    real_buildpack_clojure => "clojure",
+    real_buildpack_python => "python",
+    real_buildpack_java => "java",
+    real_buildpack_gradle => "gradle",
+    real_buildpack_scala => "scala",
+    real_buildpack_php => "php",
+    real_buildpack_go => "go",
+}

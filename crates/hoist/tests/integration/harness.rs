@@ -1,0 +1,216 @@
+//! `TestPlatform`: a real `hoist server` on free loopback ports with its own data
+//! directory. On a failed test it prints the server's log so failures explain themselves.
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use serde_json::Value;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct TestPlatform {
+    pub dir: tempfile::TempDir,
+    pub api_port: u16,
+    pub router_port: u16,
+    pub token: String,
+    child: Option<Child>,
+    client: Client,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+pub fn hoist_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hoist"))
+}
+
+impl TestPlatform {
+    pub fn start() -> TestPlatform {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut p = TestPlatform {
+            dir,
+            api_port: free_port(),
+            router_port: free_port(),
+            token: String::new(),
+            child: None,
+            client: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+        };
+        p.spawn();
+        p.token = std::fs::read_to_string(p.data_dir().join("admin.token"))
+            .expect("admin.token written on first start")
+            .trim()
+            .to_string();
+        p
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// Starts (or restarts) the server process and waits for `/healthz`.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("server log file");
+        let child = Command::new(hoist_bin())
+            .arg("server")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--api-addr")
+            .arg(format!("127.0.0.1:{}", self.api_port))
+            .arg("--router-addr")
+            .arg(format!("127.0.0.1:{}", self.router_port))
+            .env("HOIST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn hoist server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.client.get(self.url("/healthz")).send() {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("hoist server exited with {status}:\n{}", self.server_log());
+            }
+            assert!(Instant::now() < deadline, "server not healthy in 30 s:\n{}", self.server_log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                return s.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn server_log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.log_path()) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api_url())
+    }
+
+    pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> RequestBuilder {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut r = self
+            .client
+            .request(m, self.url(path))
+            .header("Accept", "application/vnd.heroku+json; version=3");
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r
+    }
+
+    /// An authenticated request as the owner; returns status and JSON body.
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self.request(method, path, Some(&self.token));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        parse(r.send().expect("request"))
+    }
+
+    pub fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self.request(method, path, Some(token));
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        parse(r.send().expect("request"))
+    }
+
+    /// Creates a second account through the API; returns its token.
+    pub fn new_user(&self, email: &str) -> String {
+        let (status, body) = self.call(
+            "POST",
+            "/accounts",
+            Some(serde_json::json!({"email": email, "password": "correct horse battery"})),
+        );
+        assert_eq!(status, 201, "{body}");
+        body["api_key"].as_str().expect("api_key").to_string()
+    }
+}
+
+pub fn parse(resp: Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = resp.text().unwrap_or_default();
+    if !text.is_empty() {
+        assert!(ct.starts_with("application/json"), "status {status}: content-type {ct:?} for {text}");
+    }
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+impl Drop for TestPlatform {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- hoist server log ({}) ----\n{}", self.log_path().display(), self.server_log());
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs a command; panics with its output when it fails.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{cmd:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    stdout + &stderr
+}
+
+pub fn exists_on_path(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(bin))
+            .find(|p| Path::new(p).is_file())
+    })
+}

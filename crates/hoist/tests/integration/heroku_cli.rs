@@ -1,0 +1,98 @@
+//! The official Heroku CLI (npm package `heroku`) as a real client of Hoist's API.
+//! CI installs it; set HOIST_SKIP_HEROKU_CLI=1 to skip locally without it.
+
+use crate::harness::{exists_on_path, TestPlatform};
+use std::path::PathBuf;
+use std::process::Command;
+
+fn heroku_bin() -> Option<PathBuf> {
+    if std::env::var_os("HOIST_SKIP_HEROKU_CLI").is_some() {
+        return None;
+    }
+    Some(exists_on_path("heroku").expect(
+        "the Heroku CLI is not installed: `npm install -g heroku@11` (or set HOIST_SKIP_HEROKU_CLI=1)",
+    ))
+}
+
+struct Heroku<'a> {
+    bin: PathBuf,
+    p: &'a TestPlatform,
+    home: tempfile::TempDir,
+}
+
+impl Heroku<'_> {
+    /// Runs `heroku args...`; returns (exit code, stdout + stderr).
+    fn run(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .env("HOME", self.home.path())
+            .env("XDG_CACHE_HOME", self.home.path().join(".cache"))
+            .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
+            .env("XDG_DATA_HOME", self.home.path().join(".local/share"))
+            .env("HEROKU_HOST", self.p.api_url())
+            .env("HEROKU_API_KEY", &self.p.token)
+            .env("HEROKU_PARTICLEBOARD_URL", self.p.api_url())
+            .env("DISABLE_TELEMETRY", "true")
+            .env("HEROKU_UPDATE_INSTRUCTIONS", "disabled")
+            .env("HEROKU_SKIP_NEW_VERSION_CHECK", "true")
+            .env("NO_COLOR", "1")
+            .env("CI", "true")
+            .output()
+            .expect("run heroku");
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out) = self.run(args);
+        assert_eq!(code, 0, "heroku {args:?} failed:\n{out}\nserver log:\n{}", self.p.server_log());
+        out
+    }
+}
+
+#[test]
+fn heroku_cli_manages_apps_config_releases_and_rollback() {
+    let Some(bin) = heroku_bin() else {
+        eprintln!("skipping: HOIST_SKIP_HEROKU_CLI is set");
+        return;
+    };
+    let p = TestPlatform::start();
+    let h = Heroku { bin, p: &p, home: tempfile::tempdir().unwrap() };
+
+    let out = h.ok(&["apps:create", "cli-demo"]);
+    assert!(out.contains("cli-demo"), "{out}");
+    let out = h.ok(&["apps"]);
+    assert!(out.contains("cli-demo"), "{out}");
+    let out = h.ok(&["config:set", "FOO=bar", "BAZ=qu=ux", "-a", "cli-demo"]);
+    assert!(out.contains("done, v2"), "{out}");
+    let out = h.ok(&["config:get", "BAZ", "-a", "cli-demo"]);
+    assert_eq!(out.trim(), "qu=ux");
+    let out = h.ok(&["config:unset", "FOO", "-a", "cli-demo"]);
+    assert!(out.contains("done, v3"), "{out}");
+    let out = h.ok(&["releases", "-a", "cli-demo"]);
+    for expected in ["v3", "Remove FOO config vars", "v2", "Set BAZ, FOO config vars", "v1", "Initial release", "Current: v3"] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let out = h.ok(&["releases:info", "v2", "-a", "cli-demo"]);
+    assert!(out.contains("FOO") && out.contains("bar"), "{out}");
+    let out = h.ok(&["rollback", "v2", "-a", "cli-demo"]);
+    assert!(out.contains("v4"), "{out}");
+    let cfg = p.call("GET", "/apps/cli-demo/config-vars", None).1;
+    assert_eq!(cfg["FOO"], "bar", "rollback restored v2's config");
+    let out = h.ok(&["apps:info", "-a", "cli-demo"]);
+    assert!(out.contains("cli-demo") && out.contains("admin@hoist.local"), "{out}");
+    h.ok(&["domains:add", "www.cli-demo.test", "-a", "cli-demo"]);
+    let out = h.ok(&["domains", "-a", "cli-demo"]);
+    assert!(out.contains("cli-demo.localhost") && out.contains("www.cli-demo.test"), "{out}");
+    p.new_user("pal@example.test");
+    h.ok(&["access:add", "pal@example.test", "-a", "cli-demo"]);
+    let out = h.ok(&["access", "-a", "cli-demo"]);
+    assert!(out.contains("pal@example.test"), "{out}");
+    h.ok(&["maintenance:on", "-a", "cli-demo"]);
+    assert_eq!(p.call("GET", "/apps/cli-demo", None).1["maintenance"], true);
+    let (code, out) = h.run(&["apps:info", "-a", "nope-nope"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("Couldn't find that app"), "{out}");
+    h.ok(&["apps:destroy", "cli-demo", "--confirm", "cli-demo"]);
+    assert_eq!(p.call("GET", "/apps/cli-demo", None).0, 404);
+}

@@ -1,0 +1,232 @@
+//! Hoist's HTTP front door: Host header -> app -> one of its `up` web dynos.
+//!
+//! Invariants:
+//! - The router never blocks on the store: it reads the [`RoutingTable`] the dyno
+//!   manager publishes.
+//! - Bodies are streamed frame by frame in both directions; nothing buffers a whole
+//!   request or response.
+//! - Every request that reached an app ends in exactly one router log line.
+
+mod backend;
+mod codes;
+mod conn;
+mod metrics;
+mod proxy;
+mod table;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hoist_types::LogLine;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+pub use codes::ErrorCode;
+pub use metrics::Metrics;
+pub use table::{normalize_host, AppRoute, Backend, RouteStatus, RoutingTable, Table};
+
+use backend::{Backends, Connector};
+use conn::{ConnState, Watched};
+use proxy::{ConnInfo, Shared};
+
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Apps answer at `<app>.<domain>`.
+    pub domain: String,
+    /// TCP connect to a dyno (H19).
+    pub connect_timeout: Duration,
+    /// From sending the request to the dyno until its response head (H12).
+    pub first_byte_timeout: Duration,
+    /// Rolling idle window on streamed bodies and WebSockets (H15), and how long an
+    /// idle keep-alive client connection is kept.
+    pub idle_timeout: Duration,
+    /// A request head must arrive completely within this time once it started
+    /// (and a new connection must send one within it).
+    pub header_read_timeout: Duration,
+    /// Longest request line and longest header line (414 / 431).
+    pub max_header_bytes: usize,
+    /// Whole request head (431).
+    pub max_head_bytes: usize,
+    /// How long a request waits for an idle or starting app to come up (H20).
+    pub wake_timeout: Duration,
+    /// How long a dyno that refused or timed out a connect is skipped.
+    pub quarantine: Duration,
+    /// Value of `X-Forwarded-Proto` and `protocol=` in log lines.
+    pub forwarded_proto: String,
+    /// After the shutdown signal, how long open connections may finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            domain: "localhost".into(),
+            connect_timeout: Duration::from_secs(5),
+            first_byte_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(55),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 8192,
+            max_head_bytes: 64 * 1024,
+            wake_timeout: Duration::from_secs(75),
+            quarantine: Duration::from_secs(5),
+            forwarded_proto: "http".into(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The router's calls out to the rest of the platform. Called on the request path:
+/// implementations must not block.
+pub trait RouterHooks: Send + Sync + 'static {
+    /// One `heroku[router]` line for the app's log stream.
+    fn log(&self, app_id: &str, line: LogLine);
+    /// Ask the dyno manager to wake an idle app; the router then waits for a publish
+    /// with the app Up (bounded by `wake_timeout` -> H20).
+    fn wake(&self, app_id: &str);
+}
+
+pub struct Router {
+    shared: Arc<Shared>,
+}
+
+impl Router {
+    pub fn new(cfg: RouterConfig, table: Arc<RoutingTable>, hooks: Arc<dyn RouterHooks>) -> Self {
+        let client = Client::builder(TokioExecutor::new())
+            // Below the 5 s keep-alive of common app servers (Node), so the pool does
+            // not hand out connections the dyno is about to close.
+            .pool_idle_timeout(Duration::from_secs(4))
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(256)
+            .retry_canceled_requests(true)
+            .set_host(false)
+            .build(Connector {
+                timeout: cfg.connect_timeout,
+            });
+        let domain = normalize_host(&cfg.domain).into_owned();
+        Router {
+            shared: Arc::new(Shared {
+                domain,
+                backends: Backends::new(cfg.quarantine),
+                cfg,
+                table,
+                hooks,
+                metrics: Arc::new(Metrics::default()),
+                client,
+            }),
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    /// Accepts connections until `shutdown` resolves, then lets open connections
+    /// finish their current request (bounded by `shutdown_grace`).
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let shared = self.shared.clone();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let pruner = tokio::spawn(prune_backends(shared.clone()));
+
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            // Our watchdog applies the header timeout only while a head is arriving,
+            // and the idle timeout between requests.
+            .header_read_timeout(None)
+            .keep_alive(true)
+            .max_header_size(shared.cfg.max_head_bytes)
+            .max_buf_size(shared.cfg.max_head_bytes.max(64 * 1024));
+
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "router accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+            let state = ConnState::new();
+            let info = Arc::new(ConnInfo {
+                peer,
+                local_port,
+                state: state.clone(),
+            });
+            let io = TokioIo::new(Watched::new(stream, state.clone()));
+            let svc_shared = shared.clone();
+            let svc = service_fn(move |req| {
+                proxy::handle(svc_shared.clone(), info.clone(), req)
+            });
+            let conn = builder.serve_connection(io, svc).with_upgrades();
+            let mut stop_rx = stop_rx.clone();
+            let done_tx = done_tx.clone();
+            let metrics = shared.metrics.clone();
+            let idle = shared.cfg.idle_timeout;
+            let header = shared.cfg.header_read_timeout;
+            tokio::spawn(async move {
+                let _done = done_tx;
+                metrics.connection_opened();
+                tokio::pin!(conn);
+                let mut stopping = false;
+                loop {
+                    tokio::select! {
+                        _ = conn.as_mut() => break,
+                        _ = state.watchdog(idle, header) => break,
+                        _ = stop_rx.changed(), if !stopping => {
+                            stopping = true;
+                            conn.as_mut().graceful_shutdown();
+                        }
+                    }
+                }
+                metrics.connection_closed();
+            });
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        drop(done_tx);
+        let _ = tokio::time::timeout(shared.cfg.shutdown_grace, done_rx.recv()).await;
+        pruner.abort();
+        Ok(())
+    }
+}
+
+/// Keeps per-dyno state only for addresses still published (or still in use).
+async fn prune_backends(shared: Arc<Shared>) {
+    let mut changes = shared.table.subscribe();
+    while changes.changed().await.is_ok() {
+        let table = shared.table.load();
+        let live: HashSet<_> = table
+            .apps
+            .values()
+            .flat_map(|a| a.backends.iter().map(|b| b.addr))
+            .collect();
+        shared.backends.retain(&live);
+    }
+}
+
+/// A [`RouterHooks`] that drops log lines and wake requests (benchmarks, tests).
+pub struct NoHooks;
+
+impl RouterHooks for NoHooks {
+    fn log(&self, _app_id: &str, _line: LogLine) {}
+    fn wake(&self, _app_id: &str) {}
+}

@@ -1,0 +1,268 @@
+//! OCI bundle of one dyno: `config.json` written with `oci-spec`, a per-dyno rootfs dir
+//! that only holds mountpoints, symlinks and the generated passwd/group, and the
+//! overlay upper/work dirs that form the dyno's ephemeral writable `/app`.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    get_default_maskedpaths, get_default_readonly_paths, Capability, LinuxBuilder, LinuxCapabilitiesBuilder,
+    LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use crate::{env, DynoSpec, RuntimeError, DYNO_GID, DYNO_UID};
+
+/// Where the shim binary is mounted inside containers to act as their init.
+pub const INIT_PATH: &str = "/.hoist/init";
+const TMP_SIZE: &str = "size=256m";
+const NOFILE: u64 = 10000;
+
+/// Which cgroup hierarchy the host uses, decided once per runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cgroups {
+    /// v1 (or hybrid); `memsw` tells whether swap accounting exists.
+    V1 { memsw: bool },
+    V2,
+}
+
+impl Cgroups {
+    pub fn detect() -> Cgroups {
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            Cgroups::V2
+        } else {
+            Cgroups::V1 { memsw: Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() }
+        }
+    }
+
+    pub fn path(spec: &DynoSpec) -> String {
+        format!("/hoist/{}/{}", spec.app_name, spec.id)
+    }
+
+    /// The file holding the `oom_kill N` counter of the dyno's memory cgroup.
+    pub fn oom_file(self, spec: &DynoSpec) -> PathBuf {
+        let cg = Self::path(spec);
+        match self {
+            Cgroups::V1 { .. } => PathBuf::from(format!("/sys/fs/cgroup/memory{cg}/memory.oom_control")),
+            Cgroups::V2 => PathBuf::from(format!("/sys/fs/cgroup{cg}/memory.events")),
+        }
+    }
+}
+
+pub struct BundleInput<'a> {
+    pub spec: &'a DynoSpec,
+    pub dyno_dir: &'a Path,
+    pub stack_dirs: &'a [PathBuf],
+    pub shim_exe: &'a Path,
+    pub cgroups: Cgroups,
+}
+
+/// Writes `<dyno_dir>/bundle` and the overlay dirs. Returns the bundle dir.
+pub fn write_bundle(input: &BundleInput<'_>) -> Result<PathBuf, RuntimeError> {
+    let dir = input.dyno_dir;
+    let bundle = dir.join("bundle");
+    let rootfs = bundle.join("rootfs");
+    let io = |what: &str, p: &Path, e| RuntimeError::io(format!("{what} {}", p.display()), e);
+
+    for sub in ["etc", "app", "tmp", "proc", "dev", "sys", ".hoist"] {
+        let p = rootfs.join(sub);
+        fs::create_dir_all(&p).map_err(|e| io("creating", &p, e))?;
+    }
+    fs::set_permissions(&rootfs, fs::Permissions::from_mode(0o755)).map_err(|e| io("chmod", &rootfs, e))?;
+    // runc gives a tmpfs the mode of the dir it is mounted on.
+    let tmp = rootfs.join("tmp");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).map_err(|e| io("chmod", &tmp, e))?;
+    let passwd = format!(
+        "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n\
+         dyno:x:{DYNO_UID}:{DYNO_GID}:dyno:/app:/bin/bash\n\
+         nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    );
+    let group = format!("root:x:0:\ndyno:x:{DYNO_GID}:\nnogroup:x:65534:\n");
+    for (name, text) in [("passwd", passwd), ("group", group)] {
+        let p = rootfs.join("etc").join(name);
+        fs::write(&p, text).map_err(|e| io("writing", &p, e))?;
+    }
+
+    let upper = dir.join("upper");
+    let work = dir.join("work");
+    for p in [&upper, &work] {
+        fs::create_dir_all(p).map_err(|e| io("creating", p, e))?;
+    }
+    // The root of the merged /app takes its owner from the upper dir.
+    std::os::unix::fs::chown(&upper, Some(DYNO_UID), Some(DYNO_GID)).map_err(|e| io("chown", &upper, e))?;
+
+    let mut mounts = base_mounts();
+    let mut seen = HashSet::new();
+    for host in input.stack_dirs {
+        let Ok(meta) = host.symlink_metadata() else { continue };
+        let Some(rel) = host.strip_prefix("/").ok().filter(|r| !r.as_os_str().is_empty()) else { continue };
+        if !seen.insert(rel.to_path_buf()) {
+            continue;
+        }
+        if meta.file_type().is_symlink() {
+            // merged-/usr hosts: /bin -> usr/bin; recreate the link instead of mounting.
+            let target = fs::read_link(host).map_err(|e| io("reading link", host, e))?;
+            let link = rootfs.join(rel);
+            if let Some(parent) = link.parent() {
+                fs::create_dir_all(parent).map_err(|e| io("creating", parent, e))?;
+            }
+            symlink(&target, &link).map_err(|e| io("creating link", &link, e))?;
+        } else if meta.is_dir() {
+            mounts.push(bind_ro(host, host));
+        }
+    }
+    for d in ["/etc/ssl", "/etc/ca-certificates"] {
+        if Path::new(d).is_dir() {
+            mounts.push(bind_ro(Path::new(d), Path::new(d)));
+        }
+    }
+    for f in ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/localtime"] {
+        let p = Path::new(f);
+        match p.symlink_metadata() {
+            Ok(m) if m.file_type().is_symlink() && f == "/etc/localtime" => {
+                // points into /usr/share/zoneinfo, which the container sees.
+                let target = fs::read_link(p).map_err(|e| io("reading link", p, e))?;
+                let link = rootfs.join("etc/localtime");
+                symlink(&target, &link).map_err(|e| io("creating link", &link, e))?;
+            }
+            Ok(_) => {
+                if let Ok(real) = fs::canonicalize(p) {
+                    if real.is_file() {
+                        mounts.push(bind_ro(&real, p));
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    mounts.push(mount(
+        "/app",
+        "overlay",
+        "overlay",
+        &[
+            &format!("lowerdir={}", input.spec.slug_dir.display()),
+            &format!("upperdir={}", upper.display()),
+            &format!("workdir={}", work.display()),
+        ],
+    ));
+    mounts.push(mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777", TMP_SIZE]));
+    mounts.push(bind_ro(input.shim_exe, Path::new(INIT_PATH)));
+
+    let spec = oci_spec(input, mounts)?;
+    let config = bundle.join("config.json");
+    let json = serde_json::to_vec(&spec).map_err(|e| RuntimeError::io("encoding config.json", e.into()))?;
+    fs::write(&config, json).map_err(|e| io("writing", &config, e))?;
+    Ok(bundle)
+}
+
+fn oci_spec(input: &BundleInput<'_>, mounts: Vec<Mount>) -> Result<Spec, RuntimeError> {
+    let spec = input.spec;
+    let oci = |e: oci_spec::OciSpecError| RuntimeError::InvalidSpec(format!("building OCI spec: {e}"));
+    let shell = env::shell(Path::new("/"));
+    let args = vec![
+        INIT_PATH.to_string(),
+        "dyno-init".to_string(),
+        "--".to_string(),
+        shell.to_string(),
+        "-c".to_string(),
+        env::wrapper_script(&spec.command, "/app"),
+    ];
+    let env: Vec<String> = env::dyno_env(spec, "/app").into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let no_caps: HashSet<Capability> = HashSet::new();
+    let process = ProcessBuilder::default()
+        .terminal(spec.tty)
+        .user(UserBuilder::default().uid(DYNO_UID).gid(DYNO_GID).build().map_err(oci)?)
+        .args(args)
+        .env(env)
+        .cwd("/app")
+        .capabilities(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(no_caps.clone())
+                .effective(no_caps.clone())
+                .inheritable(no_caps.clone())
+                .permitted(no_caps.clone())
+                .ambient(no_caps)
+                .build()
+                .map_err(oci)?,
+        )
+        .rlimits(vec![PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .hard(NOFILE)
+            .soft(NOFILE)
+            .build()
+            .map_err(oci)?])
+        .no_new_privileges(true)
+        .build()
+        .map_err(oci)?;
+
+    let mem = (input.spec.size.memory_mb() * 1024 * 1024) as i64;
+    let mut memory = LinuxMemoryBuilder::default().limit(mem);
+    // swap == limit means "no swap" for runc on both hierarchies; without swap
+    // accounting on v1 runc would refuse the setting.
+    if !matches!(input.cgroups, Cgroups::V1 { memsw: false }) {
+        memory = memory.swap(mem);
+    }
+    let resources = LinuxResourcesBuilder::default()
+        .devices(vec![LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().map_err(oci)?])
+        .memory(memory.build().map_err(oci)?)
+        .cpu(LinuxCpuBuilder::default().shares(spec.size.cpu_shares()).build().map_err(oci)?)
+        .pids(LinuxPidsBuilder::default().limit(spec.size.pids_limit()).build().map_err(oci)?)
+        .build()
+        .map_err(oci)?;
+    let namespaces = [LinuxNamespaceType::Pid, LinuxNamespaceType::Mount, LinuxNamespaceType::Uts, LinuxNamespaceType::Ipc]
+        .into_iter()
+        .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(oci)?;
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(Cgroups::path(spec)))
+        .resources(resources)
+        .masked_paths(get_default_maskedpaths())
+        .readonly_paths(get_default_readonly_paths())
+        .build()
+        .map_err(oci)?;
+    SpecBuilder::default()
+        .version("1.0.2-dev")
+        .root(RootBuilder::default().path("rootfs").readonly(true).build().map_err(oci)?)
+        .hostname(spec.id.clone())
+        .process(process)
+        .mounts(mounts)
+        .linux(linux)
+        .build()
+        .map_err(oci)
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .build()
+        .expect("all mount fields are set") // invariant: the builder has no required fields left unset
+}
+
+fn bind_ro(source: &Path, dest: &Path) -> Mount {
+    MountBuilder::default()
+        .destination(dest)
+        .typ("bind")
+        .source(source)
+        .options(["bind", "ro", "nosuid", "nodev"].map(String::from).to_vec())
+        .build()
+        .expect("all mount fields are set")
+}
+
+fn base_mounts() -> Vec<Mount> {
+    vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]),
+        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
+        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+    ]
+}

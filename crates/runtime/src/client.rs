@@ -1,0 +1,780 @@
+//! Daemon side: the `Runtime` implementations. They prepare a dyno directory, start its
+//! shim, and keep one connection per shim that turns frames into [`DynoEvent`]s.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, watch};
+
+use crate::bundle::{self, BundleInput, Cgroups};
+use crate::proto::{self, Decoded, Decoder};
+use crate::shim::{ExitRecord, Launch, ShimConfig, EXIT, PID, SHIM_PID, SOCKET, SPILL};
+use crate::{
+    dynos_dir, env, valid_name, validate_spec, DynoEvent, DynoSpec, ObservedDyno, OutputStream, Runtime,
+    RuntimeConfig, RuntimeError,
+};
+
+const EVENT_CAPACITY: usize = 1024;
+const SPILL_LIMIT: u64 = 16 * 1024 * 1024;
+const COLLECT_TIMEOUT_SECS: u64 = 600;
+/// Output kept from a dyno that failed to start, for the error message.
+const EARLY_OUTPUT_LIMIT: usize = 16 * 1024;
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Runc { runc: PathBuf, cgroups: Cgroups },
+    Process,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ConnState {
+    pid: Option<u32>,
+    exit: Option<(i32, bool)>,
+    closed: bool,
+    early_output: Vec<u8>,
+}
+
+struct ShimConn {
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    state: watch::Sender<ConnState>,
+}
+
+impl ShimConn {
+    async fn send(&self, kind: u8, payload: &[u8]) -> io::Result<()> {
+        self.writer.lock().await.write_all(&proto::frame(kind, payload)).await
+    }
+}
+
+struct Core {
+    cfg: RuntimeConfig,
+    backend: Backend,
+    dynos: PathBuf,
+    events_tx: Mutex<mpsc::Sender<DynoEvent>>,
+    events_rx: Mutex<Option<mpsc::Receiver<DynoEvent>>>,
+    conns: Mutex<HashMap<String, Arc<ShimConn>>>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    handle: tokio::runtime::Handle,
+}
+
+/// Dynos as runc containers (the default on Linux).
+pub struct RuncRuntime {
+    core: Arc<Core>,
+}
+
+/// Dynos as plain child processes of their shims: no isolation, no limits, the slug
+/// dir is the (shared, unprotected) working directory. For development only.
+pub struct ProcessRuntime {
+    core: Arc<Core>,
+}
+
+impl RuncRuntime {
+    /// Must be called inside a tokio runtime; re-connects to the shims of running dynos.
+    pub fn new(cfg: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let runc = find_in_path("runc").ok_or(RuntimeError::RuncMissing)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.runc_root)
+            .map_err(|e| RuntimeError::io(format!("creating {}", cfg.runc_root.display()), e))?;
+        let backend = Backend::Runc { runc, cgroups: Cgroups::detect() };
+        let core = Core::new(cfg, backend)?;
+        let c = core.clone();
+        core.spawn(async move { c.delete_orphan_containers().await });
+        Ok(RuncRuntime { core })
+    }
+}
+
+impl ProcessRuntime {
+    pub fn new(cfg: RuntimeConfig) -> Result<Self, RuntimeError> {
+        tracing::warn!("process runtime: dynos run without isolation or resource limits; use it for development only");
+        Ok(ProcessRuntime { core: Core::new(cfg, Backend::Process)? })
+    }
+}
+
+impl Drop for RuncRuntime {
+    fn drop(&mut self) {
+        self.core.shutdown();
+    }
+}
+
+impl Drop for ProcessRuntime {
+    fn drop(&mut self) {
+        self.core.shutdown();
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+impl Core {
+    fn new(cfg: RuntimeConfig, backend: Backend) -> Result<Arc<Core>, RuntimeError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| RuntimeError::NoTokioRuntime)?;
+        let dynos = dynos_dir(&cfg.data_dir);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dynos)
+            .map_err(|e| RuntimeError::io(format!("creating {}", dynos.display()), e))?;
+        let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
+        let core = Arc::new(Core {
+            cfg,
+            backend,
+            dynos,
+            events_tx: Mutex::new(tx),
+            events_rx: Mutex::new(Some(rx)),
+            conns: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+            handle,
+        });
+        core.readopt();
+        Ok(core)
+    }
+
+    fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) {
+        let h = self.handle.spawn(f);
+        let mut tasks = lock(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(h.abort_handle());
+    }
+
+    /// Stops all connection tasks; the shims keep running and spill until the next daemon.
+    fn shutdown(&self) {
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
+        }
+        lock(&self.conns).clear();
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.dynos.join(id)
+    }
+
+    /// After a daemon restart: connect to every live shim; for dynos whose shim already
+    /// gave up waiting, replay the spill file and the recorded exit.
+    fn readopt(self: &Arc<Self>) {
+        let Ok(entries) = fs::read_dir(&self.dynos) else { return };
+        let _guard = self.handle.enter();
+        for entry in entries.flatten() {
+            let Some(id) = entry.file_name().to_str().map(String::from) else { continue };
+            if !valid_name(&id) {
+                continue;
+            }
+            let dir = entry.path();
+            match std::os::unix::net::UnixStream::connect(dir.join(SOCKET)) {
+                Ok(s) => {
+                    let s = s.set_nonblocking(true).and_then(|()| UnixStream::from_std(s));
+                    match s {
+                        Ok(s) => {
+                            self.adopt(&id, s, false);
+                        }
+                        Err(e) => tracing::warn!(dyno = %id, error = %e, "cannot adopt shim connection"),
+                    }
+                }
+                Err(_) => {
+                    if dir.join(EXIT).exists() {
+                        let core = self.clone();
+                        self.spawn(async move { core.replay_dead_shim(id, dir).await });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registers a daemon connection to a shim and starts its reader task.
+    fn adopt(self: &Arc<Self>, id: &str, stream: UnixStream, hello_sent: bool) -> Arc<ShimConn> {
+        let (r, w) = stream.into_split();
+        let conn = Arc::new(ShimConn { writer: tokio::sync::Mutex::new(w), state: watch::channel(ConnState::default()).0 });
+        lock(&self.conns).insert(id.to_string(), conn.clone());
+        let core = self.clone();
+        let id = id.to_string();
+        let c = conn.clone();
+        self.spawn(async move {
+            if !hello_sent && c.send(proto::HELLO, &[proto::ROLE_DAEMON]).await.is_err() {
+                c.state.send_modify(|s| s.closed = true);
+                return;
+            }
+            core.read_shim(id, r, c).await
+        });
+        conn
+    }
+
+    async fn emit(&self, ev: DynoEvent) {
+        let tx = lock(&self.events_tx).clone();
+        // No subscriber: the event is dropped, as there is nobody to tell.
+        let _ = tx.send(ev).await;
+    }
+
+    async fn read_shim(self: Arc<Self>, id: String, mut r: OwnedReadHalf, conn: Arc<ShimConn>) {
+        let mut dec = Decoder::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        // Output of a dyno that has not started yet is held back: if it fails to start,
+        // it becomes the error message of start() instead of log lines.
+        let mut held: Vec<DynoEvent> = Vec::new();
+        let mut started = false;
+        'read: loop {
+            let n = match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            dec.buf.extend_from_slice(&buf[..n]);
+            loop {
+                let (kind, p) = match dec.next() {
+                    Decoded::NeedMore => break,
+                    Decoded::Invalid => break 'read,
+                    Decoded::Frame(k, p) => (k, p),
+                };
+                let ev = match kind {
+                    proto::STATUS if p.len() == 4 => {
+                        let pid = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
+                        if pid != 0 {
+                            conn.state.send_modify(|s| s.pid = Some(pid));
+                            if !started {
+                                started = true;
+                                for ev in held.drain(..) {
+                                    self.emit(ev).await;
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    proto::STDOUT | proto::STDERR => {
+                        if !started {
+                            conn.state.send_modify(|s| {
+                                let room = EARLY_OUTPUT_LIMIT.saturating_sub(s.early_output.len());
+                                s.early_output.extend_from_slice(&p[..p.len().min(room)]);
+                            });
+                        }
+                        let stream = if kind == proto::STDOUT { OutputStream::Stdout } else { OutputStream::Stderr };
+                        DynoEvent::Output { id: id.clone(), stream, data: p }
+                    }
+                    proto::DROPPED if p.len() == 8 => {
+                        let bytes = u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8]));
+                        DynoEvent::OutputDropped { id: id.clone(), bytes }
+                    }
+                    proto::EXITED if p.len() == 5 => {
+                        let status = i32::from_be_bytes([p[0], p[1], p[2], p[3]]);
+                        let oom = p[4] != 0;
+                        if started {
+                            self.emit(DynoEvent::Exited { id: id.clone(), status, oom_killed: oom }).await;
+                        }
+                        conn.state.send_modify(|s| s.exit = Some((status, oom)));
+                        // Recorded: the shim may exit now.
+                        let _ = conn.send(proto::EXIT_ACK, &[]).await;
+                        continue;
+                    }
+                    _ => continue,
+                };
+                if started {
+                    self.emit(ev).await;
+                } else {
+                    held.push(ev);
+                }
+            }
+        }
+        conn.state.send_modify(|s| s.closed = true);
+        let mut conns = lock(&self.conns);
+        if conns.get(&id).is_some_and(|c| Arc::ptr_eq(c, &conn)) {
+            conns.remove(&id);
+        }
+    }
+
+    async fn replay_dead_shim(self: Arc<Self>, id: String, dir: PathBuf) {
+        let Some(exit) = read_exit(&dir) else { return };
+        if !exit.started {
+            return;
+        }
+        if let Ok(bytes) = tokio::fs::read(dir.join(SPILL)).await {
+            let mut dec = Decoder { buf: bytes };
+            while let Decoded::Frame(kind, data) = dec.next() {
+                let stream = match kind {
+                    proto::STDOUT => OutputStream::Stdout,
+                    proto::STDERR => OutputStream::Stderr,
+                    _ => continue,
+                };
+                self.emit(DynoEvent::Output { id: id.clone(), stream, data }).await;
+            }
+        }
+        self.emit(DynoEvent::Exited { id, status: exit.status, oom_killed: exit.oom_killed }).await;
+    }
+
+    async fn runc(&self, args: &[&str]) -> Result<std::process::Output, RuntimeError> {
+        let Backend::Runc { runc, .. } = &self.backend else {
+            return Err(RuntimeError::Runc { command: args.join(" "), stderr: "not the runc backend".into() });
+        };
+        // Short-lived subcommands that leave no process behind, so output() is safe here
+        // (unlike `runc run -d`/`create`).
+        tokio::process::Command::new(runc)
+            .env_remove("HOIST_TIMING")
+            .arg("--root")
+            .arg(&self.cfg.runc_root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| RuntimeError::io(format!("running runc {}", args.join(" ")), e))
+    }
+
+    async fn runc_list(&self) -> Result<HashMap<String, RuncState>, RuntimeError> {
+        let out = self.runc(&["list", "--format", "json"]).await?;
+        if !out.status.success() {
+            return Err(RuntimeError::Runc {
+                command: "list".into(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        // runc prints `null` when there are no containers.
+        let list: Option<Vec<RuncState>> = serde_json::from_slice(&out.stdout)
+            .map_err(|e| RuntimeError::Runc { command: "list".into(), stderr: format!("unexpected output: {e}") })?;
+        Ok(list.unwrap_or_default().into_iter().map(|s| (s.id.clone(), s)).collect())
+    }
+
+    /// Containers in our runc root without a dyno dir are leftovers of an interrupted
+    /// remove; nothing else can own them.
+    async fn delete_orphan_containers(self: Arc<Self>) {
+        let Ok(list) = self.runc_list().await else { return };
+        for id in list.keys() {
+            if valid_name(id) && !self.dir(id).exists() {
+                tracing::warn!(container = %id, "deleting runc container without a dyno directory");
+                let _ = self.runc(&["delete", "--force", id]).await;
+            }
+        }
+    }
+
+    async fn start(self: &Arc<Self>, spec: DynoSpec) -> Result<(), RuntimeError> {
+        validate_spec(&spec)?;
+        let dir = self.dir(&spec.id);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(RuntimeError::AlreadyExists(spec.id)),
+            Err(e) => return Err(RuntimeError::io(format!("creating {}", dir.display()), e)),
+        }
+        let id = spec.id.clone();
+        match self.start_in(spec, &dir).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if let Err(re) = self.remove(&id).await {
+                    tracing::warn!(dyno = %id, error = %re, "cleaning up after a failed start");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_in(self: &Arc<Self>, spec: DynoSpec, dir: &Path) -> Result<(), RuntimeError> {
+        let io = |what: &str, e| RuntimeError::io(format!("{what} in {}", dir.display()), e);
+        let t0 = std::time::Instant::now();
+        let timing = std::env::var_os("HOIST_TIMING").is_some();
+        let spec_json = serde_json::to_vec_pretty(&spec).map_err(|e| io("encoding spec.json", e.into()))?;
+        fs::write(dir.join("spec.json"), spec_json).map_err(|e| io("writing spec.json", e))?;
+        let launch = match &self.backend {
+            Backend::Runc { runc, cgroups } => {
+                let bundle = bundle::write_bundle(&BundleInput {
+                    spec: &spec,
+                    dyno_dir: dir,
+                    stack_dirs: &self.cfg.stack_dirs,
+                    shim_exe: &self.cfg.shim_exe,
+                    cgroups: *cgroups,
+                })?;
+                Launch::Runc {
+                    runc: runc.clone(),
+                    root: self.cfg.runc_root.clone(),
+                    bundle,
+                    oom_file: cgroups.oom_file(&spec),
+                }
+            }
+            Backend::Process => {
+                let app = spec.slug_dir.to_string_lossy().to_string();
+                Launch::Process {
+                    argv: vec![env::shell(Path::new("/")).to_string(), "-c".into(), env::wrapper_script(&spec.command, &app)],
+                    env: env::dyno_env(&spec, &app),
+                    cwd: spec.slug_dir.clone(),
+                }
+            }
+        };
+        let shim_cfg = ShimConfig {
+            id: spec.id.clone(),
+            attach: spec.attach,
+            tty: spec.tty,
+            spill_limit: SPILL_LIMIT,
+            collect_timeout_secs: COLLECT_TIMEOUT_SECS,
+            launch,
+        };
+        let shim_json = serde_json::to_vec(&shim_cfg).map_err(|e| io("encoding shim.json", e.into()))?;
+        fs::write(dir.join("shim.json"), shim_json).map_err(|e| io("writing shim.json", e))?;
+
+        // The shim is our child until this daemon goes away (then init adopts it); it
+        // calls setsid itself and says "ok" on stdout once its socket is bound.
+        if timing { eprintln!("prepared {:?}", t0.elapsed()); }
+        let log = fs::File::create(dir.join("shim.log")).map_err(|e| io("creating shim.log", e))?;
+        let mut child = tokio::process::Command::new(&self.cfg.shim_exe)
+            .arg("shim")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| RuntimeError::io(format!("starting shim {}", self.cfg.shim_exe.display()), e))?;
+        let mut ready = [0u8; 3];
+        let ok = match child.stdout.take() {
+            Some(mut out) => out.read_exact(&mut ready).await.is_ok() && &ready == b"ok\n",
+            None => false,
+        };
+        // The only reaper of this shim process while we live.
+        self.spawn(async move {
+            let _ = child.wait().await;
+        });
+        if !ok {
+            let log = fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+            return Err(RuntimeError::StartFailed { id: spec.id, message: format!("shim failed: {}", log.trim()) });
+        }
+        if timing { eprintln!("shim forked {:?}", t0.elapsed()); }
+        let stream = UnixStream::connect(dir.join(SOCKET)).await.map_err(|e| io("connecting to shim.sock", e))?;
+        let conn = self.adopt(&spec.id, stream, false);
+        let mut rx = conn.state.subscribe();
+        let waited = tokio::time::timeout(START_TIMEOUT, rx.wait_for(|s| s.pid.is_some() || s.exit.is_some() || s.closed)).await;
+        let state = conn.state.borrow().clone();
+        if timing { eprintln!("started {:?}", t0.elapsed()); eprintln!("{}", fs::read_to_string(dir.join("shim.log")).unwrap_or_default()); }
+        if state.pid.is_some() {
+            return Ok(());
+        }
+        let mut message = String::from_utf8_lossy(&state.early_output).trim().to_string();
+        if waited.is_err() {
+            message = format!("not started after {}s. {message}", START_TIMEOUT.as_secs());
+        }
+        if message.is_empty() {
+            message = fs::read_to_string(dir.join("shim.log")).unwrap_or_default().trim().to_string();
+        }
+        Err(RuntimeError::StartFailed { id: spec.id, message })
+    }
+
+    async fn signal(&self, id: &str, signal: i32) -> Result<(), RuntimeError> {
+        let dir = self.checked_dir(id)?;
+        if dir.join(EXIT).exists() {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Runc { .. } => {
+                let sig = signal.to_string();
+                let out = self.runc(&["kill", "--all", id, &sig]).await?;
+                if out.status.success() || dir.join(EXIT).exists() {
+                    return Ok(());
+                }
+                let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                if stderr.contains("not running") || stderr.contains("does not exist") {
+                    return Ok(());
+                }
+                Err(RuntimeError::Runc { command: format!("kill --all {id} {sig}"), stderr })
+            }
+            Backend::Process => {
+                let conn = self.conn(id).await?;
+                conn.send(proto::SIGNAL, &signal.to_be_bytes())
+                    .await
+                    .map_err(|_| RuntimeError::ShimUnreachable(id.to_string()))
+            }
+        }
+    }
+
+    fn checked_dir(&self, id: &str) -> Result<PathBuf, RuntimeError> {
+        let dir = self.dir(id);
+        if !valid_name(id) || !dir.join("spec.json").exists() {
+            return Err(RuntimeError::NotFound(id.to_string()));
+        }
+        Ok(dir)
+    }
+
+    /// The daemon connection to a dyno's shim, connecting if there is none.
+    async fn conn(self: &Self, id: &str) -> Result<Arc<ShimConn>, RuntimeError> {
+        if let Some(c) = lock(&self.conns).get(id).cloned() {
+            return Ok(c);
+        }
+        Err(RuntimeError::ShimUnreachable(id.to_string()))
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        if !valid_name(id) {
+            return Err(RuntimeError::NotFound(id.to_string()));
+        }
+        let dir = self.dir(id);
+        let conn = lock(&self.conns).get(id).cloned();
+        match &self.backend {
+            Backend::Runc { .. } => {
+                let _ = self.runc(&["kill", "--all", id, "KILL"]).await;
+            }
+            Backend::Process => {
+                if let Some(c) = &conn {
+                    let _ = c.send(proto::SIGNAL, &libc::SIGKILL.to_be_bytes()).await;
+                }
+            }
+        }
+        // The reader task records the exit and acks it; then the shim exits.
+        if let Some(c) = &conn {
+            let mut rx = c.state.subscribe();
+            let _ = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|s| s.closed)).await;
+        }
+        let shim = shim_pid(&dir);
+        if let Some(pid) = shim {
+            for _ in 0..50 {
+                if !shim_alive(pid, &dir) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if shim_alive(pid, &dir) {
+                // SAFETY: plain syscall; the pid was just verified to be this dyno's shim.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+        if let Backend::Runc { .. } = &self.backend {
+            let out = self.runc(&["delete", "--force", id]).await?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() && !stderr.contains("does not exist") {
+                return Err(RuntimeError::Runc { command: format!("delete --force {id}"), stderr: stderr.trim().into() });
+            }
+        }
+        lock(&self.conns).remove(id);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RuntimeError::io(format!("removing {}", dir.display()), e)),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<ObservedDyno>, RuntimeError> {
+        let runc = match &self.backend {
+            Backend::Runc { .. } => Some(self.runc_list().await?),
+            Backend::Process => None,
+        };
+        let mut out = Vec::new();
+        let entries = fs::read_dir(&self.dynos).map_err(|e| RuntimeError::io(format!("reading {}", self.dynos.display()), e))?;
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let spec_path = dir.join("spec.json");
+            let Ok(bytes) = fs::read(&spec_path) else { continue };
+            let Ok(spec) = serde_json::from_slice::<DynoSpec>(&bytes) else {
+                tracing::warn!(path = %spec_path.display(), "unreadable dyno spec");
+                continue;
+            };
+            let started_at = fs::metadata(&spec_path)
+                .and_then(|m| m.modified())
+                .map(chrono::DateTime::<chrono::Utc>::from)
+                .unwrap_or_else(|_| chrono::Utc::now());
+            let exit = read_exit(&dir);
+            let shim_up = shim_pid(&dir).is_some_and(|p| shim_alive(p, &dir));
+            let container = runc.as_ref().and_then(|l| l.get(&spec.id));
+            let running = exit.is_none()
+                && match container {
+                    Some(c) => matches!(c.status.as_str(), "running" | "created" | "paused" | "pausing"),
+                    // runc mode: not (yet) in runc's list while starting
+                    None => shim_up,
+                };
+            let pid = container
+                .map(|c| c.pid)
+                .filter(|p| *p > 0)
+                .or_else(|| fs::read_to_string(dir.join(PID)).ok().and_then(|s| s.trim().parse().ok()));
+            out.push(ObservedDyno {
+                running,
+                exit_status: exit.as_ref().map(|e| e.status),
+                oom_killed: exit.as_ref().is_some_and(|e| e.oom_killed),
+                started_at,
+                pid: if running { pid } else { None },
+                spec,
+            });
+        }
+        out.sort_by(|a, b| a.spec.id.cmp(&b.spec.id));
+        Ok(out)
+    }
+
+    fn subscribe(&self) -> mpsc::Receiver<DynoEvent> {
+        if let Some(rx) = lock(&self.events_rx).take() {
+            return rx;
+        }
+        let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
+        *lock(&self.events_tx) = tx;
+        rx
+    }
+
+    async fn attach(&self, id: &str) -> Result<Attached, RuntimeError> {
+        let dir = self.checked_dir(id)?;
+        let spec: DynoSpec = fs::read(dir.join("spec.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        if !spec.attach {
+            return Err(RuntimeError::NotAttachable(id.to_string()));
+        }
+        let stream = UnixStream::connect(dir.join(SOCKET)).await.map_err(|_| RuntimeError::ShimUnreachable(id.to_string()))?;
+        let (r, mut w) = stream.into_split();
+        w.write_all(&proto::frame(proto::HELLO, &[proto::ROLE_ATTACH]))
+            .await
+            .map_err(|_| RuntimeError::ShimUnreachable(id.to_string()))?;
+        Ok(Attached {
+            input: AttachInput { w, tty: spec.tty },
+            output: AttachOutput { r, dec: Decoder::new(), buf: vec![0u8; 64 * 1024] },
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these short locks leaves consistent data behind.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug, Deserialize)]
+struct RuncState {
+    id: String,
+    pid: u32,
+    status: String,
+}
+
+fn read_exit(dir: &Path) -> Option<ExitRecord> {
+    fs::read(dir.join(EXIT)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+fn shim_pid(dir: &Path) -> Option<u32> {
+    fs::read_to_string(dir.join(SHIM_PID)).ok()?.trim().parse().ok()
+}
+
+/// The pid is alive and still this dyno's shim (its cmdline names the dyno dir).
+fn shim_alive(pid: u32, dir: &Path) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let dir = dir.as_os_str().as_encoded_bytes();
+    let is_ours = cmdline.split(|b| *b == 0).any(|arg| arg == dir);
+    // A zombie has an empty cmdline; treat it as dead.
+    is_ours
+}
+
+/// Stdio of an attached one-off dyno.
+pub struct Attached {
+    pub input: AttachInput,
+    pub output: AttachOutput,
+}
+
+impl Attached {
+    pub fn split(self) -> (AttachInput, AttachOutput) {
+        (self.input, self.output)
+    }
+}
+
+pub struct AttachInput {
+    w: OwnedWriteHalf,
+    tty: bool,
+}
+
+impl AttachInput {
+    pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        for chunk in data.chunks(proto::MAX_PAYLOAD) {
+            self.w.write_all(&proto::frame(proto::STDIN, chunk)).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the dyno's stdin (no-op with a tty, where EOF is the ^D byte).
+    pub async fn close_stdin(&mut self) -> io::Result<()> {
+        self.w.write_all(&proto::frame(proto::STDIN_EOF, &[])).await
+    }
+
+    /// Sets the terminal size (tty dynos only; ignored otherwise).
+    pub async fn resize(&mut self, cols: u16, rows: u16) -> io::Result<()> {
+        if !self.tty {
+            return Ok(());
+        }
+        let mut p = [0u8; 4];
+        p[..2].copy_from_slice(&cols.to_be_bytes());
+        p[2..].copy_from_slice(&rows.to_be_bytes());
+        self.w.write_all(&proto::frame(proto::RESIZE, &p)).await
+    }
+
+    pub fn is_tty(&self) -> bool {
+        self.tty
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachEvent {
+    /// With a tty everything arrives as `Stdout`.
+    Output { stream: OutputStream, data: Vec<u8> },
+    Dropped { bytes: u64 },
+    Exited { status: i32, oom_killed: bool },
+}
+
+pub struct AttachOutput {
+    r: OwnedReadHalf,
+    dec: Decoder,
+    buf: Vec<u8>,
+}
+
+impl AttachOutput {
+    /// Next piece of output, then `Exited`; `None` when the shim closed the connection
+    /// (e.g. another attach took over).
+    pub async fn next(&mut self) -> Option<AttachEvent> {
+        loop {
+            match self.dec.next() {
+                Decoded::Invalid => return None,
+                Decoded::Frame(kind, p) => match kind {
+                    proto::STDOUT => return Some(AttachEvent::Output { stream: OutputStream::Stdout, data: p }),
+                    proto::STDERR => return Some(AttachEvent::Output { stream: OutputStream::Stderr, data: p }),
+                    proto::DROPPED if p.len() == 8 => {
+                        return Some(AttachEvent::Dropped { bytes: u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8])) })
+                    }
+                    proto::EXITED if p.len() == 5 => {
+                        return Some(AttachEvent::Exited {
+                            status: i32::from_be_bytes([p[0], p[1], p[2], p[3]]),
+                            oom_killed: p[4] != 0,
+                        })
+                    }
+                    _ => continue,
+                },
+                Decoded::NeedMore => {}
+            }
+            match self.r.read(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.dec.buf.extend_from_slice(&self.buf[..n]),
+            }
+        }
+    }
+}
+
+macro_rules! impl_runtime {
+    ($t:ty, $name:literal) => {
+        #[async_trait::async_trait]
+        impl Runtime for $t {
+            fn name(&self) -> &'static str {
+                $name
+            }
+            async fn start(&self, spec: DynoSpec) -> Result<(), RuntimeError> {
+                self.core.start(spec).await
+            }
+            async fn signal(&self, id: &str, signal: i32) -> Result<(), RuntimeError> {
+                self.core.signal(id, signal).await
+            }
+            async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+                self.core.remove(id).await
+            }
+            async fn list(&self) -> Result<Vec<ObservedDyno>, RuntimeError> {
+                self.core.list().await
+            }
+            fn subscribe(&self) -> mpsc::Receiver<DynoEvent> {
+                self.core.subscribe()
+            }
+            async fn attach(&self, id: &str) -> Result<Attached, RuntimeError> {
+                self.core.attach(id).await
+            }
+        }
+    };
+}
+
+impl_runtime!(RuncRuntime, "runc");
+impl_runtime!(ProcessRuntime, "process");
