@@ -5,7 +5,11 @@
 
 mod apps;
 mod auth;
+pub mod buildlog;
+mod builds;
+pub mod deploy;
 mod error;
+pub mod git;
 mod misc;
 mod range;
 mod releases;
@@ -61,12 +65,32 @@ pub trait Platform: Send + Sync + 'static {
     fn app_destroyed(&self, app_id: &str);
     /// An `app[api]` line for the app's log stream.
     fn api_event(&self, app_id: &str, message: &str);
+    /// Runs a release's `release` command in a one-off dyno on that release; output
+    /// goes to `log`; resolves to the exit status.
+    fn run_release_phase(
+        &self,
+        app_id: &str,
+        version: i64,
+        command: &str,
+        log: Arc<buildlog::BuildLog>,
+    ) -> futures::future::BoxFuture<'static, Result<i32, String>> {
+        let _ = (app_id, version, command, log);
+        Box::pin(async { Err("release phase needs the dyno manager, which is not running".to_string()) })
+    }
 }
 
 pub struct ApiState {
     pub store: Arc<Store>,
     pub cfg: ApiConfig,
     pub platform: Arc<dyn Platform>,
+    pub deployer: Arc<deploy::Deployer>,
+    pub data_dir: std::path::PathBuf,
+    /// The `hoist` binary, for git hooks.
+    pub hoist_exe: std::path::PathBuf,
+    /// Loopback URL of this API for the platform's own callers (git hooks).
+    pub internal_url: String,
+    /// Random per server start; only processes the server spawns know it.
+    pub hook_secret: String,
 }
 
 pub type SharedState = Arc<ApiState>;
@@ -80,6 +104,8 @@ pub fn router(state: SharedState) -> Router {
         .merge(apps::routes())
         .merge(releases::routes())
         .merge(misc::routes())
+        .merge(builds::routes())
+        .merge(git::routes())
         .fallback(|| async { ApiError::not_found("resource") })
         .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -208,6 +234,10 @@ pub(crate) fn page_response(range: &RangeSpec, page: Vec<Value>, more: bool) -> 
     Ok(resp)
 }
 
+/// Marks an error response that must stay plain text (git clients read it).
+#[derive(Clone, Copy)]
+pub(crate) struct PlainError;
+
 /// Rejections produced by axum itself (body too large, bad method) are plain text;
 /// clients of a Heroku-style API expect `{"id","message"}` JSON for every error.
 async fn json_errors(resp: Response) -> Response {
@@ -217,7 +247,10 @@ async fn json_errors(resp: Response) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json
+        || resp.extensions().get::<PlainError>().is_some()
+    {
         return resp;
     }
     let id = match status {

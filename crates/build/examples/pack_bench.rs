@@ -31,16 +31,42 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "function", "return", "const", "require", "module", "exports", "class", "def", "end",
-    "import", "from", "self", "this", "value", "if", "else", "for", "while", "true",
-    "false", "null", "undefined", "string", "number", "async", "await", "=>", "{", "}",
+    "function",
+    "return",
+    "const",
+    "require",
+    "module",
+    "exports",
+    "class",
+    "def",
+    "end",
+    "import",
+    "from",
+    "self",
+    "this",
+    "value",
+    "if",
+    "else",
+    "for",
+    "while",
+    "true",
+    "false",
+    "null",
+    "undefined",
+    "string",
+    "number",
+    "async",
+    "await",
+    "=>",
+    "{",
+    "}",
 ];
 
 fn text(rng: &mut Rng, n: usize) -> Vec<u8> {
     let mut s = String::with_capacity(n + 32);
     while s.len() < n {
         s.push_str(WORDS[(rng.next() % WORDS.len() as u64) as usize]);
-        s.push(if rng.next() % 9 == 0 { '\n' } else { ' ' });
+        s.push(if rng.next().is_multiple_of(9) { '\n' } else { ' ' });
     }
     s.truncate(n);
     s.into_bytes()
@@ -53,15 +79,19 @@ fn generate(root: &Path, target_bytes: u64) -> (u64, u64) {
     while total < target_bytes {
         let dir = root.join(format!("node_modules/pkg{}/lib/sub{}", i % 97, i % 7));
         fs::create_dir_all(&dir).unwrap();
+        let jitter = rng.next() as usize;
         let (name, data) = match i % 10 {
             // 50% small source files
-            0..=4 => (format!("f{i}.js"), text(&mut rng, 200 + (rng.next() % 8000) as usize)),
+            0..=4 => (format!("f{i}.js"), text(&mut rng, 200 + jitter % 8000)),
             // 20% tiny files (package.json, READMEs)
-            5 | 6 => (format!("f{i}.json"), text(&mut rng, 40 + (rng.next() % 400) as usize)),
+            5 | 6 => (format!("f{i}.json"), text(&mut rng, 40 + jitter % 400)),
             // 20% medium text
-            7 | 8 => (format!("f{i}.rb"), text(&mut rng, 20_000 + (rng.next() % 100_000) as usize)),
+            7 | 8 => (
+                format!("f{i}.rb"),
+                text(&mut rng, 20_000 + jitter % 100_000),
+            ),
             // 10% incompressible blobs (images, .gz, native binaries)
-            _ => (format!("f{i}.bin"), rng.bytes(50_000 + (rng.next() % 400_000) as usize)),
+            _ => (format!("f{i}.bin"), rng.bytes(50_000 + jitter % 400_000)),
         };
         total += data.len() as u64;
         files += 1;
@@ -92,7 +122,10 @@ fn main() {
         None => {
             let r = scratch.path().join("app");
             let (bytes, files) = generate(&r, mb << 20);
-            println!("generated {files} files, {:.1} MB", bytes as f64 / 1048576.0);
+            println!(
+                "generated {files} files, {:.1} MB",
+                bytes as f64 / 1048576.0
+            );
             r
         }
     };

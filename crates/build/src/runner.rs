@@ -85,7 +85,11 @@ pub fn run_build(
     }
 
     // Config vars are secrets: readable by root and the sandbox group only.
-    let (env_dir_mode, env_file_mode) = if dropping { (0o750, 0o640) } else { (0o755, 0o644) };
+    let (env_dir_mode, env_file_mode) = if dropping {
+        (0o750, 0o640)
+    } else {
+        (0o755, 0o644)
+    };
     fs::create_dir(&env_dir).ctx(|| format!("creating {}", env_dir.display()))?;
     for (k, v) in &req.env {
         let p = env_dir.join(k);

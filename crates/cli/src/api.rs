@@ -39,7 +39,6 @@ pub fn seg(s: &str) -> String {
 }
 
 pub struct Response {
-    pub status: u16,
     pub headers: HeaderMap,
     pub body: Value,
 }
@@ -137,7 +136,6 @@ impl Api {
             })?
         };
         Ok(Response {
-            status,
             headers,
             body,
         })

@@ -22,13 +22,6 @@ impl Style {
         }
     }
 
-    pub fn plain() -> Self {
-        Style {
-            color: false,
-            err_color: false,
-        }
-    }
-
     fn paint(on: bool, code: &str, s: &str) -> String {
         if on {
             format!("\x1b[{code}m{s}\x1b[0m")
@@ -48,14 +41,6 @@ impl Style {
 
     pub fn bold(&self, s: &str) -> String {
         Self::paint(self.color, "1", s)
-    }
-
-    pub fn green(&self, s: &str) -> String {
-        Self::paint(self.color, "32", s)
-    }
-
-    pub fn dim(&self, s: &str) -> String {
-        Self::paint(self.color, "2", s)
     }
 
     /// For text printed to stderr (progress, warnings).

@@ -1,6 +1,7 @@
 //! The `hoist` binary: `hoist server` runs the control plane, `hoist shim` is the
 //! per-dyno supervisor, and every other command is the CLI client.
 
+mod githook;
 mod server;
 
 fn main() {
@@ -8,6 +9,7 @@ fn main() {
     match args.get(1).map(String::as_str) {
         // The shim must start before any thread or async runtime exists: it forks.
         Some("shim") => std::process::exit(server::shim_main(&args[2..])),
+        Some("git-hook") => std::process::exit(githook::main(&args[2..])),
         Some("server") => {
             if let Err(e) = server::main(&args[1..]) {
                 eprintln!("hoist server: {e:#}");

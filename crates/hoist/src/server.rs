@@ -6,7 +6,7 @@ use clap::Parser;
 use hoist_api::{ApiConfig, ApiState, Platform};
 use hoist_store::Store;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tracing::info;
@@ -111,9 +111,15 @@ async fn run(args: ServerArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
-    let store = Arc::new(
-        Store::open(&args.data_dir.join("state.db")).context("opening the state store")?,
-    );
+    // Traversable but not listable: sandboxed builds must reach the buildpacks, nothing
+    // else; the store and tokens are private to the daemon.
+    std::fs::set_permissions(&args.data_dir, std::fs::Permissions::from_mode(0o711))?;
+    let db_path = args.data_dir.join("state.db");
+    let store = Arc::new(Store::open(&db_path).context("opening the state store")?);
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::set_permissions(args.data_dir.join(f), std::fs::Permissions::from_mode(0o600));
+    }
+    install_buildpacks(&args.data_dir).context("installing the built-in buildpacks")?;
     bootstrap_owner(&store, &args.data_dir, &args.admin_email)?;
 
     let api_listener = tokio::net::TcpListener::bind(args.api_addr)
@@ -126,7 +132,22 @@ async fn run(args: ServerArgs) -> Result<()> {
     let router_addr = router_listener.local_addr()?;
     let api_url = args.api_url.clone().unwrap_or_else(|| format!("http://{api_addr}"));
 
+    let platform: Arc<dyn Platform> = Arc::new(ServerPlatform {});
+    let deployer = hoist_api::deploy::Deployer::new(
+        store.clone(),
+        hoist_api::deploy::DeployConfig {
+            data_dir: args.data_dir.clone(),
+            build: hoist_build::BuildConfig::with_defaults(&args.data_dir),
+            stack: "heroku-24".into(),
+        },
+        platform.clone(),
+    );
     let state = Arc::new(ApiState {
+        deployer,
+        data_dir: args.data_dir.clone(),
+        hoist_exe: std::env::current_exe().context("locating the hoist binary")?,
+        internal_url: format!("http://{api_addr}"),
+        hook_secret: hoist_store::new_token(),
         store: store.clone(),
         cfg: ApiConfig {
             domain: args.domain.clone(),
@@ -134,7 +155,7 @@ async fn run(args: ServerArgs) -> Result<()> {
             router_port: router_addr.port(),
             stack: "heroku-24".into(),
         },
-        platform: Arc::new(ServerPlatform {}),
+        platform,
     });
     let app = hoist_api::router(state);
 
@@ -166,4 +187,25 @@ async fn wait_for_signal() {
         _ = term.recv() => info!("SIGTERM received, shutting down"),
         _ = int.recv() => info!("SIGINT received, shutting down"),
     }
+}
+
+/// The built-in buildpacks, packed by build.rs.
+static BUILDPACKS_TAR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/buildpacks.tar"));
+
+/// Unpacks the built-in buildpacks into `<data>/buildpacks` (replacing older copies),
+/// readable by the unprivileged build user.
+fn install_buildpacks(data_dir: &Path) -> Result<()> {
+    let dest = data_dir.join("buildpacks");
+    let tmp = data_dir.join(format!("buildpacks.new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    tar::Archive::new(BUILDPACKS_TAR).unpack(&tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))?;
+    let old = data_dir.join(format!("buildpacks.old-{}", std::process::id()));
+    if dest.exists() {
+        std::fs::rename(&dest, &old)?;
+    }
+    std::fs::rename(&tmp, &dest)?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
 }

@@ -292,9 +292,6 @@ async fn run_syslog(mut ctx: Ctx, host: String, port: u16, tls: Option<DrainTls>
     loop {
         let mut conn = match connect(&host, port, tls.as_ref()).await {
             Ok(c) => {
-                if !healthy {
-                    tracing::info!(app = %ctx.app, drain = %ctx.id, "syslog drain reconnected");
-                }
                 backoff = Duration::from_millis(100);
                 c
             }
@@ -347,6 +344,10 @@ async fn run_syslog(mut ctx: Ctx, host: String, port: u16, tls: Option<DrainTls>
                 break;
             }
             add(&ctx.metrics.drain_delivered, lines);
+            if !healthy {
+                tracing::info!(app = %ctx.app, drain = %ctx.id, "syslog drain delivering again");
+                healthy = true;
+            }
         }
     }
 }

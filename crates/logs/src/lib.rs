@@ -58,7 +58,7 @@ impl Default for LogConfig {
             history_lines: 1500,
             session_ttl: Duration::from_secs(360),
             max_line_bytes: 10_000,
-            tail_buffer: 2048,
+            tail_buffer: 8192,
             drain_buffer: 4096,
         }
     }
@@ -139,20 +139,58 @@ impl std::fmt::Debug for DrainConfig {
 
 /// Display format, without `Display`'s per-call format-string parsing (hot path).
 pub(crate) fn format_line(line: &LogLine, out: &mut String) {
-    use std::fmt::Write;
-    let _ = write!(
-        out,
-        "{} {}[{}]: {}",
-        timestamp(&line.time),
-        line.source.as_str(),
-        line.ps,
-        line.message
-    );
+    let mut ts = [0u8; 32];
+    let n = write_timestamp(&line.time, &mut ts);
+    out.reserve(n + line.ps.len() + line.message.len() + 16);
+    out.push_str(std::str::from_utf8(&ts[..n]).unwrap_or_default());
+    out.push(' ');
+    out.push_str(line.source.as_str());
+    out.push('[');
+    out.push_str(&line.ps);
+    out.push_str("]: ");
+    out.push_str(&line.message);
 }
 
 /// RFC 3339 with microseconds and `+00:00`, as Logplex prints it.
 pub(crate) fn timestamp(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+    let mut buf = [0u8; 32];
+    let n = write_timestamp(t, &mut buf);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+/// `timestamp` without allocating or parsing a format (every line needs one per
+/// consumer). Returns the bytes written: 32 for years 0..=9999.
+pub(crate) fn write_timestamp(t: &chrono::DateTime<chrono::Utc>, buf: &mut [u8; 32]) -> usize {
+    use chrono::{Datelike, Timelike};
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        let s = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+        let n = s.len().min(32);
+        buf[..n].copy_from_slice(&s.as_bytes()[..n]);
+        return n;
+    }
+    fn put(buf: &mut [u8], mut v: u32) {
+        for b in buf.iter_mut().rev() {
+            *b = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    }
+    put(&mut buf[0..4], year as u32);
+    buf[4] = b'-';
+    put(&mut buf[5..7], t.month());
+    buf[7] = b'-';
+    put(&mut buf[8..10], t.day());
+    buf[10] = b'T';
+    put(&mut buf[11..13], t.hour());
+    buf[13] = b':';
+    put(&mut buf[14..16], t.minute());
+    buf[16] = b':';
+    put(&mut buf[17..19], t.second());
+    buf[19] = b'.';
+    // Leap seconds show up as nanosecond values >= 1e9; keep six digits.
+    put(&mut buf[20..26], (t.nanosecond() / 1000) % 1_000_000);
+    buf[26..32].copy_from_slice(b"+00:00");
+    32
 }
 
 /// Cut `s` to at most `max` bytes on a char boundary.
@@ -195,6 +233,23 @@ mod tests {
         let mut s = String::new();
         format_line(&line(LogSource::App, "web.1"), &mut s);
         assert_eq!(s, "2026-11-28T10:00:00.123456+00:00 app[web.1]: hello");
+    }
+
+    #[test]
+    fn fast_timestamp_matches_chrono() {
+        let mut t = Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 59).unwrap();
+        for step in [1, 999, 1_000_001, 86_399_999_999] {
+            t += chrono::Duration::microseconds(step);
+            assert_eq!(
+                timestamp(&t),
+                t.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+            );
+        }
+        let now = Utc::now();
+        assert_eq!(
+            timestamp(&now),
+            now.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+        );
     }
 
     #[test]

@@ -22,9 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::mailbox::Entry;
 use crate::metrics::{inc, Metrics};
 
-/// Lines that may wait for the writer before `push` starts dropping them from disk
-/// (they stay in memory history).
-const BACKLOG: usize = 100_000;
+/// Bytes of lines that may wait for the writer before `push` starts dropping them
+/// from disk (they stay in memory history).
+const BACKLOG_BYTES: usize = 32 * 1024 * 1024;
 /// Open files kept at once; beyond this all are closed and reopened on demand.
 const MAX_OPEN: usize = 128;
 
@@ -67,12 +67,15 @@ impl Persister {
 
     /// Queues a line for disk; false if the writer is too far behind.
     pub fn line(&self, app: Arc<str>, entry: Arc<Entry>) -> bool {
-        if self.backlog.fetch_add(1, Ordering::Relaxed) >= BACKLOG {
-            self.backlog.fetch_sub(1, Ordering::Relaxed);
+        let size = cost(&entry);
+        if self.backlog.fetch_add(size, Ordering::Relaxed) >= BACKLOG_BYTES {
+            self.backlog.fetch_sub(size, Ordering::Relaxed);
             return false;
         }
-        if self.tx.send(Msg::Line(app, entry)).is_err() {
-            self.backlog.fetch_sub(1, Ordering::Relaxed);
+        if let Err(mpsc::error::SendError(Msg::Line(_, entry))) =
+            self.tx.send(Msg::Line(app, entry))
+        {
+            self.backlog.fetch_sub(cost(&entry), Ordering::Relaxed);
         }
         true
     }
@@ -101,6 +104,11 @@ impl Drop for Persister {
     }
 }
 
+/// What a queued line counts against the backlog.
+fn cost(entry: &Entry) -> usize {
+    entry.line.message.len() + entry.line.ps.len() + 64
+}
+
 struct OpenFile {
     out: BufWriter<File>,
     lines: usize,
@@ -118,12 +126,41 @@ struct Writer {
 impl Writer {
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         let mut buf = String::new();
+        let mut batch = Vec::new();
+        let mut per_app: HashMap<Arc<str>, (usize, usize)> = HashMap::new();
         while let Some(msg) = rx.blocking_recv() {
-            self.handle(msg, &mut buf);
-            // Drain what's queued, then flush once: batches writes under load, and
-            // writes each line promptly when idle.
-            while let Ok(msg) = rx.try_recv() {
-                self.handle(msg, &mut buf);
+            // Take what's queued and flush once: batches writes under load, and writes
+            // each line promptly when idle.
+            batch.push(msg);
+            while batch.len() < 65_536 {
+                match rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+            // When far behind, lines followed by `history_lines` newer lines of the same
+            // app in this batch would only be rotated away: skip writing them.
+            per_app.clear();
+            for msg in &batch {
+                if let Msg::Line(app, _) = msg {
+                    per_app.entry(app.clone()).or_default().0 += 1;
+                }
+            }
+            for msg in batch.drain(..) {
+                let skip = match &msg {
+                    Msg::Line(app, _) => per_app.get_mut(app).is_some_and(|(total, seen)| {
+                        *seen += 1;
+                        *total - (*seen - 1) > self.history_lines
+                    }),
+                    _ => false,
+                };
+                if skip {
+                    if let Msg::Line(_, entry) = &msg {
+                        self.backlog.fetch_sub(cost(entry), Ordering::Relaxed);
+                    }
+                } else {
+                    self.handle(msg, &mut buf);
+                }
             }
             self.flush_dirty(false);
         }
@@ -133,7 +170,7 @@ impl Writer {
     fn handle(&mut self, msg: Msg, buf: &mut String) {
         match msg {
             Msg::Line(app, entry) => {
-                self.backlog.fetch_sub(1, Ordering::Relaxed);
+                self.backlog.fetch_sub(cost(&entry), Ordering::Relaxed);
                 buf.clear();
                 encode(&entry.line, buf);
                 if let Err(e) = self.append(&app, buf.as_bytes()) {
@@ -308,6 +345,13 @@ fn encode(line: &LogLine, out: &mut String) {
 }
 
 fn escape(s: &str, out: &mut String) {
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

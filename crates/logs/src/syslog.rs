@@ -20,20 +20,25 @@ pub(crate) fn pri(line: &LogLine) -> u8 {
 /// use `host` and leave STRUCTURED-DATA out entirely (Logplex's deviation).
 pub(crate) fn frame(out: &mut Vec<u8>, line: &LogLine, host: &str, with_sd: bool) {
     use std::io::Write;
-    let mut msg = Vec::with_capacity(64 + line.message.len());
-    let _ = writeln!(
-        msg,
-        "<{}>1 {} {} {} {} - {}{}",
-        pri(line),
-        crate::timestamp(&line.time),
-        host,
-        line.source.as_str(),
-        nil_if_empty(&line.ps),
-        if with_sd { "- " } else { "" },
-        line.message
-    );
-    let _ = write!(out, "{} ", msg.len());
-    out.extend_from_slice(&msg);
+    let start = out.len();
+    let _ = write!(out, "<{}>1 ", pri(line));
+    let mut ts = [0u8; 32];
+    let n = crate::write_timestamp(&line.time, &mut ts);
+    out.extend_from_slice(&ts[..n]);
+    for field in [host, line.source.as_str(), nil_if_empty(&line.ps), "-"] {
+        out.push(b' ');
+        out.extend_from_slice(field.as_bytes());
+    }
+    out.extend_from_slice(if with_sd { b" - " } else { b" " });
+    out.extend_from_slice(line.message.as_bytes());
+    out.push(b'\n');
+    // Octet counting: the length prefix goes in front of what we just wrote.
+    let len = out.len() - start;
+    let mut prefix = [0u8; 24];
+    let mut cursor = std::io::Cursor::new(&mut prefix[..]);
+    let _ = write!(cursor, "{len} ");
+    let plen = cursor.position() as usize;
+    out.splice(start..start, prefix[..plen].iter().copied());
 }
 
 fn nil_if_empty(s: &str) -> &str {

@@ -597,3 +597,67 @@ async fn metrics_and_forget_app() {
     assert_eq!(metric(&hub, "hoist_logs_drains"), 0);
     assert!(hub.history("app1", &LogFilter::default(), 10).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syslog_tls_drain_verifies_and_delivers() {
+    use std::sync::Arc as StdArc;
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_der = cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        key_pair.serialize_der(),
+    ));
+    let server_cfg = rustls::ServerConfig::builder_with_provider(StdArc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert_der.clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(StdArc::new(server_cfg));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+
+    let dir = tempfile::tempdir().unwrap();
+    let hub = LogHub::open(config(dir.path())).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der).unwrap();
+    hub.set_drain_tls_roots(roots);
+    // 127.0.0.1 as the name would not match the certificate; "localhost" does.
+    hub.set_drains(
+        "app1",
+        vec![drain(
+            "tls",
+            &format!("syslog+tls://user:pw@localhost:{port}"),
+        )],
+    );
+    for i in 0..100 {
+        hub.push("app1", LogLine::app("web.1", format!("secure {i}")));
+    }
+    let (tcp, _) = tokio::time::timeout(PATIENCE, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tls = acceptor.accept(tcp).await.unwrap();
+    let mut buf = Vec::new();
+    let mut frames = Vec::new();
+    while frames.len() < 100 {
+        let mut tmp = vec![0u8; 16 * 1024];
+        let n = tokio::time::timeout(PATIENCE, tls.read(&mut tmp))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        buf.extend_from_slice(&tmp[..n]);
+        let (msgs, used) = hoist_logs::parse_octet_frames(&buf);
+        buf.drain(..used);
+        frames.extend(msgs);
+    }
+    for (i, f) in frames.iter().enumerate() {
+        assert!(
+            f.ends_with(&format!(" d.tls-0000 app web.1 - - secure {i}\n")),
+            "{f}"
+        );
+    }
+}

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use hoist_router::{AppRoute, Backend, NoHooks, RouteStatus, Router, RouterConfig, RoutingTable, Table};
 use tokio::net::TcpListener;
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(18082);
     let backends: Vec<Backend> = args
@@ -35,12 +34,16 @@ async fn main() -> std::io::Result<()> {
         },
     );
     table.publish(t);
-    let router = Router::new(RouterConfig::default(), table, Arc::new(NoHooks));
-    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-    eprintln!("bench_router listening on 127.0.0.1:{port}");
-    router
-        .serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+    // The acceptor needs one thread; the router runs its own worker threads.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let router = Router::new(RouterConfig::default(), table, Arc::new(NoHooks));
+        let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+        eprintln!("bench_router listening on 127.0.0.1:{port}");
+        router
+            .serve(listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+    })
 }

@@ -205,13 +205,29 @@ impl Backends {
         tried: &[SocketAddr],
     ) -> Option<(usize, Arc<BackendState>)> {
         let now = self.now_ms();
-        let mut healthy: Vec<(usize, Arc<BackendState>)> = Vec::with_capacity(backends.len());
-        let mut quarantined = Vec::new();
-        for (i, b) in backends.iter().enumerate() {
-            if tried.contains(&b.addr) {
-                continue;
+        let n = backends.len();
+        let usable = |i: usize| !tried.contains(&backends[i].addr);
+        let mut rng = rand::thread_rng();
+        // Fast path: two distinct random candidates, both healthy and untried.
+        if n >= 2 {
+            let a = rng.gen_range(0..n);
+            let mut b = rng.gen_range(0..n - 1);
+            if b >= a {
+                b += 1;
             }
-            let s = self.state(b.addr);
+            if usable(a) && usable(b) {
+                let sa = self.state(backends[a].addr);
+                let sb = self.state(backends[b].addr);
+                if !self.is_quarantined(&sa, now) && !self.is_quarantined(&sb, now) {
+                    let (la, lb) = (sa.in_flight.load(Relaxed), sb.in_flight.load(Relaxed));
+                    return Some(if lb < la { (b, sb) } else { (a, sa) });
+                }
+            }
+        }
+        let mut healthy: Vec<(usize, Arc<BackendState>)> = Vec::with_capacity(n);
+        let mut quarantined = Vec::new();
+        for i in (0..n).filter(|&i| usable(i)) {
+            let s = self.state(backends[i].addr);
             if self.is_quarantined(&s, now) {
                 quarantined.push((i, s));
             } else {
@@ -224,7 +240,6 @@ impl Backends {
             0 => None,
             1 => pool.pop(),
             n => {
-                let mut rng = rand::thread_rng();
                 let a = rng.gen_range(0..n);
                 let mut b = rng.gen_range(0..n - 1);
                 if b >= a {

@@ -39,8 +39,25 @@ pub(crate) struct Shared {
     pub(crate) table: Arc<RoutingTable>,
     pub(crate) hooks: Arc<dyn RouterHooks>,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) client: Client<Connector, ReqBody>,
     pub(crate) backends: Backends,
+}
+
+/// The pooled client to dynos. One per worker thread, so a request and its backend
+/// connection are driven by the same thread.
+pub(crate) type DynoClient = Client<Connector, ReqBody>;
+
+pub(crate) fn dyno_client(cfg: &RouterConfig) -> DynoClient {
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        // Below the 5 s keep-alive of common app servers (Node), so the pool does
+        // not hand out connections the dyno is about to close.
+        .pool_idle_timeout(Duration::from_secs(4))
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .pool_max_idle_per_host(256)
+        .retry_canceled_requests(true)
+        .set_host(false)
+        .build(Connector {
+            timeout: cfg.connect_timeout,
+        })
 }
 
 /// What the router knows about the client connection a request arrived on.
@@ -48,6 +65,7 @@ pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     pub(crate) local_port: u16,
     pub(crate) state: Arc<ConnState>,
+    pub(crate) client: DynoClient,
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -252,7 +270,8 @@ pub(crate) async fn handle(
 
     let request_id = match req.headers().get(X_REQUEST_ID) {
         Some(v) if valid_request_id(v.as_bytes()) => v.to_str().unwrap_or_default().to_string(),
-        _ => uuid::Uuid::new_v4().to_string(),
+        // A userspace RNG: no getrandom syscall per request.
+        _ => uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string(),
     };
     let mut fwd = String::new();
     for v in req.headers().get_all(X_FORWARDED_FOR) {
@@ -386,6 +405,8 @@ async fn forward(
     };
 
     let mut tried: Vec<SocketAddr> = Vec::new();
+    let max_attempts = MAX_ATTEMPTS.min(route.backends.len());
+    let mut headers = Some(headers);
     loop {
         let Some((index, state)) = shared.backends.pick(&route.backends, &tried) else {
             return ctx.fail(Outcome::error(ErrorCode::H10));
@@ -401,11 +422,16 @@ async fn forward(
         *up.method_mut() = parts.method.clone();
         *up.uri_mut() = uri;
         *up.version_mut() = Version::HTTP_11;
-        *up.headers_mut() = headers.clone();
+        // The last possible attempt takes the headers instead of copying them.
+        *up.headers_mut() = if tried.len() >= max_attempts {
+            headers.take().unwrap_or_default()
+        } else {
+            headers.clone().unwrap_or_default()
+        };
 
         let sent_at = Instant::now();
         let res =
-            tokio::time::timeout(shared.cfg.first_byte_timeout, shared.client.request(up)).await;
+            tokio::time::timeout(shared.cfg.first_byte_timeout, conn.client.request(up)).await;
         let service = sent_at.elapsed();
         let mut resp = match res {
             Err(_) => {
@@ -424,9 +450,7 @@ async fn forward(
                     let body_untouched = slot.as_ref().is_none_or(|s| s.lock().is_some());
                     // A failed connect means the dyno never saw the request, so any
                     // method may go to another dyno as long as we still hold the body.
-                    if body_untouched
-                        && tried.len() < MAX_ATTEMPTS.min(route.backends.len())
-                    {
+                    if body_untouched && tried.len() < max_attempts && headers.is_some() {
                         tracing::debug!(dyno = %backend.dyno, error = %e, "retrying on another dyno");
                         continue;
                     }
@@ -794,7 +818,8 @@ enum Kind {
     Full(Option<Bytes>),
     Proxied {
         inner: Incoming,
-        idle: Pin<Box<Sleep>>,
+        /// Armed only once the dyno makes us wait: most bodies arrive with the head.
+        idle: Option<Pin<Box<Sleep>>>,
         idle_for: Duration,
     },
 }
@@ -812,7 +837,7 @@ impl RespBody {
         RespBody {
             kind: Kind::Proxied {
                 inner,
-                idle: Box::pin(tokio::time::sleep(idle_for)),
+                idle: None,
                 idle_for,
             },
             completion: Some(Box::new(completion)),
@@ -851,8 +876,9 @@ impl Body for RespBody {
                         }
                         c.ended = end;
                     }
-                    let next = tokio::time::Instant::now() + *idle_for;
-                    idle.as_mut().reset(next);
+                    if let Some(idle) = idle.as_mut() {
+                        idle.as_mut().reset(tokio::time::Instant::now() + *idle_for);
+                    }
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -866,6 +892,7 @@ impl Body for RespBody {
                     Poll::Ready(None)
                 }
                 Poll::Pending => {
+                    let idle = idle.get_or_insert_with(|| Box::pin(tokio::time::sleep(*idle_for)));
                     if idle.as_mut().poll(cx).is_ready() {
                         this.fail(ErrorCode::H15);
                         return Poll::Ready(Some(Err("dyno idle too long".into())));

@@ -21,11 +21,22 @@ const COMMAND: &str = "echo ready; sleep 1000";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let iterations: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let iterations: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20);
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/examples/start_bench -> target/<profile>/hoist-shim
-    let shim = exe.parent().and_then(Path::parent).map(|d| d.join("hoist-shim")).expect("target dir");
-    assert!(shim.exists(), "build the shim first: cargo build -p hoist-runtime --bins ({})", shim.display());
+    let shim = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("hoist-shim"))
+        .expect("target dir");
+    assert!(
+        shim.exists(),
+        "build the shim first: cargo build -p hoist-runtime --bins ({})",
+        shim.display()
+    );
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let slug = tmp.path().join("slug");
@@ -62,10 +73,11 @@ async fn main() {
         let dir = tmp.path().join(&id);
         prepare_bare_bundle(&template, &dir);
         let t = Instant::now();
-        let mut child = Command::new("runc")
-            .arg("--root")
+        let mut cmd = Command::new("runc");
+        cmd.arg("--root")
             .arg(&cfg.runc_root)
-            .args(["run", "--bundle"])
+            .args(["run", "--bundle"]);
+        let mut child = cmd
             .arg(dir.join("bundle"))
             .arg(&id)
             .stdin(Stdio::null())
@@ -74,19 +86,40 @@ async fn main() {
             .spawn()
             .expect("runc run");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
         assert_eq!(line.trim(), "ready");
         bare.push(t.elapsed());
-        let _ = Command::new("runc").arg("--root").arg(&cfg.runc_root).args(["kill", "--all", &id, "KILL"]).status();
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&cfg.runc_root)
+            .args(["kill", "--all", &id, "KILL"])
+            .status();
         let _ = child.wait();
-        let _ = Command::new("runc").arg("--root").arg(&cfg.runc_root).args(["delete", "--force", &id]).status();
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&cfg.runc_root)
+            .args(["delete", "--force", &id])
+            .status();
         let _ = std::fs::remove_dir_all(&dir);
     }
     let (om, bm) = (median(&mut ours), median(&mut bare));
     println!("start until first output, {iterations} runs each:");
-    println!("  RuncRuntime::start  median {:7.1} ms  mean {:7.1} ms", ms(om), ms(mean(&ours)));
-    println!("  bare runc run       median {:7.1} ms  mean {:7.1} ms", ms(bm), ms(mean(&bare)));
-    println!("  ratio (median)      {:.3}x", om.as_secs_f64() / bm.as_secs_f64());
+    println!(
+        "  RuncRuntime::start  median {:7.1} ms  mean {:7.1} ms",
+        ms(om),
+        ms(mean(&ours))
+    );
+    println!(
+        "  bare runc run       median {:7.1} ms  mean {:7.1} ms",
+        ms(bm),
+        ms(mean(&bare))
+    );
+    println!(
+        "  ratio (median)      {:.3}x",
+        om.as_secs_f64() / bm.as_secs_f64()
+    );
 
     // Shim memory per running dyno.
     let n = 10;
@@ -105,7 +138,11 @@ async fn main() {
         pss += kb_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:");
         ticks += cpu_ticks(pid);
     }
-    println!("shim memory per running dyno ({n} dynos): RSS {} KiB, PSS {} KiB", rss / n, pss / n);
+    println!(
+        "shim memory per running dyno ({n} dynos): RSS {} KiB, PSS {} KiB",
+        rss / n,
+        pss / n
+    );
     println!("shim CPU per dyno so far: {} clock ticks", ticks / n);
     for i in 0..n {
         rt.remove(&format!("bench-mem-{i}")).await.expect("remove");
@@ -135,7 +172,10 @@ fn spec(id: &str, slug: &Path) -> DynoSpec {
 async fn wait_ready(events: &mut tokio::sync::mpsc::Receiver<DynoEvent>, id: &str) {
     let mut seen = String::new();
     loop {
-        let ev = tokio::time::timeout(Duration::from_secs(30), events.recv()).await.expect("timeout").expect("events");
+        let ev = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("timeout")
+            .expect("events");
         if let DynoEvent::Output { id: i, data, .. } = ev {
             if i == id {
                 seen.push_str(&String::from_utf8_lossy(&data));
@@ -157,19 +197,40 @@ fn prepare_bare_bundle(template: &Path, dir: &Path) {
     let cfg = bundle.join("config.json");
     let text = std::fs::read_to_string(&cfg).expect("config");
     let text = text
-        .replace(&upper_of(&text, "upperdir="), &dir.join("upper").to_string_lossy())
-        .replace(&upper_of(&text, "workdir="), &dir.join("work").to_string_lossy())
-        .replace("/hoist/bench/bench-template", &format!("/hoist/bench/{}", dir.file_name().unwrap().to_string_lossy()));
+        .replace(
+            &upper_of(&text, "upperdir="),
+            &dir.join("upper").to_string_lossy(),
+        )
+        .replace(
+            &upper_of(&text, "workdir="),
+            &dir.join("work").to_string_lossy(),
+        )
+        .replace(
+            "/hoist/bench/bench-template",
+            &format!(
+                "/hoist/bench/{}",
+                dir.file_name().unwrap().to_string_lossy()
+            ),
+        );
     std::fs::write(&cfg, text).expect("write config");
 }
 
 fn upper_of(config: &str, key: &str) -> String {
     let start = config.find(key).expect("overlay option") + key.len();
-    config[start..].split('"').next().expect("quoted").to_string()
+    config[start..]
+        .split('"')
+        .next()
+        .expect("quoted")
+        .to_string()
 }
 
 fn copy_tree(from: &Path, to: &Path) {
-    let status = Command::new("cp").arg("-a").arg(from).arg(to).status().expect("cp");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
     assert!(status.success());
 }
 
@@ -189,7 +250,11 @@ fn ms(d: Duration) -> f64 {
 fn kb_field(path: &str, key: &str) -> u64 {
     std::fs::read_to_string(path)
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -198,5 +263,6 @@ fn cpu_ticks(pid: &str) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }

@@ -8,10 +8,11 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    get_default_maskedpaths, get_default_readonly_paths, Capability, LinuxBuilder, LinuxCapabilitiesBuilder,
-    LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    get_default_maskedpaths, get_default_readonly_paths, Capability, LinuxBuilder,
+    LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
+    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder,
 };
 
 use crate::{env, DynoSpec, RuntimeError, DYNO_GID, DYNO_UID};
@@ -25,7 +26,9 @@ const NOFILE: u64 = 10000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cgroups {
     /// v1 (or hybrid); `memsw` tells whether swap accounting exists.
-    V1 { memsw: bool },
+    V1 {
+        memsw: bool,
+    },
     V2,
 }
 
@@ -34,7 +37,9 @@ impl Cgroups {
         if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
             Cgroups::V2
         } else {
-            Cgroups::V1 { memsw: Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() }
+            Cgroups::V1 {
+                memsw: Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists(),
+            }
         }
     }
 
@@ -46,7 +51,9 @@ impl Cgroups {
     pub fn oom_file(self, spec: &DynoSpec) -> PathBuf {
         let cg = Self::path(spec);
         match self {
-            Cgroups::V1 { .. } => PathBuf::from(format!("/sys/fs/cgroup/memory{cg}/memory.oom_control")),
+            Cgroups::V1 { .. } => {
+                PathBuf::from(format!("/sys/fs/cgroup/memory{cg}/memory.oom_control"))
+            }
             Cgroups::V2 => PathBuf::from(format!("/sys/fs/cgroup{cg}/memory.events")),
         }
     }
@@ -71,10 +78,12 @@ pub fn write_bundle(input: &BundleInput<'_>) -> Result<PathBuf, RuntimeError> {
         let p = rootfs.join(sub);
         fs::create_dir_all(&p).map_err(|e| io("creating", &p, e))?;
     }
-    fs::set_permissions(&rootfs, fs::Permissions::from_mode(0o755)).map_err(|e| io("chmod", &rootfs, e))?;
+    fs::set_permissions(&rootfs, fs::Permissions::from_mode(0o755))
+        .map_err(|e| io("chmod", &rootfs, e))?;
     // runc gives a tmpfs the mode of the dir it is mounted on.
     let tmp = rootfs.join("tmp");
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777)).map_err(|e| io("chmod", &tmp, e))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777))
+        .map_err(|e| io("chmod", &tmp, e))?;
     let passwd = format!(
         "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n\
          dyno:x:{DYNO_UID}:{DYNO_GID}:dyno:/app:/bin/bash\n\
@@ -92,13 +101,22 @@ pub fn write_bundle(input: &BundleInput<'_>) -> Result<PathBuf, RuntimeError> {
         fs::create_dir_all(p).map_err(|e| io("creating", p, e))?;
     }
     // The root of the merged /app takes its owner from the upper dir.
-    std::os::unix::fs::chown(&upper, Some(DYNO_UID), Some(DYNO_GID)).map_err(|e| io("chown", &upper, e))?;
+    std::os::unix::fs::chown(&upper, Some(DYNO_UID), Some(DYNO_GID))
+        .map_err(|e| io("chown", &upper, e))?;
 
     let mut mounts = base_mounts();
     let mut seen = HashSet::new();
     for host in input.stack_dirs {
-        let Ok(meta) = host.symlink_metadata() else { continue };
-        let Some(rel) = host.strip_prefix("/").ok().filter(|r| !r.as_os_str().is_empty()) else { continue };
+        let Ok(meta) = host.symlink_metadata() else {
+            continue;
+        };
+        let Some(rel) = host
+            .strip_prefix("/")
+            .ok()
+            .filter(|r| !r.as_os_str().is_empty())
+        else {
+            continue;
+        };
         if !seen.insert(rel.to_path_buf()) {
             continue;
         }
@@ -119,7 +137,12 @@ pub fn write_bundle(input: &BundleInput<'_>) -> Result<PathBuf, RuntimeError> {
             mounts.push(bind_ro(Path::new(d), Path::new(d)));
         }
     }
-    for f in ["/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/localtime"] {
+    for f in [
+        "/etc/resolv.conf",
+        "/etc/hosts",
+        "/etc/nsswitch.conf",
+        "/etc/localtime",
+    ] {
         let p = Path::new(f);
         match p.symlink_metadata() {
             Ok(m) if m.file_type().is_symlink() && f == "/etc/localtime" => {
@@ -148,19 +171,26 @@ pub fn write_bundle(input: &BundleInput<'_>) -> Result<PathBuf, RuntimeError> {
             &format!("workdir={}", work.display()),
         ],
     ));
-    mounts.push(mount("/tmp", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=1777", TMP_SIZE]));
+    mounts.push(mount(
+        "/tmp",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "nodev", "mode=1777", TMP_SIZE],
+    ));
     mounts.push(bind_ro(input.shim_exe, Path::new(INIT_PATH)));
 
     let spec = oci_spec(input, mounts)?;
     let config = bundle.join("config.json");
-    let json = serde_json::to_vec(&spec).map_err(|e| RuntimeError::io("encoding config.json", e.into()))?;
+    let json = serde_json::to_vec(&spec)
+        .map_err(|e| RuntimeError::io("encoding config.json", e.into()))?;
     fs::write(&config, json).map_err(|e| io("writing", &config, e))?;
     Ok(bundle)
 }
 
 fn oci_spec(input: &BundleInput<'_>, mounts: Vec<Mount>) -> Result<Spec, RuntimeError> {
     let spec = input.spec;
-    let oci = |e: oci_spec::OciSpecError| RuntimeError::InvalidSpec(format!("building OCI spec: {e}"));
+    let oci =
+        |e: oci_spec::OciSpecError| RuntimeError::InvalidSpec(format!("building OCI spec: {e}"));
     let shell = env::shell(Path::new("/"));
     let args = vec![
         INIT_PATH.to_string(),
@@ -170,11 +200,20 @@ fn oci_spec(input: &BundleInput<'_>, mounts: Vec<Mount>) -> Result<Spec, Runtime
         "-c".to_string(),
         env::wrapper_script(&spec.command, "/app"),
     ];
-    let env: Vec<String> = env::dyno_env(spec, "/app").into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let env: Vec<String> = env::dyno_env(spec, "/app")
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let no_caps: HashSet<Capability> = HashSet::new();
     let process = ProcessBuilder::default()
         .terminal(spec.tty)
-        .user(UserBuilder::default().uid(DYNO_UID).gid(DYNO_GID).build().map_err(oci)?)
+        .user(
+            UserBuilder::default()
+                .uid(DYNO_UID)
+                .gid(DYNO_GID)
+                .build()
+                .map_err(oci)?,
+        )
         .args(args)
         .env(env)
         .cwd("/app")
@@ -206,17 +245,36 @@ fn oci_spec(input: &BundleInput<'_>, mounts: Vec<Mount>) -> Result<Spec, Runtime
         memory = memory.swap(mem);
     }
     let resources = LinuxResourcesBuilder::default()
-        .devices(vec![LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().map_err(oci)?])
+        .devices(vec![LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .map_err(oci)?])
         .memory(memory.build().map_err(oci)?)
-        .cpu(LinuxCpuBuilder::default().shares(spec.size.cpu_shares()).build().map_err(oci)?)
-        .pids(LinuxPidsBuilder::default().limit(spec.size.pids_limit()).build().map_err(oci)?)
+        .cpu(
+            LinuxCpuBuilder::default()
+                .shares(spec.size.cpu_shares())
+                .build()
+                .map_err(oci)?,
+        )
+        .pids(
+            LinuxPidsBuilder::default()
+                .limit(spec.size.pids_limit())
+                .build()
+                .map_err(oci)?,
+        )
         .build()
         .map_err(oci)?;
-    let namespaces = [LinuxNamespaceType::Pid, LinuxNamespaceType::Mount, LinuxNamespaceType::Uts, LinuxNamespaceType::Ipc]
-        .into_iter()
-        .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(oci)?;
+    let namespaces = [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+    ]
+    .into_iter()
+    .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(oci)?;
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .cgroups_path(PathBuf::from(Cgroups::path(spec)))
@@ -227,7 +285,13 @@ fn oci_spec(input: &BundleInput<'_>, mounts: Vec<Mount>) -> Result<Spec, Runtime
         .map_err(oci)?;
     SpecBuilder::default()
         .version("1.0.2-dev")
-        .root(RootBuilder::default().path("rootfs").readonly(true).build().map_err(oci)?)
+        .root(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(true)
+                .build()
+                .map_err(oci)?,
+        )
         .hostname(spec.id.clone())
         .process(process)
         .mounts(mounts)
@@ -259,10 +323,41 @@ fn bind_ro(source: &Path, dest: &Path) -> Mount {
 fn base_mounts() -> Vec<Mount> {
     vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]),
-        mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]),
-        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
-        mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-        mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+            ],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
     ]
 }

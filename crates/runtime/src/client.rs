@@ -20,8 +20,8 @@ use crate::bundle::{self, BundleInput, Cgroups};
 use crate::proto::{self, Decoded, Decoder};
 use crate::shim::{ExitRecord, Launch, ShimConfig, EXIT, PID, SHIM_PID, SOCKET, SPILL};
 use crate::{
-    dynos_dir, env, valid_name, validate_spec, DynoEvent, DynoSpec, ObservedDyno, OutputStream, Runtime,
-    RuntimeConfig, RuntimeError,
+    dynos_dir, env, valid_name, validate_spec, DynoEvent, DynoSpec, ObservedDyno, OutputStream,
+    Runtime, RuntimeConfig, RuntimeError,
 };
 
 const EVENT_CAPACITY: usize = 1024;
@@ -52,7 +52,11 @@ struct ShimConn {
 
 impl ShimConn {
     async fn send(&self, kind: u8, payload: &[u8]) -> io::Result<()> {
-        self.writer.lock().await.write_all(&proto::frame(kind, payload)).await
+        self.writer
+            .lock()
+            .await
+            .write_all(&proto::frame(kind, payload))
+            .await
     }
 }
 
@@ -87,7 +91,10 @@ impl RuncRuntime {
             .mode(0o700)
             .create(&cfg.runc_root)
             .map_err(|e| RuntimeError::io(format!("creating {}", cfg.runc_root.display()), e))?;
-        let backend = Backend::Runc { runc, cgroups: Cgroups::detect() };
+        let backend = Backend::Runc {
+            runc,
+            cgroups: Cgroups::detect(),
+        };
         let core = Core::new(cfg, backend)?;
         let c = core.clone();
         core.spawn(async move { c.delete_orphan_containers().await });
@@ -98,7 +105,9 @@ impl RuncRuntime {
 impl ProcessRuntime {
     pub fn new(cfg: RuntimeConfig) -> Result<Self, RuntimeError> {
         tracing::warn!("process runtime: dynos run without isolation or resource limits; use it for development only");
-        Ok(ProcessRuntime { core: Core::new(cfg, Backend::Process)? })
+        Ok(ProcessRuntime {
+            core: Core::new(cfg, Backend::Process)?,
+        })
     }
 }
 
@@ -115,13 +124,17 @@ impl Drop for ProcessRuntime {
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 impl Core {
     fn new(cfg: RuntimeConfig, backend: Backend) -> Result<Arc<Core>, RuntimeError> {
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| RuntimeError::NoTokioRuntime)?;
+        let handle =
+            tokio::runtime::Handle::try_current().map_err(|_| RuntimeError::NoTokioRuntime)?;
         let dynos = dynos_dir(&cfg.data_dir);
         fs::DirBuilder::new()
             .recursive(true)
@@ -165,22 +178,30 @@ impl Core {
     /// After a daemon restart: connect to every live shim; for dynos whose shim already
     /// gave up waiting, replay the spill file and the recorded exit.
     fn readopt(self: &Arc<Self>) {
-        let Ok(entries) = fs::read_dir(&self.dynos) else { return };
+        let Ok(entries) = fs::read_dir(&self.dynos) else {
+            return;
+        };
         let _guard = self.handle.enter();
         for entry in entries.flatten() {
-            let Some(id) = entry.file_name().to_str().map(String::from) else { continue };
+            let Some(id) = entry.file_name().to_str().map(String::from) else {
+                continue;
+            };
             if !valid_name(&id) {
                 continue;
             }
             let dir = entry.path();
             match std::os::unix::net::UnixStream::connect(dir.join(SOCKET)) {
                 Ok(s) => {
-                    let s = s.set_nonblocking(true).and_then(|()| UnixStream::from_std(s));
+                    let s = s
+                        .set_nonblocking(true)
+                        .and_then(|()| UnixStream::from_std(s));
                     match s {
                         Ok(s) => {
                             self.adopt(&id, s, false);
                         }
-                        Err(e) => tracing::warn!(dyno = %id, error = %e, "cannot adopt shim connection"),
+                        Err(e) => {
+                            tracing::warn!(dyno = %id, error = %e, "cannot adopt shim connection")
+                        }
                     }
                 }
                 Err(_) => {
@@ -196,7 +217,10 @@ impl Core {
     /// Registers a daemon connection to a shim and starts its reader task.
     fn adopt(self: &Arc<Self>, id: &str, stream: UnixStream, hello_sent: bool) -> Arc<ShimConn> {
         let (r, w) = stream.into_split();
-        let conn = Arc::new(ShimConn { writer: tokio::sync::Mutex::new(w), state: watch::channel(ConnState::default()).0 });
+        let conn = Arc::new(ShimConn {
+            writer: tokio::sync::Mutex::new(w),
+            state: watch::channel(ConnState::default()).0,
+        });
         lock(&self.conns).insert(id.to_string(), conn.clone());
         let core = self.clone();
         let id = id.to_string();
@@ -257,18 +281,34 @@ impl Core {
                                 s.early_output.extend_from_slice(&p[..p.len().min(room)]);
                             });
                         }
-                        let stream = if kind == proto::STDOUT { OutputStream::Stdout } else { OutputStream::Stderr };
-                        DynoEvent::Output { id: id.clone(), stream, data: p }
+                        let stream = if kind == proto::STDOUT {
+                            OutputStream::Stdout
+                        } else {
+                            OutputStream::Stderr
+                        };
+                        DynoEvent::Output {
+                            id: id.clone(),
+                            stream,
+                            data: p,
+                        }
                     }
                     proto::DROPPED if p.len() == 8 => {
                         let bytes = u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8]));
-                        DynoEvent::OutputDropped { id: id.clone(), bytes }
+                        DynoEvent::OutputDropped {
+                            id: id.clone(),
+                            bytes,
+                        }
                     }
                     proto::EXITED if p.len() == 5 => {
                         let status = i32::from_be_bytes([p[0], p[1], p[2], p[3]]);
                         let oom = p[4] != 0;
                         if started {
-                            self.emit(DynoEvent::Exited { id: id.clone(), status, oom_killed: oom }).await;
+                            self.emit(DynoEvent::Exited {
+                                id: id.clone(),
+                                status,
+                                oom_killed: oom,
+                            })
+                            .await;
                         }
                         conn.state.send_modify(|s| s.exit = Some((status, oom)));
                         // Recorded: the shim may exit now.
@@ -304,20 +344,32 @@ impl Core {
                     proto::STDERR => OutputStream::Stderr,
                     _ => continue,
                 };
-                self.emit(DynoEvent::Output { id: id.clone(), stream, data }).await;
+                self.emit(DynoEvent::Output {
+                    id: id.clone(),
+                    stream,
+                    data,
+                })
+                .await;
             }
         }
-        self.emit(DynoEvent::Exited { id, status: exit.status, oom_killed: exit.oom_killed }).await;
+        self.emit(DynoEvent::Exited {
+            id,
+            status: exit.status,
+            oom_killed: exit.oom_killed,
+        })
+        .await;
     }
 
     async fn runc(&self, args: &[&str]) -> Result<std::process::Output, RuntimeError> {
         let Backend::Runc { runc, .. } = &self.backend else {
-            return Err(RuntimeError::Runc { command: args.join(" "), stderr: "not the runc backend".into() });
+            return Err(RuntimeError::Runc {
+                command: args.join(" "),
+                stderr: "not the runc backend".into(),
+            });
         };
         // Short-lived subcommands that leave no process behind, so output() is safe here
         // (unlike `runc run -d`/`create`).
         tokio::process::Command::new(runc)
-            .env_remove("HOIST_TIMING")
             .arg("--root")
             .arg(&self.cfg.runc_root)
             .args(args)
@@ -336,15 +388,24 @@ impl Core {
             });
         }
         // runc prints `null` when there are no containers.
-        let list: Option<Vec<RuncState>> = serde_json::from_slice(&out.stdout)
-            .map_err(|e| RuntimeError::Runc { command: "list".into(), stderr: format!("unexpected output: {e}") })?;
-        Ok(list.unwrap_or_default().into_iter().map(|s| (s.id.clone(), s)).collect())
+        let list: Option<Vec<RuncState>> =
+            serde_json::from_slice(&out.stdout).map_err(|e| RuntimeError::Runc {
+                command: "list".into(),
+                stderr: format!("unexpected output: {e}"),
+            })?;
+        Ok(list
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect())
     }
 
     /// Containers in our runc root without a dyno dir are leftovers of an interrupted
     /// remove; nothing else can own them.
     async fn delete_orphan_containers(self: Arc<Self>) {
-        let Ok(list) = self.runc_list().await else { return };
+        let Ok(list) = self.runc_list().await else {
+            return;
+        };
         for id in list.keys() {
             if valid_name(id) && !self.dir(id).exists() {
                 tracing::warn!(container = %id, "deleting runc container without a dyno directory");
@@ -358,7 +419,9 @@ impl Core {
         let dir = self.dir(&spec.id);
         match fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(RuntimeError::AlreadyExists(spec.id)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(RuntimeError::AlreadyExists(spec.id))
+            }
             Err(e) => return Err(RuntimeError::io(format!("creating {}", dir.display()), e)),
         }
         let id = spec.id.clone();
@@ -375,9 +438,8 @@ impl Core {
 
     async fn start_in(self: &Arc<Self>, spec: DynoSpec, dir: &Path) -> Result<(), RuntimeError> {
         let io = |what: &str, e| RuntimeError::io(format!("{what} in {}", dir.display()), e);
-        let t0 = std::time::Instant::now();
-        let timing = std::env::var_os("HOIST_TIMING").is_some();
-        let spec_json = serde_json::to_vec_pretty(&spec).map_err(|e| io("encoding spec.json", e.into()))?;
+        let spec_json =
+            serde_json::to_vec_pretty(&spec).map_err(|e| io("encoding spec.json", e.into()))?;
         fs::write(dir.join("spec.json"), spec_json).map_err(|e| io("writing spec.json", e))?;
         let launch = match &self.backend {
             Backend::Runc { runc, cgroups } => {
@@ -398,7 +460,11 @@ impl Core {
             Backend::Process => {
                 let app = spec.slug_dir.to_string_lossy().to_string();
                 Launch::Process {
-                    argv: vec![env::shell(Path::new("/")).to_string(), "-c".into(), env::wrapper_script(&spec.command, &app)],
+                    argv: vec![
+                        env::shell(Path::new("/")).to_string(),
+                        "-c".into(),
+                        env::wrapper_script(&spec.command, &app),
+                    ],
                     env: env::dyno_env(&spec, &app),
                     cwd: spec.slug_dir.clone(),
                 }
@@ -412,12 +478,12 @@ impl Core {
             collect_timeout_secs: COLLECT_TIMEOUT_SECS,
             launch,
         };
-        let shim_json = serde_json::to_vec(&shim_cfg).map_err(|e| io("encoding shim.json", e.into()))?;
+        let shim_json =
+            serde_json::to_vec(&shim_cfg).map_err(|e| io("encoding shim.json", e.into()))?;
         fs::write(dir.join("shim.json"), shim_json).map_err(|e| io("writing shim.json", e))?;
 
         // The shim is our child until this daemon goes away (then init adopts it); it
         // calls setsid itself and says "ok" on stdout once its socket is bound.
-        if timing { eprintln!("prepared {:?}", t0.elapsed()); }
         let log = fs::File::create(dir.join("shim.log")).map_err(|e| io("creating shim.log", e))?;
         let mut child = tokio::process::Command::new(&self.cfg.shim_exe)
             .arg("shim")
@@ -426,7 +492,9 @@ impl Core {
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
-            .map_err(|e| RuntimeError::io(format!("starting shim {}", self.cfg.shim_exe.display()), e))?;
+            .map_err(|e| {
+                RuntimeError::io(format!("starting shim {}", self.cfg.shim_exe.display()), e)
+            })?;
         let mut ready = [0u8; 3];
         let ok = match child.stdout.take() {
             Some(mut out) => out.read_exact(&mut ready).await.is_ok() && &ready == b"ok\n",
@@ -438,26 +506,41 @@ impl Core {
         });
         if !ok {
             let log = fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
-            return Err(RuntimeError::StartFailed { id: spec.id, message: format!("shim failed: {}", log.trim()) });
+            return Err(RuntimeError::StartFailed {
+                id: spec.id,
+                message: format!("shim failed: {}", log.trim()),
+            });
         }
-        if timing { eprintln!("shim forked {:?}", t0.elapsed()); }
-        let stream = UnixStream::connect(dir.join(SOCKET)).await.map_err(|e| io("connecting to shim.sock", e))?;
+        let stream = UnixStream::connect(dir.join(SOCKET))
+            .await
+            .map_err(|e| io("connecting to shim.sock", e))?;
         let conn = self.adopt(&spec.id, stream, false);
         let mut rx = conn.state.subscribe();
-        let waited = tokio::time::timeout(START_TIMEOUT, rx.wait_for(|s| s.pid.is_some() || s.exit.is_some() || s.closed)).await;
+        let waited = tokio::time::timeout(
+            START_TIMEOUT,
+            rx.wait_for(|s| s.pid.is_some() || s.exit.is_some() || s.closed),
+        )
+        .await;
         let state = conn.state.borrow().clone();
-        if timing { eprintln!("started {:?}", t0.elapsed()); eprintln!("{}", fs::read_to_string(dir.join("shim.log")).unwrap_or_default()); }
         if state.pid.is_some() {
             return Ok(());
         }
-        let mut message = String::from_utf8_lossy(&state.early_output).trim().to_string();
+        let mut message = String::from_utf8_lossy(&state.early_output)
+            .trim()
+            .to_string();
         if waited.is_err() {
             message = format!("not started after {}s. {message}", START_TIMEOUT.as_secs());
         }
         if message.is_empty() {
-            message = fs::read_to_string(dir.join("shim.log")).unwrap_or_default().trim().to_string();
+            message = fs::read_to_string(dir.join("shim.log"))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
         }
-        Err(RuntimeError::StartFailed { id: spec.id, message })
+        Err(RuntimeError::StartFailed {
+            id: spec.id,
+            message,
+        })
     }
 
     async fn signal(&self, id: &str, signal: i32) -> Result<(), RuntimeError> {
@@ -476,7 +559,10 @@ impl Core {
                 if stderr.contains("not running") || stderr.contains("does not exist") {
                     return Ok(());
                 }
-                Err(RuntimeError::Runc { command: format!("kill --all {id} {sig}"), stderr })
+                Err(RuntimeError::Runc {
+                    command: format!("kill --all {id} {sig}"),
+                    stderr,
+                })
             }
             Backend::Process => {
                 let conn = self.conn(id).await?;
@@ -496,7 +582,7 @@ impl Core {
     }
 
     /// The daemon connection to a dyno's shim, connecting if there is none.
-    async fn conn(self: &Self, id: &str) -> Result<Arc<ShimConn>, RuntimeError> {
+    async fn conn(&self, id: &str) -> Result<Arc<ShimConn>, RuntimeError> {
         if let Some(c) = lock(&self.conns).get(id).cloned() {
             return Ok(c);
         }
@@ -541,7 +627,10 @@ impl Core {
             let out = self.runc(&["delete", "--force", id]).await?;
             let stderr = String::from_utf8_lossy(&out.stderr);
             if !out.status.success() && !stderr.contains("does not exist") {
-                return Err(RuntimeError::Runc { command: format!("delete --force {id}"), stderr: stderr.trim().into() });
+                return Err(RuntimeError::Runc {
+                    command: format!("delete --force {id}"),
+                    stderr: stderr.trim().into(),
+                });
             }
         }
         lock(&self.conns).remove(id);
@@ -558,11 +647,14 @@ impl Core {
             Backend::Process => None,
         };
         let mut out = Vec::new();
-        let entries = fs::read_dir(&self.dynos).map_err(|e| RuntimeError::io(format!("reading {}", self.dynos.display()), e))?;
+        let entries = fs::read_dir(&self.dynos)
+            .map_err(|e| RuntimeError::io(format!("reading {}", self.dynos.display()), e))?;
         for entry in entries.flatten() {
             let dir = entry.path();
             let spec_path = dir.join("spec.json");
-            let Ok(bytes) = fs::read(&spec_path) else { continue };
+            let Ok(bytes) = fs::read(&spec_path) else {
+                continue;
+            };
             let Ok(spec) = serde_json::from_slice::<DynoSpec>(&bytes) else {
                 tracing::warn!(path = %spec_path.display(), "unreadable dyno spec");
                 continue;
@@ -576,14 +668,18 @@ impl Core {
             let container = runc.as_ref().and_then(|l| l.get(&spec.id));
             let running = exit.is_none()
                 && match container {
-                    Some(c) => matches!(c.status.as_str(), "running" | "created" | "paused" | "pausing"),
+                    Some(c) => matches!(
+                        c.status.as_str(),
+                        "running" | "created" | "paused" | "pausing"
+                    ),
                     // runc mode: not (yet) in runc's list while starting
                     None => shim_up,
                 };
-            let pid = container
-                .map(|c| c.pid)
-                .filter(|p| *p > 0)
-                .or_else(|| fs::read_to_string(dir.join(PID)).ok().and_then(|s| s.trim().parse().ok()));
+            let pid = container.map(|c| c.pid).filter(|p| *p > 0).or_else(|| {
+                fs::read_to_string(dir.join(PID))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+            });
             out.push(ObservedDyno {
                 running,
                 exit_status: exit.as_ref().map(|e| e.status),
@@ -615,14 +711,20 @@ impl Core {
         if !spec.attach {
             return Err(RuntimeError::NotAttachable(id.to_string()));
         }
-        let stream = UnixStream::connect(dir.join(SOCKET)).await.map_err(|_| RuntimeError::ShimUnreachable(id.to_string()))?;
+        let stream = UnixStream::connect(dir.join(SOCKET))
+            .await
+            .map_err(|_| RuntimeError::ShimUnreachable(id.to_string()))?;
         let (r, mut w) = stream.into_split();
         w.write_all(&proto::frame(proto::HELLO, &[proto::ROLE_ATTACH]))
             .await
             .map_err(|_| RuntimeError::ShimUnreachable(id.to_string()))?;
         Ok(Attached {
             input: AttachInput { w, tty: spec.tty },
-            output: AttachOutput { r, dec: Decoder::new(), buf: vec![0u8; 64 * 1024] },
+            output: AttachOutput {
+                r,
+                dec: Decoder::new(),
+                buf: vec![0u8; 64 * 1024],
+            },
         })
     }
 }
@@ -640,16 +742,24 @@ struct RuncState {
 }
 
 fn read_exit(dir: &Path) -> Option<ExitRecord> {
-    fs::read(dir.join(EXIT)).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    fs::read(dir.join(EXIT))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
 fn shim_pid(dir: &Path) -> Option<u32> {
-    fs::read_to_string(dir.join(SHIM_PID)).ok()?.trim().parse().ok()
+    fs::read_to_string(dir.join(SHIM_PID))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The pid is alive and still this dyno's shim (its cmdline names the dyno dir).
 fn shim_alive(pid: u32, dir: &Path) -> bool {
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
     let dir = dir.as_os_str().as_encoded_bytes();
     let is_ours = cmdline.split(|b| *b == 0).any(|arg| arg == dir);
     // A zombie has an empty cmdline; treat it as dead.
@@ -705,9 +815,17 @@ impl AttachInput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttachEvent {
     /// With a tty everything arrives as `Stdout`.
-    Output { stream: OutputStream, data: Vec<u8> },
-    Dropped { bytes: u64 },
-    Exited { status: i32, oom_killed: bool },
+    Output {
+        stream: OutputStream,
+        data: Vec<u8>,
+    },
+    Dropped {
+        bytes: u64,
+    },
+    Exited {
+        status: i32,
+        oom_killed: bool,
+    },
 }
 
 pub struct AttachOutput {
@@ -724,10 +842,22 @@ impl AttachOutput {
             match self.dec.next() {
                 Decoded::Invalid => return None,
                 Decoded::Frame(kind, p) => match kind {
-                    proto::STDOUT => return Some(AttachEvent::Output { stream: OutputStream::Stdout, data: p }),
-                    proto::STDERR => return Some(AttachEvent::Output { stream: OutputStream::Stderr, data: p }),
+                    proto::STDOUT => {
+                        return Some(AttachEvent::Output {
+                            stream: OutputStream::Stdout,
+                            data: p,
+                        })
+                    }
+                    proto::STDERR => {
+                        return Some(AttachEvent::Output {
+                            stream: OutputStream::Stderr,
+                            data: p,
+                        })
+                    }
                     proto::DROPPED if p.len() == 8 => {
-                        return Some(AttachEvent::Dropped { bytes: u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8])) })
+                        return Some(AttachEvent::Dropped {
+                            bytes: u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8])),
+                        })
                     }
                     proto::EXITED if p.len() == 5 => {
                         return Some(AttachEvent::Exited {

@@ -9,7 +9,8 @@ use crate::DynoSpec;
 /// for the process backend.
 pub fn dyno_env(spec: &DynoSpec, app_dir: &str) -> BTreeMap<String, String> {
     let mut env = spec.env.clone();
-    env.entry("HOME".into()).or_insert_with(|| app_dir.to_string());
+    env.entry("HOME".into())
+        .or_insert_with(|| app_dir.to_string());
     env.entry("PATH".into()).or_insert_with(|| {
         let app_paths = [
             "bin",
@@ -23,7 +24,8 @@ pub fn dyno_env(spec: &DynoSpec, app_dir: &str) -> BTreeMap<String, String> {
         parts.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(String::from));
         parts.join(":")
     });
-    env.entry("DYNO".into()).or_insert_with(|| spec.name.clone());
+    env.entry("DYNO".into())
+        .or_insert_with(|| spec.name.clone());
     env
 }
 
@@ -53,7 +55,9 @@ pub fn wrapper_script(command: &str, app_dir: &str) -> String {
 }
 
 fn shell_quote(s: &str) -> String {
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b)) {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -62,8 +66,8 @@ fn shell_quote(s: &str) -> String {
 
 fn is_simple_command(command: &str) -> bool {
     const KEYWORDS: [&str; 14] = [
-        "if", "for", "while", "until", "case", "function", "{", "!", "[[", "exec", "time", "select",
-        "coproc", "((",
+        "if", "for", "while", "until", "case", "function", "{", "!", "[[", "exec", "time",
+        "select", "coproc", "((",
     ];
     if command.contains([';', '&', '|', '(', ')', '\n', '`', '<', '>', '#']) {
         return false;
@@ -79,7 +83,8 @@ mod tests {
 
     #[test]
     fn simple_commands_are_execed() {
-        assert!(wrapper_script("bundle exec puma -p $PORT", "/app").ends_with("exec bundle exec puma -p $PORT"));
+        assert!(wrapper_script("bundle exec puma -p $PORT", "/app")
+            .ends_with("exec bundle exec puma -p $PORT"));
         assert!(!wrapper_script("cd x && ./run", "/app").contains("exec cd"));
         assert!(!wrapper_script("FOO=1 node app.js", "/app").contains("exec FOO"));
         assert!(!wrapper_script("exec node", "/app").contains("exec exec"));

@@ -63,13 +63,21 @@ pub enum OutputStream {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DynoEvent {
     /// Raw bytes as read from the dyno's stdout/stderr (not split into lines).
-    Output { id: String, stream: OutputStream, data: Vec<u8> },
+    Output {
+        id: String,
+        stream: OutputStream,
+        data: Vec<u8>,
+    },
     /// The shim had to drop this many bytes of output because its spill file was full
     /// while no daemon was reading (Heroku's `Error L10 (output buffer overflow)`).
     OutputDropped { id: String, bytes: u64 },
     /// The dyno's process ended. `status` is the exit code, or 128+signal.
     /// `oom_killed` is true when the memory cgroup killed a process (log R15).
-    Exited { id: String, status: i32, oom_killed: bool },
+    Exited {
+        id: String,
+        status: i32,
+        oom_killed: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,11 +118,13 @@ impl RuntimeConfig {
 }
 
 pub fn default_stack_dirs() -> Vec<PathBuf> {
-    ["/usr", "/bin", "/lib", "/lib32", "/lib64", "/libx32", "/sbin"]
-        .iter()
-        .map(PathBuf::from)
-        .filter(|p| p.symlink_metadata().is_ok())
-        .collect()
+    [
+        "/usr", "/bin", "/lib", "/lib32", "/lib64", "/libx32", "/sbin",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .filter(|p| p.symlink_metadata().is_ok())
+    .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +135,9 @@ pub enum RuntimeError {
     AlreadyExists(String),
     #[error("invalid dyno spec: {0}")]
     InvalidSpec(String),
-    #[error("runc was not found in PATH; install the Debian package `runc` or use the process runtime")]
+    #[error(
+        "runc was not found in PATH; install the Debian package `runc` or use the process runtime"
+    )]
     RuncMissing,
     #[error("{context}: {source}")]
     Io {
@@ -147,7 +159,10 @@ pub enum RuntimeError {
 
 impl RuntimeError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        RuntimeError::Io { context: context.into(), source }
+        RuntimeError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -176,7 +191,8 @@ pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && !s.starts_with('-')
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 pub(crate) fn validate_spec(spec: &DynoSpec) -> Result<(), RuntimeError> {
@@ -196,11 +212,15 @@ pub(crate) fn validate_spec(spec: &DynoSpec) -> Result<(), RuntimeError> {
         return Err(RuntimeError::InvalidSpec("command is empty".into()));
     }
     if spec.command.contains('\0') {
-        return Err(RuntimeError::InvalidSpec("command contains a NUL byte".into()));
+        return Err(RuntimeError::InvalidSpec(
+            "command contains a NUL byte".into(),
+        ));
     }
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-            return Err(RuntimeError::InvalidSpec(format!("invalid config var name {k:?}")));
+            return Err(RuntimeError::InvalidSpec(format!(
+                "invalid config var name {k:?}"
+            )));
         }
     }
     let slug = spec.slug_dir.to_string_lossy();
@@ -211,7 +231,9 @@ pub(crate) fn validate_spec(spec: &DynoSpec) -> Result<(), RuntimeError> {
         )));
     }
     if !spec.slug_dir.is_dir() {
-        return Err(RuntimeError::InvalidSpec(format!("slug dir {slug:?} is not a directory")));
+        return Err(RuntimeError::InvalidSpec(format!(
+            "slug dir {slug:?} is not a directory"
+        )));
     }
     Ok(())
 }

@@ -36,8 +36,17 @@ pub(crate) struct ShimConfig {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum Launch {
-    Runc { runc: PathBuf, root: PathBuf, bundle: PathBuf, oom_file: PathBuf },
-    Process { argv: Vec<String>, env: BTreeMap<String, String>, cwd: PathBuf },
+    Runc {
+        runc: PathBuf,
+        root: PathBuf,
+        bundle: PathBuf,
+        oom_file: PathBuf,
+    },
+    Process {
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+        cwd: PathBuf,
+    },
 }
 
 /// Written to `<dyno_dir>/exit` once the dyno's process has ended.
@@ -149,14 +158,15 @@ pub fn run_shim(dyno_dir: &Path) -> i32 {
             return 1;
         }
     };
+    // Start the dyno first (the critical path), then tell the daemon it can connect.
+    let shim = Shim::new(cfg, dyno_dir.to_path_buf(), listener);
     let _ = fs::write(dyno_dir.join(SHIM_PID), std::process::id().to_string());
-    // Tell the daemon it can connect, then let go of the pipe for good.
     let _ = write_fd(1, b"ok\n");
     if let Ok(null) = File::open("/dev/null") {
-        // SAFETY: dup2 onto our own stdout.
+        // SAFETY: dup2 onto our own stdout, letting go of the daemon's pipe.
         unsafe { libc::dup2(null.as_raw_fd(), 1) };
     }
-    let code = match Shim::new(cfg, dyno_dir.to_path_buf(), listener).and_then(|mut s| s.run()) {
+    let code = match shim.and_then(|mut s| s.run()) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("hoist shim: {e}");
@@ -182,7 +192,17 @@ struct Outbox {
 
 impl Outbox {
     fn new(spill_path: PathBuf, limit: u64) -> Self {
-        Outbox { q: VecDeque::new(), q_bytes: 0, off: 0, spill_path, spill: None, spill_read: 0, spill_write: 0, limit, dropped: 0 }
+        Outbox {
+            q: VecDeque::new(),
+            q_bytes: 0,
+            off: 0,
+            spill_path,
+            spill: None,
+            spill_read: 0,
+            spill_write: 0,
+            limit,
+            dropped: 0,
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -218,7 +238,13 @@ impl Outbox {
             return false;
         }
         if self.spill.is_none() {
-            match OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&self.spill_path) {
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&self.spill_path)
+            {
                 Ok(f) => self.spill = Some(f),
                 Err(e) => {
                     eprintln!("hoist shim: opening spill file: {e}");
@@ -275,7 +301,9 @@ impl Outbox {
             if self.q.is_empty() {
                 self.refill();
             }
-            let Some(front) = self.q.front() else { return Ok(()) };
+            let Some(front) = self.q.front() else {
+                return Ok(());
+            };
             match send(conn.as_raw_fd(), &front[self.off..]) {
                 Ok(n) => {
                     self.off += n;
@@ -355,13 +383,16 @@ enum PendingState {
 struct Conn {
     stream: UnixStream,
     dec: Decoder,
-    role: Option<u8>,
     exit_sent: bool,
 }
 
 impl Conn {
     fn new(stream: UnixStream) -> Self {
-        Conn { stream, dec: Decoder::new(), role: None, exit_sent: false }
+        Conn {
+            stream,
+            dec: Decoder::new(),
+            exit_sent: false,
+        }
     }
 }
 
@@ -439,7 +470,9 @@ impl Shim {
         let mut cmd;
         let mut slave: Option<OwnedFd> = None;
         match &cfg.launch {
-            Launch::Runc { runc, root, bundle, .. } => {
+            Launch::Runc {
+                runc, root, bundle, ..
+            } => {
                 // The pid file tells us the container has started.
                 // SAFETY: plain syscalls; the fd is owned right away.
                 let ino = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
@@ -450,14 +483,29 @@ impl Shim {
                 let dir_c = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes())
                     .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in dyno dir"))?;
                 // SAFETY: valid fd and C string.
-                if unsafe { libc::inotify_add_watch(ino.as_raw_fd(), dir_c.as_ptr(), libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE) } < 0 {
+                if unsafe {
+                    libc::inotify_add_watch(
+                        ino.as_raw_fd(),
+                        dir_c.as_ptr(),
+                        libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE,
+                    )
+                } < 0
+                {
                     return Err(io::Error::last_os_error());
                 }
                 self.inotify = Some(ino);
                 cmd = Command::new(runc);
-                cmd.arg("--root").arg(root).arg("run").arg("--keep").arg("--bundle").arg(bundle);
+                cmd.arg("--root")
+                    .arg(root)
+                    .arg("run")
+                    .arg("--keep")
+                    .arg("--bundle")
+                    .arg(bundle);
                 cmd.arg("--pid-file").arg(self.dir.join(PID)).arg(&cfg.id);
-                cmd.env_clear().env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+                cmd.env_clear().env(
+                    "PATH",
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                );
             }
             Launch::Process { argv, env, cwd } => {
                 let (prog, args) = argv
@@ -493,13 +541,14 @@ impl Shim {
                 });
             }
         } else {
-            cmd.stdin(if cfg.attach { Stdio::piped() } else { Stdio::null() });
+            cmd.stdin(if cfg.attach {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
-        let t0 = Instant::now();
         let mut child = cmd.spawn()?;
-        if std::env::var_os("HOIST_TIMING").is_some() { eprintln!("spawned runc in {:?}", t0.elapsed()); }
-        T0.with(|t| t.set(Some(t0)));
         drop(slave);
         self.child_pid = child.id() as libc::pid_t;
         if let Some(s) = child.stdin.take() {
@@ -540,7 +589,6 @@ impl Shim {
     }
 
     fn set_pid(&mut self, pid: u32) {
-        if std::env::var_os("HOIST_TIMING").is_some() { eprintln!("pid after {:?}", T0.with(|t| t.get().map(|t| t.elapsed()))); }
         if self.pid.is_some() {
             return;
         }
@@ -551,7 +599,6 @@ impl Shim {
     }
 
     fn output(&mut self, kind: u8, data: &[u8]) {
-        if std::env::var_os("HOIST_TIMING").is_some() { eprintln!("output after {:?}", T0.with(|t| t.get().map(|t| t.elapsed()))); }
         let frame = proto::frame(kind, data);
         if self.cfg.attach {
             let c = self.attach.is_some();
@@ -584,7 +631,11 @@ impl Shim {
             let mut fds: Vec<libc::pollfd> = Vec::with_capacity(12);
             let mut tags: Vec<Tag> = Vec::with_capacity(12);
             let mut add = |fd: RawFd, events: libc::c_short, tag: Tag| {
-                fds.push(libc::pollfd { fd, events, revents: 0 });
+                fds.push(libc::pollfd {
+                    fd,
+                    events,
+                    revents: 0,
+                });
                 tags.push(tag);
             };
             add(self.listener.as_raw_fd(), libc::POLLIN, Tag::Listener);
@@ -592,11 +643,19 @@ impl Shim {
                 add(c.stream.as_raw_fd(), libc::POLLIN, Tag::Pending(i));
             }
             if let Some(c) = &self.daemon {
-                let ev = if self.daemon_box.is_empty() { libc::POLLIN } else { libc::POLLIN | libc::POLLOUT };
+                let ev = if self.daemon_box.is_empty() {
+                    libc::POLLIN
+                } else {
+                    libc::POLLIN | libc::POLLOUT
+                };
                 add(c.stream.as_raw_fd(), ev, Tag::Daemon);
             }
             if let Some(c) = &self.attach {
-                let mut ev = if self.attach_box.is_empty() { 0 } else { libc::POLLOUT };
+                let mut ev = if self.attach_box.is_empty() {
+                    0
+                } else {
+                    libc::POLLOUT
+                };
                 if self.stdin_buf.len() < QUEUE_LIMIT {
                     ev |= libc::POLLIN;
                 }
@@ -620,8 +679,13 @@ impl Shim {
                 add(fd.as_raw_fd(), libc::POLLIN, Tag::Inotify);
             }
             let now = Instant::now();
-            let deadline = [self.drain_deadline, self.collect_deadline].into_iter().flatten().min();
-            let timeout = deadline.map_or(-1, |d| d.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1);
+            let deadline = [self.drain_deadline, self.collect_deadline]
+                .into_iter()
+                .flatten()
+                .min();
+            let timeout = deadline.map_or(-1, |d| {
+                d.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1
+            });
             // SAFETY: fds is a valid array of pollfd.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
@@ -695,7 +759,10 @@ impl Shim {
             self.attach_box.persist();
             return true;
         }
-        let attach_done = self.attach.as_ref().is_none_or(|c| c.exit_sent && self.attach_box.is_empty());
+        let attach_done = self
+            .attach
+            .as_ref()
+            .is_none_or(|c| c.exit_sent && self.attach_box.is_empty());
         self.acked && attach_done
     }
 
@@ -715,30 +782,39 @@ impl Shim {
 
     /// Reads until the HELLO frame.
     fn read_pending(&mut self, i: usize, buf: &mut [u8]) -> PendingState {
-        let Some(c) = self.pending.get_mut(i) else { return PendingState::Gone };
+        let Some(c) = self.pending.get_mut(i) else {
+            return PendingState::Gone;
+        };
         match (&c.stream).read(buf) {
             Ok(0) => return PendingState::Gone,
             Ok(n) => c.dec.buf.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
                 return PendingState::Waiting
             }
             Err(_) => return PendingState::Gone,
         }
         match c.dec.next() {
             Decoded::NeedMore => PendingState::Waiting,
-            Decoded::Frame(proto::HELLO, p) if p == [proto::ROLE_DAEMON] => PendingState::Hello(proto::ROLE_DAEMON),
-            Decoded::Frame(proto::HELLO, p) if p == [proto::ROLE_ATTACH] => PendingState::Hello(proto::ROLE_ATTACH),
+            Decoded::Frame(proto::HELLO, p) if p == [proto::ROLE_DAEMON] => {
+                PendingState::Hello(proto::ROLE_DAEMON)
+            }
+            Decoded::Frame(proto::HELLO, p) if p == [proto::ROLE_ATTACH] => {
+                PendingState::Hello(proto::ROLE_ATTACH)
+            }
             _ => PendingState::Gone,
         }
     }
 
     /// A client said hello: it replaces any earlier client of the same role.
-    fn promote(&mut self, mut conn: Conn, role: u8) {
-        conn.role = Some(role);
+    fn promote(&mut self, conn: Conn, role: u8) {
         if role == proto::ROLE_DAEMON {
             self.daemon_box.off = 0;
             let pid = self.pid.unwrap_or(0);
-            self.daemon_box.push_front(proto::frame(proto::STATUS, &pid.to_be_bytes()));
+            self.daemon_box
+                .push_front(proto::frame(proto::STATUS, &pid.to_be_bytes()));
             self.daemon = Some(conn);
         } else {
             self.attach_box.off = 0;
@@ -769,11 +845,18 @@ impl Shim {
     }
 
     fn read_client(&mut self, role: u8, buf: &mut [u8]) -> bool {
-        let Some(c) = self.client(role) else { return true };
+        let Some(c) = self.client(role) else {
+            return true;
+        };
         match (&c.stream).read(buf) {
             Ok(0) => return false,
             Ok(n) => c.dec.buf.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => return true,
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                return true
+            }
             Err(_) => return false,
         }
         self.handle_frames(role)
@@ -781,23 +864,19 @@ impl Shim {
 
     fn handle_frames(&mut self, role: u8) -> bool {
         loop {
-            let Some(c) = self.client(role) else { return true };
+            let Some(c) = self.client(role) else {
+                return true;
+            };
             let (kind, payload) = match c.dec.next() {
                 Decoded::NeedMore => return true,
                 Decoded::Invalid => return false,
                 Decoded::Frame(k, p) => (k, p),
             };
             match kind {
-                proto::EXIT_ACK if role == proto::ROLE_DAEMON => {
-                    if self.exit.is_some() {
-                        self.acked = true;
-                    }
+                proto::EXIT_ACK if role == proto::ROLE_DAEMON && self.exit.is_some() => {
+                    self.acked = true
                 }
-                proto::STDIN => {
-                    if self.stdin.is_some() {
-                        self.stdin_buf.extend_from_slice(&payload);
-                    }
-                }
+                proto::STDIN if self.stdin.is_some() => self.stdin_buf.extend_from_slice(&payload),
                 proto::STDIN_EOF => {
                     self.stdin_eof = true;
                     if self.stdin_buf.is_empty() && self.master.is_none() {
@@ -819,7 +898,9 @@ impl Shim {
                 proto::SIGNAL if payload.len() == 4 => {
                     let sig = i32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
                     // Only while the child is unreaped, so its pid (= process group) is still ours.
-                    if self.child_status.is_none() && matches!(self.cfg.launch, Launch::Process { .. }) {
+                    if self.child_status.is_none()
+                        && matches!(self.cfg.launch, Launch::Process { .. })
+                    {
                         // SAFETY: plain syscall.
                         unsafe { libc::kill(-self.child_pid, sig) };
                     }
@@ -831,7 +912,9 @@ impl Shim {
 
     fn read_output(&mut self, stdout: bool, buf: &mut [u8]) {
         let fd = if stdout { &self.out } else { &self.err };
-        let Some(fd) = fd.as_ref().map(|f| f.as_raw_fd()) else { return };
+        let Some(fd) = fd.as_ref().map(|f| f.as_raw_fd()) else {
+            return;
+        };
         // Bounded per wakeup so one chatty stream cannot starve the loop; poll() reports
         // the stream again if the budget runs out.
         let mut eof = false;
@@ -936,8 +1019,19 @@ impl Shim {
         if matches!(self.cfg.launch, Launch::Runc { .. }) {
             self.check_pid_file();
         }
-        if let Launch::Runc { runc, root, oom_file, .. } = &self.cfg.launch {
-            oom = fs::read_to_string(oom_file).ok().as_deref().and_then(oom_kills).unwrap_or(0) > 0;
+        if let Launch::Runc {
+            runc,
+            root,
+            oom_file,
+            ..
+        } = &self.cfg.launch
+        {
+            oom = fs::read_to_string(oom_file)
+                .ok()
+                .as_deref()
+                .and_then(oom_kills)
+                .unwrap_or(0)
+                > 0;
             // `run --keep` left the stopped container (and its cgroup) for the OOM check.
             let _ = Command::new(runc)
                 .arg("--root")
@@ -950,7 +1044,12 @@ impl Shim {
                 .stderr(Stdio::null())
                 .status();
         }
-        let record = ExitRecord { status, oom_killed: oom, started: self.pid.is_some(), finished_at: chrono::Utc::now() };
+        let record = ExitRecord {
+            status,
+            oom_killed: oom,
+            started: self.pid.is_some(),
+            finished_at: chrono::Utc::now(),
+        };
         if let Ok(json) = serde_json::to_vec(&record) {
             let tmp = self.dir.join("exit.tmp");
             if fs::write(&tmp, json).is_ok() {
@@ -958,7 +1057,8 @@ impl Shim {
             }
         }
         self.exit = Some((status, oom));
-        self.collect_deadline = Some(Instant::now() + Duration::from_secs(self.cfg.collect_timeout_secs));
+        self.collect_deadline =
+            Some(Instant::now() + Duration::from_secs(self.cfg.collect_timeout_secs));
         self.drain_deadline = None;
     }
 
@@ -978,7 +1078,10 @@ impl Shim {
                 }
                 // The exit goes last, after all output, once per connection.
                 if outbox.is_empty() && !c.exit_sent {
-                    outbox.push(proto::frame(proto::EXITED, &proto::exited_payload(status, oom)), true);
+                    outbox.push(
+                        proto::frame(proto::EXITED, &proto::exited_payload(status, oom)),
+                        true,
+                    );
                     c.exit_sent = true;
                 }
             }
@@ -992,7 +1095,9 @@ impl Shim {
 
 /// `oom_kill N` from memory.oom_control (v1) or memory.events (v2).
 fn oom_kills(text: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -1001,8 +1106,14 @@ mod tests {
 
     #[test]
     fn parses_oom_counters() {
-        assert_eq!(oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"), Some(2));
-        assert_eq!(oom_kills("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"), Some(1));
+        assert_eq!(
+            oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            Some(2)
+        );
+        assert_eq!(
+            oom_kills("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
+            Some(1)
+        );
         assert_eq!(oom_kills("nothing\n"), None);
     }
 
@@ -1033,5 +1144,3 @@ mod tests {
         assert_eq!(got[3], (proto::STDOUT, b"three".to_vec()));
     }
 }
-
-thread_local! { static T0: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) }; }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hoist_runtime::{
-    AttachEvent, DynoEvent, DynoSpec, OutputStream, ProcessRuntime, RuncRuntime, Runtime, RuntimeConfig, DYNO_UID,
+    AttachEvent, DynoEvent, DynoSpec, OutputStream, ProcessRuntime, RuncRuntime, Runtime,
+    RuntimeConfig, DYNO_UID,
 };
 use hoist_types::DynoSize;
 use tokio::sync::mpsc::Receiver;
@@ -17,7 +18,10 @@ const WAIT: Duration = Duration::from_secs(60);
 fn runc_available() -> bool {
     // SAFETY: plain syscall.
     let root = unsafe { libc::geteuid() } == 0;
-    let runc = std::process::Command::new("runc").arg("--version").output().is_ok_and(|o| o.status.success());
+    let runc = std::process::Command::new("runc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !root || !runc {
         eprintln!("SKIPPED: runc tests need root and the `runc` binary (root={root}, runc={runc})");
     }
@@ -38,12 +42,24 @@ impl Env {
         let slug = tmp.path().join("slug");
         std::fs::create_dir_all(slug.join(".profile.d")).unwrap();
         std::fs::create_dir_all(slug.join("bin")).unwrap();
-        std::fs::write(slug.join(".profile.d/hoist-test.sh"), "export FROM_PROFILE=yes\n").unwrap();
+        std::fs::write(
+            slug.join(".profile.d/hoist-test.sh"),
+            "export FROM_PROFILE=yes\n",
+        )
+        .unwrap();
         std::fs::write(slug.join("original.txt"), "slug file\n").unwrap();
         std::fs::write(slug.join("bin/hello"), "#!/bin/sh\necho hello from bin\n").unwrap();
-        std::fs::set_permissions(slug.join("bin/hello"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            slug.join("bin/hello"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         chown_r(&slug, DYNO_UID);
-        Env { _tmp: tmp, cfg, slug }
+        Env {
+            _tmp: tmp,
+            cfg,
+            slug,
+        }
     }
 
     fn spec(&self, id: &str, command: &str) -> DynoSpec {
@@ -101,11 +117,19 @@ async fn run_to_exit(rx: &mut Receiver<DynoEvent>, id: &str) -> Run {
             .unwrap_or_else(|_| panic!("dyno {id} did not exit in time; output so far: {run:?}"))
             .expect("event stream ended");
         match ev {
-            DynoEvent::Output { id: i, stream, data } if i == id => match stream {
+            DynoEvent::Output {
+                id: i,
+                stream,
+                data,
+            } if i == id => match stream {
                 OutputStream::Stdout => run.stdout.push_str(&String::from_utf8_lossy(&data)),
                 OutputStream::Stderr => run.stderr.push_str(&String::from_utf8_lossy(&data)),
             },
-            DynoEvent::Exited { id: i, status, oom_killed } if i == id => {
+            DynoEvent::Exited {
+                id: i,
+                status,
+                oom_killed,
+            } if i == id => {
                 run.status = Some(status);
                 run.oom = oom_killed;
             }
@@ -125,8 +149,12 @@ async fn wait_output(rx: &mut Receiver<DynoEvent>, id: &str, needle: &str) -> St
             .unwrap_or_else(|_| panic!("no {needle:?} from {id}; got {seen:?}"))
             .expect("event stream ended");
         match ev {
-            DynoEvent::Output { id: i, data, .. } if i == id => seen.push_str(&String::from_utf8_lossy(&data)),
-            DynoEvent::Exited { id: i, status, .. } if i == id => panic!("{id} exited {status} before {needle:?}; got {seen:?}"),
+            DynoEvent::Output { id: i, data, .. } if i == id => {
+                seen.push_str(&String::from_utf8_lossy(&data))
+            }
+            DynoEvent::Exited { id: i, status, .. } if i == id => {
+                panic!("{id} exited {status} before {needle:?}; got {seen:?}")
+            }
             _ => {}
         }
     }
@@ -176,7 +204,9 @@ async fn process_signal_term_stops_every_process() {
     let rt = ProcessRuntime::new(env.cfg.clone()).unwrap();
     let mut rx = rt.subscribe();
     let id = "testapp-web-1-pterm";
-    rt.start(env.spec(id, "sleep 1000 & echo started; wait")).await.unwrap();
+    rt.start(env.spec(id, "sleep 1000 & echo started; wait"))
+        .await
+        .unwrap();
     wait_output(&mut rx, id, "started").await;
     rt.signal(id, libc::SIGTERM).await.unwrap();
     let run = run_to_exit(&mut rx, id).await;
@@ -208,16 +238,28 @@ async fn runc_dyno_is_isolated_and_unprivileged() {
     assert_eq!(lines.next(), Some("10000"));
     assert_eq!(lines.next(), Some("10000"));
     for cap in ["CapPrm", "CapEff", "CapBnd"] {
-        assert!(out.contains(&format!("{cap}:\t0000000000000000")), "{cap} not empty: {out}");
+        assert!(
+            out.contains(&format!("{cap}:\t0000000000000000")),
+            "{cap} not empty: {out}"
+        );
     }
-    for bad in ["ROOT-VISIBLE", "HOME-VISIBLE", "SHADOW-VISIBLE", "VAR-VISIBLE", "USR-WRITABLE"] {
+    for bad in [
+        "ROOT-VISIBLE",
+        "HOME-VISIBLE",
+        "SHADOW-VISIBLE",
+        "VAR-VISIBLE",
+        "USR-WRITABLE",
+    ] {
         assert!(!out.contains(bad), "{bad}: {out}");
     }
     for good in ["APP-WRITABLE", "TMP-WRITABLE", id] {
         assert!(out.contains(good), "missing {good}: {out}");
     }
     // The slug on the host is untouched by the dyno's writes.
-    assert_eq!(std::fs::read_to_string(env.slug.join("original.txt")).unwrap(), "slug file\n");
+    assert_eq!(
+        std::fs::read_to_string(env.slug.join("original.txt")).unwrap(),
+        "slug file\n"
+    );
     assert!(!env.slug.join("new.txt").exists());
     rt.remove(id).await.unwrap();
 }
@@ -232,9 +274,13 @@ async fn runc_dynos_have_separate_writable_app_dirs() {
     let mut rx = rt.subscribe();
     let a = "testapp-web-1-sepa";
     let b = "testapp-web-2-sepb";
-    rt.start(env.spec(a, "echo mine > /app/marker && echo written; sleep 1000")).await.unwrap();
+    rt.start(env.spec(a, "echo mine > /app/marker && echo written; sleep 1000"))
+        .await
+        .unwrap();
     wait_output(&mut rx, a, "written").await;
-    rt.start(env.spec(b, "test -e /app/marker && echo SEEN || echo clean")).await.unwrap();
+    rt.start(env.spec(b, "test -e /app/marker && echo SEEN || echo clean"))
+        .await
+        .unwrap();
     let run = run_to_exit(&mut rx, b).await;
     assert_eq!(run.stdout, "clean\n");
     rt.remove(a).await.unwrap();
@@ -254,19 +300,32 @@ async fn runc_signal_term_gives_143_and_remove_kills_term_ignorers() {
     let polite = "testapp-web-1-polite";
     rt.start(env.spec(polite, "sleep 1000")).await.unwrap();
     let listed = rt.list().await.unwrap();
-    assert!(listed.iter().any(|d| d.spec.id == polite && d.running && d.pid.is_some()), "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .any(|d| d.spec.id == polite && d.running && d.pid.is_some()),
+        "{listed:?}"
+    );
     rt.signal(polite, libc::SIGTERM).await.unwrap();
     let run = run_to_exit(&mut rx, polite).await;
     assert_eq!(run.status, Some(143), "{run:?}");
     rt.remove(polite).await.unwrap();
 
     let stubborn = "testapp-web-1-stubborn";
-    rt.start(env.spec(stubborn, "trap '' TERM; echo ready; sleep 1000; echo survived")).await.unwrap();
+    rt.start(env.spec(
+        stubborn,
+        "trap '' TERM; echo ready; sleep 1000; echo survived",
+    ))
+    .await
+    .unwrap();
     wait_output(&mut rx, stubborn, "ready").await;
     rt.signal(stubborn, libc::SIGTERM).await.unwrap();
     // Still running: nothing exited after the TERM was delivered and a list round-trip.
     let listed = rt.list().await.unwrap();
-    assert!(listed.iter().any(|d| d.spec.id == stubborn && d.running), "{listed:?}");
+    assert!(
+        listed.iter().any(|d| d.spec.id == stubborn && d.running),
+        "{listed:?}"
+    );
     rt.remove(stubborn).await.unwrap();
     let run = run_to_exit(&mut rx, stubborn).await;
     assert_eq!(run.status, Some(137), "{run:?}");
@@ -316,7 +375,13 @@ async fn runc_pids_limit_stops_a_fork_loop() {
     rt.start(env.spec(id, cmd)).await.unwrap();
     let run = run_to_exit(&mut rx, id).await;
     assert!(run.stdout.starts_with("fork failed after"), "{run:?}");
-    let n: u32 = run.stdout.split_whitespace().nth(3).unwrap().parse().unwrap();
+    let n: u32 = run
+        .stdout
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(n < 256, "{n} forks succeeded");
     rt.remove(id).await.unwrap();
 }
@@ -340,18 +405,27 @@ async fn runc_dyno_survives_daemon_restart_and_replays_spilled_output() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let spill = env.cfg.data_dir.join("dynos").join(id).join("spill");
-    assert!(std::fs::metadata(&spill).map(|m| m.len()).unwrap_or(0) > 0, "nothing spilled");
+    assert!(
+        std::fs::metadata(&spill).map(|m| m.len()).unwrap_or(0) > 0,
+        "nothing spilled"
+    );
 
     let rt = RuncRuntime::new(env.cfg.clone()).unwrap();
     let listed = rt.list().await.unwrap();
-    assert!(listed.iter().any(|d| d.spec.id == id && d.running), "{listed:?}");
+    assert!(
+        listed.iter().any(|d| d.spec.id == id && d.running),
+        "{listed:?}"
+    );
     let mut rx = rt.subscribe();
     let seen = wait_output(&mut rx, id, "finished").await;
     let got = numbers(&seen);
     // Everything after the cut arrives once and in order (the line in flight at the cut
     // may be lost with the old daemon's socket buffer).
     let first = got[0];
-    assert!(first <= last_seen + 2, "gap after restart: last {last_seen}, then {got:?}");
+    assert!(
+        first <= last_seen + 2,
+        "gap after restart: last {last_seen}, then {got:?}"
+    );
     assert_eq!(got, (first..40).collect::<Vec<_>>());
     rt.signal(id, libc::SIGTERM).await.unwrap();
     assert_eq!(run_to_exit(&mut rx, id).await.status, Some(143));
@@ -359,7 +433,10 @@ async fn runc_dyno_survives_daemon_restart_and_replays_spilled_output() {
 }
 
 fn numbers(s: &str) -> Vec<u32> {
-    s.lines().filter_map(|l| l.strip_prefix("line")).filter_map(|n| n.parse().ok()).collect()
+    s.lines()
+        .filter_map(|l| l.strip_prefix("line"))
+        .filter_map(|n| n.parse().ok())
+        .collect()
 }
 
 #[tokio::test]
@@ -403,7 +480,10 @@ async fn runc_attached_tty_dyno() {
     let env = Env::new("tty");
     let rt = RuncRuntime::new(env.cfg.clone()).unwrap();
     let id = "testapp-run-2-tty";
-    let mut spec = env.spec(id, "test -t 0 && test -t 1 && echo is-a-tty; read line; echo got:$line; stty size");
+    let mut spec = env.spec(
+        id,
+        "test -t 0 && test -t 1 && echo is-a-tty; read line; echo got:$line; stty size",
+    );
     spec.attach = true;
     spec.tty = true;
     rt.start(spec).await.unwrap();
@@ -436,5 +516,8 @@ async fn invalid_specs_are_rejected_and_leave_nothing() {
     spec.slug_dir = PathBuf::from("/nonexistent/slug");
     assert!(rt.start(spec).await.is_err());
     assert!(rt.list().await.unwrap().is_empty());
-    assert!(matches!(rt.signal("nope", 15).await, Err(hoist_runtime::RuntimeError::NotFound(_))));
+    assert!(matches!(
+        rt.signal("nope", 15).await,
+        Err(hoist_runtime::RuntimeError::NotFound(_))
+    ));
 }

@@ -652,7 +652,11 @@ fn real_builtin(lang: &str) {
         eprintln!("{l}");
     }
     let outcome = r.unwrap();
-    assert!(outcome.process_types.contains_key("web"), "{:?}", outcome.process_types);
+    assert!(
+        outcome.process_types.contains_key("web"),
+        "{:?}",
+        outcome.process_types
+    );
     assert!(outcome.slug.size > 0);
 }
 

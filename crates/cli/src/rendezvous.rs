@@ -1,0 +1,401 @@
+//! The Heroku rendezvous client for attached one-off dynos: TLS to
+//! `rendezvous://host:port/secret`, send the secret line, drop the first
+//! `rendezvous` line, then pipe stdin and stdout until the socket closes. The exit
+//! status comes in-band as `\u{FFFF} heroku-command-exit-status: N`.
+
+use crate::error::{CliError, CliResult};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const MARKER: &[u8] = "\u{FFFF} heroku-command-exit-status: ".as_bytes();
+/// U+FFFF in UTF-8: where a marker can start.
+const MARKER_LEAD: &[u8] = &[0xEF, 0xBF, 0xBF];
+
+/// Removes exit-status markers from a byte stream and remembers the status. Bytes
+/// that might start a marker split across reads are held back until decided.
+#[derive(Debug, Default)]
+pub struct ExitScanner {
+    pending: Vec<u8>,
+    pub status: Option<i32>,
+}
+
+impl ExitScanner {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds received bytes; returns the bytes to show.
+    pub fn feed(&mut self, data: &[u8]) -> Vec<u8> {
+        self.pending.extend_from_slice(data);
+        self.drain(false)
+    }
+
+    /// The stream ended: returns whatever was held back.
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.drain(true)
+    }
+
+    fn drain(&mut self, eof: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let buf = std::mem::take(&mut self.pending);
+        let mut i = 0;
+        while i < buf.len() {
+            let Some(off) = find(&buf[i..], MARKER_LEAD) else {
+                // Hold back a tail that could be the start of U+FFFF.
+                let keep = if eof { 0 } else { partial_suffix(&buf[i..], MARKER_LEAD) };
+                out.extend_from_slice(&buf[i..buf.len() - keep]);
+                self.pending = buf[buf.len() - keep..].to_vec();
+                return out;
+            };
+            out.extend_from_slice(&buf[i..i + off]);
+            let start = i + off;
+            let rest = &buf[start..];
+            if rest.len() < MARKER.len() && !eof && MARKER.starts_with(rest) {
+                self.pending = rest.to_vec();
+                return out;
+            }
+            // Not a marker after all (or one that never completed): show the bytes.
+            if !rest.starts_with(MARKER) {
+                out.extend_from_slice(MARKER_LEAD);
+                i = start + MARKER_LEAD.len();
+                continue;
+            }
+            let digits_at = MARKER.len();
+            let ndigits = rest[digits_at..].iter().take_while(|b| b.is_ascii_digit()).count();
+            let after = digits_at + ndigits;
+            // Digits run to the end of what we have: more may follow.
+            if after == rest.len() && !eof {
+                self.pending = rest.to_vec();
+                return out;
+            }
+            if ndigits == 0 {
+                out.extend_from_slice(MARKER_LEAD);
+                i = start + MARKER_LEAD.len();
+                continue;
+            }
+            let code = std::str::from_utf8(&rest[digits_at..after])
+                .ok()
+                .and_then(|d| d.parse::<i64>().ok())
+                .map(|c| c.clamp(0, 255) as i32);
+            // Swallow the marker's line ending; wait if a lone \r ends the buffer.
+            let mut end = after;
+            if rest.get(end) == Some(&b'\r') {
+                if end + 1 == rest.len() && !eof {
+                    self.pending = rest.to_vec();
+                    return out;
+                }
+                end += 1;
+            }
+            if rest.get(end) == Some(&b'\n') {
+                end += 1;
+            }
+            self.status = code.or(self.status);
+            i = start + end;
+        }
+        out
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Length of the longest suffix of `buf` that is a proper prefix of `needle`.
+fn partial_suffix(buf: &[u8], needle: &[u8]) -> usize {
+    (1..needle.len().min(buf.len() + 1))
+        .rev()
+        .find(|&n| buf.ends_with(&needle[..n]))
+        .unwrap_or(0)
+}
+
+/// Drops everything up to and including the first line (the `rendezvous` banner).
+#[derive(Debug, Default)]
+pub struct BannerSkipper {
+    done: bool,
+}
+
+impl BannerSkipper {
+    pub fn feed<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        if self.done {
+            return data;
+        }
+        match data.iter().position(|&b| b == b'\n') {
+            Some(p) => {
+                self.done = true;
+                &data[p + 1..]
+            }
+            None => &[],
+        }
+    }
+}
+
+/// A parsed `rendezvous://host:port/secret` URL.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub secret: String,
+}
+
+pub fn parse_attach_url(attach_url: &str) -> CliResult<Target> {
+    let u = url::Url::parse(attach_url)
+        .map_err(|e| CliError::failed(format!("The dyno's attach URL {attach_url:?} is invalid: {e}")))?;
+    let host = u
+        .host_str()
+        .ok_or_else(|| CliError::failed(format!("The attach URL {attach_url:?} has no host.")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = u
+        .port()
+        .ok_or_else(|| CliError::failed(format!("The attach URL {attach_url:?} has no port.")))?;
+    let mut secret = u.path().trim_start_matches('/').to_string();
+    if let Some(q) = u.query() {
+        secret.push('?');
+        secret.push_str(q);
+    }
+    Ok(Target { host, port, secret })
+}
+
+/// The CA that signs the rendezvous certificate: `HOIST_CA_FILE`, else `ca.pem` in
+/// `HOIST_DATA_DIR` or the server's default data directory.
+fn ca_file() -> CliResult<PathBuf> {
+    if let Some(p) = std::env::var_os("HOIST_CA_FILE").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let mut candidates = Vec::new();
+    if let Some(d) = std::env::var_os("HOIST_DATA_DIR").filter(|p| !p.is_empty()) {
+        candidates.push(PathBuf::from(d).join("ca.pem"));
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        candidates.push(PathBuf::from(h).join(".local/share/hoist/ca.pem"));
+    }
+    candidates.push(PathBuf::from("/var/lib/hoist/ca.pem"));
+    candidates.into_iter().find(|p| p.exists()).ok_or_else(|| {
+        CliError::usage(
+            "Cannot verify the one-off dyno's TLS certificate: set HOIST_CA_FILE to the platform CA (ca.pem in the server's data directory).",
+        )
+    })
+}
+
+fn tls_config() -> CliResult<Arc<rustls::ClientConfig>> {
+    let path = ca_file()?;
+    let pem = std::fs::read(&path)
+        .map_err(|e| CliError::failed(format!("Reading the CA file {}: {e}", path.display())))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| CliError::failed(format!("Bad certificate in {}: {e}", path.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| CliError::failed(format!("Bad certificate in {}: {e}", path.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(CliError::failed(format!("{} holds no certificates.", path.display())));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CliError::failed(format!("TLS setup failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// Puts a terminal in raw mode and restores it when dropped.
+struct RawMode {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawMode {
+    fn enable() -> Option<RawMode> {
+        use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        use nix::sys::termios::{tcsetattr, SetArg};
+        let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Connects to the dyno and pipes the terminal until the remote side closes.
+/// Returns the exit status from the marker (0 when none arrived).
+pub fn attach(attach_url: &str, raw_tty: bool) -> CliResult<i32> {
+    let target = parse_attach_url(attach_url)?;
+    let cfg = tls_config()?;
+    let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+        .map_err(|e| CliError::failed(format!("Bad rendezvous host {:?}: {e}", target.host)))?;
+    let mut conn = rustls::ClientConnection::new(cfg, name)
+        .map_err(|e| CliError::failed(format!("TLS setup failed: {e}")))?;
+    let mut sock = TcpStream::connect((target.host.as_str(), target.port)).map_err(|e| {
+        CliError::failed(format!(
+            "Could not connect to the dyno at {}:{}: {e}",
+            target.host, target.port
+        ))
+    })?;
+    let _ = sock.set_nodelay(true);
+    {
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        tls.write_all(format!("{}\r\n", target.secret).as_bytes())
+            .map_err(|e| CliError::failed(format!("TLS connection to the dyno failed: {e}")))?;
+        tls.flush()?;
+    }
+    let _raw = if raw_tty { RawMode::enable() } else { None };
+    pump(&mut conn, &mut sock)
+}
+
+fn pump(conn: &mut rustls::ClientConnection, sock: &mut TcpStream) -> CliResult<i32> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    let mut banner = BannerSkipper::default();
+    let mut scanner = ExitScanner::new();
+    let mut stdin_open = true;
+    let mut buf = vec![0u8; 16 * 1024];
+    let tls_err = |e: std::io::Error| CliError::failed(format!("Connection to the dyno failed: {e}"));
+    loop {
+        while conn.wants_write() {
+            conn.write_tls(sock).map_err(tls_err)?;
+        }
+        let (sock_ready, stdin_ready) = {
+            let sock_fd = sock.as_fd();
+            let stdin_fd = stdin.as_fd();
+            let mut fds = vec![PollFd::new(sock_fd, PollFlags::POLLIN)];
+            if stdin_open {
+                fds.push(PollFd::new(stdin_fd, PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(CliError::failed(format!("poll failed: {e}"))),
+            }
+            let ready = |f: &PollFd<'_>| {
+                f.revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR))
+            };
+            (ready(&fds[0]), fds.get(1).is_some_and(ready))
+        };
+        if sock_ready {
+            let n = conn.read_tls(sock).map_err(tls_err)?;
+            let state = conn
+                .process_new_packets()
+                .map_err(|e| CliError::failed(format!("TLS error from the dyno: {e}")))?;
+            let mut closed = n == 0 || state.peer_has_closed();
+            loop {
+                match conn.reader().read(&mut buf) {
+                    Ok(0) => {
+                        closed = true;
+                        break;
+                    }
+                    Ok(k) => {
+                        let shown = scanner.feed(banner.feed(&buf[..k]));
+                        stdout.write_all(&shown)?;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        closed = true;
+                        break;
+                    }
+                    Err(e) => return Err(tls_err(e)),
+                }
+            }
+            stdout.flush()?;
+            if closed {
+                stdout.write_all(&scanner.finish())?;
+                stdout.flush()?;
+                return Ok(scanner.status.unwrap_or(0));
+            }
+        }
+        if stdin_ready {
+            let n = match stdin.lock().read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => 0,
+            };
+            if n == 0 {
+                // EOF on a pipe: tell the remote shell with EOT, like the Heroku CLI.
+                conn.writer().write_all(&[0x04])?;
+                stdin_open = false;
+            } else {
+                conn.writer().write_all(&buf[..n])?;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[&[u8]]) -> (Vec<u8>, Option<i32>) {
+        let mut s = ExitScanner::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend(s.feed(c));
+        }
+        out.extend(s.finish());
+        (out, s.status)
+    }
+
+    #[test]
+    fn marker_in_one_chunk_is_removed() {
+        let (out, st) = run(&[b"hello\n\xEF\xBF\xBF heroku-command-exit-status: 3\r\nbye"]);
+        assert_eq!(out, b"hello\nbye");
+        assert_eq!(st, Some(3));
+    }
+
+    #[test]
+    fn marker_split_across_chunks() {
+        let whole = "out\n\u{FFFF} heroku-command-exit-status: 42\n".as_bytes();
+        for cut in 0..whole.len() {
+            for cut2 in cut..whole.len() {
+                let (out, st) = run(&[&whole[..cut], &whole[cut..cut2], &whole[cut2..]]);
+                assert_eq!(out, b"out\n", "cuts {cut} {cut2}");
+                assert_eq!(st, Some(42), "cuts {cut} {cut2}");
+            }
+        }
+    }
+
+    #[test]
+    fn lookalikes_pass_through() {
+        let text = "a\u{FFFF}b \u{FFFF} heroku-command-exit-status: x\n";
+        let (out, st) = run(&[text.as_bytes()]);
+        assert_eq!(out, text.as_bytes());
+        assert_eq!(st, None);
+        let (out, st) = run(&[b"no marker", b"\xEF\xBF"]);
+        assert_eq!(out, b"no marker\xEF\xBF");
+        assert_eq!(st, None);
+        // A marker at EOF without a line ending still counts.
+        let (out, st) = run(&["\u{FFFF} heroku-command-exit-status: 7".as_bytes()]);
+        assert_eq!(out, b"");
+        assert_eq!(st, Some(7));
+    }
+
+    #[test]
+    fn banner_line_is_dropped_once() {
+        let mut b = BannerSkipper::default();
+        assert_eq!(b.feed(b"rendez"), b"");
+        assert_eq!(b.feed(b"vous\r\nhello"), b"hello");
+        assert_eq!(b.feed(b"rendezvous\r\n"), b"rendezvous\r\n");
+    }
+
+    #[test]
+    fn attach_urls() {
+        assert_eq!(
+            parse_attach_url("rendezvous://127.0.0.1:5443/abc123").unwrap(),
+            Target { host: "127.0.0.1".into(), port: 5443, secret: "abc123".into() }
+        );
+        assert_eq!(parse_attach_url("rendezvous://h.test:1/s?x=1").unwrap().secret, "s?x=1");
+        assert!(parse_attach_url("rendezvous://h.test/s").is_err());
+    }
+}
