@@ -3,7 +3,7 @@
 # on loopback at 64 keep-alive connections; then router RSS with 10k idle
 # keep-alive client connections.
 #
-# Usage: bench/router/run.sh            (DURATION=10s CONNS=64 THREADS=2 IDLE=10000)
+# Usage: bench/router/run.sh    (env: DURATION=10s CONNS=64 THREADS=2 ROUNDS=3 IDLE=10000)
 # Needs: wrk, nginx; builds the examples with cargo in release mode.
 set -euo pipefail
 
@@ -11,6 +11,7 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 IDLE=${IDLE:-10000}
+ROUNDS=${ROUNDS:-3}
 BACKEND_PORT=${BACKEND_PORT:-18180}
 NGINX_PORT=${NGINX_PORT:-18181}
 ROUTER_PORT=${ROUTER_PORT:-18182}
@@ -110,11 +111,20 @@ to_ms() {
 wrk -t1 -c8 -d1s -H "Host: bench.localhost" "http://127.0.0.1:$NGINX_PORT/" >/dev/null
 wrk -t1 -c8 -d1s -H "Host: bench.localhost" "http://127.0.0.1:$ROUTER_PORT/" >/dev/null
 
-read -r D_RPS D_P99 < <(run_wrk "$BACKEND_PORT")
-read -r N_RPS N_P99 < <(run_wrk "$NGINX_PORT")
-read -r R_RPS R_P99 < <(run_wrk "$ROUTER_PORT")
+# The machine is shared: interleave ROUNDS rounds and report each target's median.
+median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+: >"$TMP/d"; : >"$TMP/n"; : >"$TMP/r"
+for round in $(seq 1 "$ROUNDS"); do
+  run_wrk "$BACKEND_PORT" >>"$TMP/d"
+  run_wrk "$NGINX_PORT" >>"$TMP/n"
+  run_wrk "$ROUTER_PORT" >>"$TMP/r"
+  echo "round $round: direct $(tail -1 "$TMP/d"), nginx $(tail -1 "$TMP/n"), router $(tail -1 "$TMP/r") (req/s p99_ms)" >&2
+done
+D_RPS=$(cut -d' ' -f1 "$TMP/d" | median); D_P99=$(cut -d' ' -f2 "$TMP/d" | median)
+N_RPS=$(cut -d' ' -f1 "$TMP/n" | median); N_P99=$(cut -d' ' -f2 "$TMP/n" | median)
+R_RPS=$(cut -d' ' -f1 "$TMP/r" | median); R_P99=$(cut -d' ' -f2 "$TMP/r" | median)
 
-echo "== throughput and latency: wrk -t$THREADS -c$CONNS -d$DURATION, keep-alive, loopback, $(nproc) cores =="
+echo "== throughput and latency: wrk -t$THREADS -c$CONNS -d$DURATION, keep-alive, loopback, $(nproc) cores, median of $ROUNDS rounds =="
 printf "%-22s %12s %10s %14s\n" target req/s p99_ms added_p99_ms
 printf "%-22s %12s %10s %14s\n" "direct (floor)" "$D_RPS" "$D_P99" "-"
 printf "%-22s %12s %10s %14s\n" "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')" "$N_RPS" "$N_P99" "$(awk -v a="$N_P99" -v b="$D_P99" 'BEGIN{printf "%.3f", a-b}')"
@@ -137,7 +147,8 @@ for _ in $(seq 1 600); do
   grep -q ready "$TMP/idle.out" 2>/dev/null && break
   sleep 0.1
 done
-sleep 1
+# The router parks connections idle for 1 s (drops hyper's per-connection buffers).
+sleep 3
 AFTER=$(rss_kb "$ROUTER_PID")
 echo "client: $(cat "$TMP/idle.out")"
 awk -v b="$BEFORE" -v a="$AFTER" -v n="$IDLE" 'BEGIN {

@@ -18,7 +18,8 @@ fn main() {
         .collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
-        tar.append_dir_all(e.file_name(), e.path()).expect("pack buildpack");
+        tar.append_dir_all(e.file_name(), e.path())
+            .expect("pack buildpack");
     }
     tar.finish().expect("finish buildpacks.tar");
 }

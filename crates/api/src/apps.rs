@@ -18,12 +18,27 @@ pub fn routes() -> Router<SharedState> {
         .route("/users/~", get(account))
         .route("/apps", get(list_all_apps).post(create_app))
         .route("/users/{user}/apps", get(list_my_apps))
-        .route("/apps/{app}", get(app_info).patch(update_app).delete(destroy_app))
-        .route("/apps/{app}/config-vars", get(config_vars).patch(update_config))
-        .route("/apps/{app}/collaborators", get(collaborators).post(add_collaborator))
-        .route("/apps/{app}/collaborators/{who}", delete(remove_collaborator).get(collaborator_info))
+        .route(
+            "/apps/{app}",
+            get(app_info).patch(update_app).delete(destroy_app),
+        )
+        .route(
+            "/apps/{app}/config-vars",
+            get(config_vars).patch(update_config),
+        )
+        .route(
+            "/apps/{app}/collaborators",
+            get(collaborators).post(add_collaborator),
+        )
+        .route(
+            "/apps/{app}/collaborators/{who}",
+            delete(remove_collaborator).get(collaborator_info),
+        )
         .route("/apps/{app}/domains", get(domains).post(add_domain))
-        .route("/apps/{app}/domains/{domain}", get(domain_info).delete(remove_domain))
+        .route(
+            "/apps/{app}/domains/{domain}",
+            get(domain_info).delete(remove_domain),
+        )
 }
 
 async fn account(Auth(who): Auth) -> Response {
@@ -42,7 +57,12 @@ async fn list_all_apps(
         st.store.apps_for(&who.id)?
     };
     let items = apps.iter().map(|a| views::app(&st.cfg, a)).collect();
-    paginate(&headers, "id", &["id", "name", "created_at", "updated_at"], items)
+    paginate(
+        &headers,
+        "id",
+        &["id", "name", "created_at", "updated_at"],
+        items,
+    )
 }
 
 async fn list_my_apps(
@@ -60,7 +80,12 @@ async fn list_my_apps(
         .iter()
         .map(|a| views::app(&st.cfg, a))
         .collect();
-    paginate(&headers, "id", &["id", "name", "created_at", "updated_at"], items)
+    paginate(
+        &headers,
+        "id",
+        &["id", "name", "created_at", "updated_at"],
+        items,
+    )
 }
 
 #[derive(Deserialize)]
@@ -92,7 +117,10 @@ async fn create_app(
     let app = st
         .store
         .create_app(req.name.as_deref(), &who.id, &stack, &region)?;
-    st.platform.api_event(&app.id, &format!("Release v1 created by user {}", who.email));
+    st.platform.api_event(
+        &app.id,
+        &format!("Release v1 created by user {}", who.email),
+    );
     Ok(json(StatusCode::CREATED, views::app(&st.cfg, &app)))
 }
 
@@ -132,7 +160,11 @@ async fn update_app(
         app = st.store.set_maintenance(&app.id, m)?;
         st.platform.api_event(
             &app.id,
-            &format!("Maintenance mode {} by user {}", if m { "enabled" } else { "disabled" }, who.email),
+            &format!(
+                "Maintenance mode {} by user {}",
+                if m { "enabled" } else { "disabled" },
+                who.email
+            ),
         );
     }
     st.platform.app_changed(&app.id);
@@ -191,10 +223,8 @@ async fn update_config(
     }
     let (config, release) = st.store.update_config(&app.id, &changes, &who.id)?;
     if let Some(r) = release {
-        st.platform.api_event(
-            &app.id,
-            &format!("{} by user {}", r.description, who.email),
-        );
+        st.platform
+            .api_event(&app.id, &format!("{} by user {}", r.description, who.email));
         st.platform.api_event(
             &app.id,
             &format!("Release v{} created by user {}", r.version, who.email),
@@ -254,7 +284,10 @@ async fn add_collaborator(
         _ => return Err(ApiError::invalid("user is required (an email address).")),
     };
     let c = st.store.add_collaborator(&app, &email)?;
-    st.platform.api_event(&app.id, &format!("{email} added as a collaborator by user {}", who.email));
+    st.platform.api_event(
+        &app.id,
+        &format!("{email} added as a collaborator by user {}", who.email),
+    );
     Ok(json(StatusCode::CREATED, views::collaborator(&app, &c)))
 }
 
@@ -316,7 +349,9 @@ async fn add_domain(
 ) -> ApiResult<Response> {
     let app = app_for(&st, &who, &app)?;
     let req: AddDomain = parse_body(&body)?;
-    let d = st.store.add_domain(&app.id, &req.hostname, &st.cfg.domain)?;
+    let d = st
+        .store
+        .add_domain(&app.id, &req.hostname, &st.cfg.domain)?;
     st.platform.app_changed(&app.id);
     Ok(json(StatusCode::CREATED, views::domain(&st.cfg, &app, &d)))
 }

@@ -14,10 +14,15 @@ pub struct Auth(pub Account);
 /// The bearer token or basic-auth password of a request, if any.
 pub fn credentials(headers: &HeaderMap) -> Option<(Option<String>, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    if let Some(token) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
+    if let Some(token) = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+    {
         return Some((None, token.trim().to_string()));
     }
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;

@@ -46,7 +46,9 @@ impl BuildLog {
     }
 
     /// Every line from the first, then new ones as they come, ending with the build.
-    pub fn stream(self: &Arc<Self>) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    pub fn stream(
+        self: &Arc<Self>,
+    ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
         let log = self.clone();
         let rx = self.progress.subscribe();
         futures::stream::unfold((log, rx, 0usize), |(log, mut rx, sent)| async move {

@@ -48,14 +48,22 @@ async fn create_source(State(st): State<SharedState>, Auth(_who): Auth) -> ApiRe
     ))
 }
 
-async fn put_source(State(st): State<SharedState>, Path(id): Path<String>, body: Body) -> ApiResult<Response> {
+async fn put_source(
+    State(st): State<SharedState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Response> {
     if !valid_source_id(&id) {
         return Err(ApiError::not_found("source"));
     }
     let dir = sources_dir(&st);
-    tokio::fs::create_dir_all(&dir).await.map_err(ApiError::internal)?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::internal)?;
     let tmp = dir.join(format!("{id}.part"));
-    let mut file = tokio::fs::File::create(&tmp).await.map_err(ApiError::internal)?;
+    let mut file = tokio::fs::File::create(&tmp)
+        .await
+        .map_err(ApiError::internal)?;
     let mut stream = body.into_data_stream();
     let mut total = 0u64;
     while let Some(chunk) = stream.next().await {
@@ -64,12 +72,18 @@ async fn put_source(State(st): State<SharedState>, Path(id): Path<String>, body:
         if total > MAX_SOURCE_BYTES {
             drop(file);
             let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request_entity_too_large", "Source tarballs are limited to 1 GB."));
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_entity_too_large",
+                "Source tarballs are limited to 1 GB.",
+            ));
         }
         file.write_all(&chunk).await.map_err(ApiError::internal)?;
     }
     file.flush().await.map_err(ApiError::internal)?;
-    tokio::fs::rename(&tmp, dir.join(format!("{id}.tgz"))).await.map_err(ApiError::internal)?;
+    tokio::fs::rename(&tmp, dir.join(format!("{id}.tgz")))
+        .await
+        .map_err(ApiError::internal)?;
     Ok((StatusCode::OK, "").into_response())
 }
 
@@ -104,39 +118,53 @@ struct BuildpackRef {
 }
 
 /// Fetches a source tarball: from Hoist's own `/sources` directly, else over HTTP(S).
-async fn fetch_source(st: &crate::ApiState, url: &str, dest: &std::path::Path) -> Result<(), String> {
+async fn fetch_source(
+    st: &crate::ApiState,
+    url: &str,
+    dest: &std::path::Path,
+) -> Result<(), String> {
     let own = format!("{}/sources/", st.cfg.api_url.trim_end_matches('/'));
-    let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> = if let Some(id) = url.strip_prefix(&own) {
-        if !valid_source_id(id) {
-            return Err("unknown source URL".into());
-        }
-        let f = tokio::fs::File::open(sources_dir(st).join(format!("{id}.tgz")))
-            .await
-            .map_err(|_| "the uploaded source was not found (was the PUT completed?)".to_string())?;
-        Box::new(f)
-    } else if url.starts_with("http://") || url.starts_with("https://") {
-        let resp = reqwest::Client::new()
-            .get(url)
-            .timeout(std::time::Duration::from_secs(600))
-            .send()
-            .await
-            .map_err(|e| format!("downloading the source failed: {e}"))?;
-        if !resp.status().is_success() {
-            return Err(format!("downloading the source failed: HTTP {}", resp.status()));
-        }
-        if resp.content_length().is_some_and(|n| n > MAX_SOURCE_BYTES) {
-            return Err("the source tarball is larger than 1 GB".into());
-        }
-        Box::new(StreamReader::new(resp.bytes_stream().map(|r| r.map_err(std::io::Error::other))))
-    } else {
-        return Err("source_blob.url must be an http(s) URL".into());
-    };
+    let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> =
+        if let Some(id) = url.strip_prefix(&own) {
+            if !valid_source_id(id) {
+                return Err("unknown source URL".into());
+            }
+            let f = tokio::fs::File::open(sources_dir(st).join(format!("{id}.tgz")))
+                .await
+                .map_err(|_| {
+                    "the uploaded source was not found (was the PUT completed?)".to_string()
+                })?;
+            Box::new(f)
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .timeout(std::time::Duration::from_secs(600))
+                .send()
+                .await
+                .map_err(|e| format!("downloading the source failed: {e}"))?;
+            if !resp.status().is_success() {
+                return Err(format!(
+                    "downloading the source failed: HTTP {}",
+                    resp.status()
+                ));
+            }
+            if resp.content_length().is_some_and(|n| n > MAX_SOURCE_BYTES) {
+                return Err("the source tarball is larger than 1 GB".into());
+            }
+            Box::new(StreamReader::new(
+                resp.bytes_stream()
+                    .map(|r| r.map_err(std::io::Error::other)),
+            ))
+        } else {
+            return Err("source_blob.url must be an http(s) URL".into());
+        };
     let dest = dest.to_path_buf();
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let _guard = handle.enter();
         let sync = tokio_util::io::SyncIoBridge::new(reader);
-        hoist_build::unpack_tar_gz(sync, &dest, &SOURCE_LIMITS).map_err(|e| format!("the source tarball is invalid: {e}"))
+        hoist_build::unpack_tar_gz(sync, &dest, &SOURCE_LIMITS)
+            .map_err(|e| format!("the source tarball is invalid: {e}"))
     })
     .await
     .map_err(|e| e.to_string())?
@@ -155,7 +183,9 @@ async fn create_build(
     }
     if let Some(v) = &req.source_blob.version {
         if v.len() > 256 || v.chars().any(char::is_control) {
-            return Err(ApiError::invalid("source_blob.version must be a short printable string."));
+            return Err(ApiError::invalid(
+                "source_blob.version must be a short printable string.",
+            ));
         }
     }
     if let Some(bps) = &req.buildpacks {
@@ -166,17 +196,28 @@ async fn create_build(
         st.store.set_buildpacks(&app.id, &urls)?;
     }
     let slot = st.deployer.claim(&app)?;
-    let (build, log) = st.deployer.start_build(&app, &who, req.source_blob.version.as_deref(), Some(&req.source_blob.url))?;
+    let (build, log) = st.deployer.start_build(
+        &app,
+        &who,
+        req.source_blob.version.as_deref(),
+        Some(&req.source_blob.url),
+    )?;
     let body = views::build(&st.cfg, &app, &build);
     let st2 = st.clone();
     let url = req.source_blob.url.clone();
     tokio::spawn(async move {
-        let src = st2.deployer.source_root().join(uuid::Uuid::new_v4().to_string());
+        let src = st2
+            .deployer
+            .source_root()
+            .join(uuid::Uuid::new_v4().to_string());
         log.push("-----> Fetching source");
         match fetch_source(&st2, &url, &src).await {
             Ok(()) => {
                 let web_url = st2.cfg.web_url(&app.name);
-                let _ = st2.deployer.run(slot, app, who, build, log, src, web_url).await;
+                let _ = st2
+                    .deployer
+                    .run(slot, app, who, build, log, src, web_url)
+                    .await;
             }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&src);
@@ -196,8 +237,18 @@ async fn list_builds(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let app = app_for(&st, &who, &app)?;
-    let items = st.store.builds(&app.id)?.iter().map(|b| views::build(&st.cfg, &app, b)).collect();
-    paginate(&headers, "created_at", &["id", "created_at", "updated_at"], items)
+    let items = st
+        .store
+        .builds(&app.id)?
+        .iter()
+        .map(|b| views::build(&st.cfg, &app, b))
+        .collect();
+    paginate(
+        &headers,
+        "created_at",
+        &["id", "created_at", "updated_at"],
+        items,
+    )
 }
 
 async fn build_info(
@@ -212,8 +263,14 @@ async fn build_info(
 
 /// The output stream URL is a capability (the build's random id), read without a token
 /// as the Heroku CLI does: every line so far, then live lines until the build ends.
-async fn build_output(State(st): State<SharedState>, Path((app, id)): Path<(String, String)>) -> ApiResult<Response> {
-    let app = st.store.app(&app).map_err(|_| ApiError::not_found("build"))?;
+async fn build_output(
+    State(st): State<SharedState>,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let app = st
+        .store
+        .app(&app)
+        .map_err(|_| ApiError::not_found("build"))?;
     st.store.build(&app.id, &id)?;
     let body = match st.deployer.logs.get(&id) {
         Some(log) => Body::from_stream(log.stream()),

@@ -84,7 +84,10 @@ impl Deployer {
     }
 
     pub fn build_log_path(&self, build_id: &str) -> PathBuf {
-        self.cfg.data_dir.join("build-logs").join(format!("{build_id}.log"))
+        self.cfg
+            .data_dir
+            .join("build-logs")
+            .join(format!("{build_id}.log"))
     }
 
     pub fn start_build(
@@ -100,7 +103,8 @@ impl Deployer {
             .create_build(&app.id, &user.id, source_url, version, &buildpacks)?;
         let log = BuildLog::new();
         self.logs.insert(&build.id, log.clone());
-        self.platform.api_event(&app.id, &format!("Build started by user {}", user.email));
+        self.platform
+            .api_event(&app.id, &format!("Build started by user {}", user.email));
         Ok((build, log))
     }
 
@@ -115,7 +119,9 @@ impl Deployer {
         source_dir: PathBuf,
         web_url: String,
     ) -> Result<Deployed, String> {
-        let result = self.run_inner(&app, &user, &build, &log, source_dir, &web_url).await;
+        let result = self
+            .run_inner(&app, &user, &build, &log, source_dir, &web_url)
+            .await;
         let (status, release_id) = match &result {
             Ok(r) => ("succeeded", Some(r.id.clone())),
             Err(_) => ("failed", None),
@@ -124,10 +130,19 @@ impl Deployer {
             for line in e.lines() {
                 log.push(&format!(" !     {line}"));
             }
-            self.platform.api_event(&app.id, &format!("Build failed -- check your build output: {}", e.lines().next().unwrap_or("")));
+            self.platform.api_event(
+                &app.id,
+                &format!(
+                    "Build failed -- check your build output: {}",
+                    e.lines().next().unwrap_or("")
+                ),
+            );
         }
         let slug_id = result.as_ref().ok().and_then(|r| r.slug_id.clone());
-        if let Err(e) = self.store.finish_build(&build.id, status, slug_id.as_deref(), release_id.as_deref()) {
+        if let Err(e) =
+            self.store
+                .finish_build(&build.id, status, slug_id.as_deref(), release_id.as_deref())
+        {
             tracing::error!(error = %e, "recording build result");
         }
         let path = self.build_log_path(&build.id);
@@ -137,7 +152,10 @@ impl Deployer {
         let _ = std::fs::write(&path, log.text());
         log.finish();
         let release = result?;
-        let build = self.store.build(&app.id, &build.id).map_err(|e| e.to_string())?;
+        let build = self
+            .store
+            .build(&app.id, &build.id)
+            .map_err(|e| e.to_string())?;
         Ok(Deployed { build, release })
     }
 
@@ -155,7 +173,8 @@ impl Deployer {
             env.insert("SOURCE_VERSION".into(), v.clone());
         }
         let cache_dir = self.cache_dir(&app.id);
-        std::fs::create_dir_all(&cache_dir).map_err(|e| format!("creating the build cache: {e}"))?;
+        std::fs::create_dir_all(&cache_dir)
+            .map_err(|e| format!("creating the build cache: {e}"))?;
         let req = hoist_build::BuildRequest {
             app_name: app.name.clone(),
             source_dir: source_dir.clone(),
@@ -202,14 +221,24 @@ impl Deployer {
                     description: description.clone(),
                     slug_id: Some(slug.id.clone()),
                     config: None,
-                    status: if release_cmd.is_some() { ReleaseStatus::Pending } else { ReleaseStatus::Succeeded },
+                    status: if release_cmd.is_some() {
+                        ReleaseStatus::Pending
+                    } else {
+                        ReleaseStatus::Succeeded
+                    },
                     user_id: user.id.clone(),
                 },
             )
             .map_err(|e| e.to_string())?;
-        self.platform.api_event(&app.id, &format!("{description} by user {}", user.email));
         self.platform
-            .api_event(&app.id, &format!("Release v{} created by user {}", release.version, user.email));
+            .api_event(&app.id, &format!("{description} by user {}", user.email));
+        self.platform.api_event(
+            &app.id,
+            &format!(
+                "Release v{} created by user {}",
+                release.version, user.email
+            ),
+        );
         let release = match release_cmd {
             None => release,
             Some(cmd) => {
@@ -219,7 +248,11 @@ impl Deployer {
                     .run_release_phase(&app.id, release.version, &cmd, log.clone())
                     .await;
                 let ok = matches!(code, Ok(0));
-                let status = if ok { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
+                let status = if ok {
+                    ReleaseStatus::Succeeded
+                } else {
+                    ReleaseStatus::Failed
+                };
                 let release = self
                     .store
                     .set_release_status(&app.id, &release.id, status)

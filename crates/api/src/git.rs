@@ -97,38 +97,65 @@ async fn git_cgi(
     body: Body,
 ) -> Response {
     let Some(app_name) = repo.strip_suffix(".git") else {
-        return git_error(StatusCode::NOT_FOUND, "Not a git repository URL; use <api>/<app>.git");
+        return git_error(
+            StatusCode::NOT_FOUND,
+            "Not a git repository URL; use <api>/<app>.git",
+        );
     };
-    let who = match authenticate(&st, &headers) {
-        Ok(w) => w,
-        Err(_) => return git_error(StatusCode::UNAUTHORIZED, "Invalid credentials: use your Hoist API token as the password (hoist auth:token)."),
-    };
+    let who =
+        match authenticate(&st, &headers) {
+            Ok(w) => w,
+            Err(_) => return git_error(
+                StatusCode::UNAUTHORIZED,
+                "Invalid credentials: use your Hoist API token as the password (hoist auth:token).",
+            ),
+        };
     let app = match st.store.app(app_name) {
         Ok(a) => a,
-        Err(_) => return git_error(StatusCode::NOT_FOUND, &format!("Couldn't find app {app_name}.")),
+        Err(_) => {
+            return git_error(
+                StatusCode::NOT_FOUND,
+                &format!("Couldn't find app {app_name}."),
+            )
+        }
     };
     match st.store.has_access(&app, &who) {
         Ok(true) => {}
-        Ok(false) => return git_error(StatusCode::FORBIDDEN, &format!("You do not have access to the app {}.", app.name)),
+        Ok(false) => {
+            return git_error(
+                StatusCode::FORBIDDEN,
+                &format!("You do not have access to the app {}.", app.name),
+            )
+        }
         Err(e) => return ApiError::from(e).into_response(),
     }
     let repo_dir = match ensure_repo(&st, &app).await {
         Ok(p) => p,
         Err(e) => return ApiError::internal(e).into_response(),
     };
-    let suffix = uri.path().rsplit_once(".git").map(|(_, s)| s.to_string()).unwrap_or_default();
+    let suffix = uri
+        .path()
+        .rsplit_once(".git")
+        .map(|(_, s)| s.to_string())
+        .unwrap_or_default();
     let mut cmd = tokio::process::Command::new("git");
     cmd.arg("http-backend")
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("GIT_PROJECT_ROOT", repo_dir.parent().unwrap_or(FsPath::new("/")))
+        .env(
+            "GIT_PROJECT_ROOT",
+            repo_dir.parent().unwrap_or(FsPath::new("/")),
+        )
         .env("PATH_INFO", format!("/{}.git{suffix}", app.id))
         .env("REQUEST_METHOD", method.as_str())
         .env("QUERY_STRING", query.unwrap_or_default())
         .env("REMOTE_USER", &who.email)
         .env("REMOTE_ADDR", "127.0.0.1")
         .env("GIT_HTTP_EXPORT_ALL", "1")
-        .env("HOIST_HOOK_URL", format!("{}/internal/git-push", st.internal_url))
+        .env(
+            "HOIST_HOOK_URL",
+            format!("{}/internal/git-push", st.internal_url),
+        )
         .env("HOIST_HOOK_SECRET", &st.hook_secret)
         .env("HOIST_APP_ID", &app.id)
         .env("HOIST_USER_ID", &who.id)
@@ -150,14 +177,21 @@ async fn git_cgi(
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return ApiError::internal(format!("starting git http-backend: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::internal(format!("starting git http-backend: {e}")).into_response()
+        }
     };
-    let (Some(mut stdin), Some(stdout), Some(mut stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
+    let (Some(mut stdin), Some(stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
         return ApiError::internal("git http-backend without pipes").into_response();
     };
     // Stream the (possibly huge, chunked) request body into git.
     tokio::spawn(async move {
-        let mut reader = StreamReader::new(body.into_data_stream().map(|r| r.map_err(std::io::Error::other)));
+        let mut reader = StreamReader::new(
+            body.into_data_stream()
+                .map(|r| r.map_err(std::io::Error::other)),
+        );
         let _ = tokio::io::copy(&mut reader, &mut stdin).await;
         let _ = stdin.shutdown().await;
     });
@@ -223,13 +257,18 @@ async fn hook_push(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let secret = headers.get("x-hoist-hook-secret").and_then(|v| v.to_str().ok());
+    let secret = headers
+        .get("x-hoist-hook-secret")
+        .and_then(|v| v.to_str().ok());
     if secret != Some(st.hook_secret.as_str()) {
         return ApiError::forbidden("Invalid hook secret.").into_response();
     }
     let finish = |lines: Vec<String>, ok: bool| -> Response {
         let mut text: String = lines.into_iter().map(|l| format!("{l}\n")).collect();
-        text.push_str(&format!("{HOOK_STATUS_PREFIX}{}\n", if ok { "ok" } else { "rejected" }));
+        text.push_str(&format!(
+            "{HOOK_STATUS_PREFIX}{}\n",
+            if ok { "ok" } else { "rejected" }
+        ));
         text.into_response()
     };
     let (app, user) = match (st.store.app(&q.app), st.store.account(&q.user)) {
@@ -249,8 +288,14 @@ async fn hook_push(
         Ok(s) => s,
         Err(e) => return finish(vec![format!(" !     {}", e.message)], false),
     };
-    let src = st.deployer.source_root().join(uuid::Uuid::new_v4().to_string());
-    let reader = StreamReader::new(body.into_data_stream().map(|r| r.map_err(std::io::Error::other)));
+    let src = st
+        .deployer
+        .source_root()
+        .join(uuid::Uuid::new_v4().to_string());
+    let reader = StreamReader::new(
+        body.into_data_stream()
+            .map(|r| r.map_err(std::io::Error::other)),
+    );
     let dest = src.clone();
     let unpacked = tokio::task::spawn_blocking(move || {
         let sync = tokio_util::io::SyncIoBridge::new(reader);
@@ -261,7 +306,10 @@ async fn hook_push(
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             let _ = std::fs::remove_dir_all(&src);
-            return finish(vec![format!(" !     Could not read the pushed source: {e}")], false);
+            return finish(
+                vec![format!(" !     Could not read the pushed source: {e}")],
+                false,
+            );
         }
         Err(e) => return finish(vec![format!(" !     {e}")], false),
     }
@@ -274,7 +322,10 @@ async fn hook_push(
     let web_url = st.cfg.web_url(&app.name);
     let run_log = log.clone();
     tokio::spawn(async move {
-        let ok = deployer.run(slot, app, user, build, run_log, src, web_url).await.is_ok();
+        let ok = deployer
+            .run(slot, app, user, build, run_log, src, web_url)
+            .await
+            .is_ok();
         let _ = tx.send(ok);
     });
     let stream = log.stream().chain(futures::stream::once(async move {

@@ -11,6 +11,7 @@ pub mod deploy;
 mod error;
 pub mod git;
 mod misc;
+mod ops;
 mod range;
 mod releases;
 mod views;
@@ -75,11 +76,62 @@ pub trait Platform: Send + Sync + 'static {
         log: Arc<buildlog::BuildLog>,
     ) -> futures::future::BoxFuture<'static, Result<i32, String>> {
         let _ = (app_id, version, command, log);
-        Box::pin(async { Err("release phase needs the dyno manager, which is not running".to_string()) })
+        Box::pin(async {
+            Err("release phase needs the dyno manager, which is not running".to_string())
+        })
     }
 }
 
+/// A one-off dyno request as the API received it.
+#[derive(Debug, Clone)]
+pub struct OneOffDyno {
+    pub app_id: String,
+    pub command: String,
+    pub env: std::collections::BTreeMap<String, String>,
+    pub size: Option<hoist_types::DynoSize>,
+    pub attach: bool,
+    pub tty: bool,
+    pub time_to_live: Option<std::time::Duration>,
+}
+
+/// What `POST /apps/{app}/dynos` answers with.
+#[derive(Debug, Clone)]
+pub struct OneOffStarted {
+    pub name: String,
+    pub size: String,
+    pub attach_url: Option<String>,
+}
+
+/// Dyno operations and log sessions, implemented by the server over the dyno manager
+/// and log hub.
+pub trait Operations: Send + Sync + 'static {
+    /// Restart all dynos (`None`), a process type, or one dyno.
+    fn restart(&self, app_id: &str, target: Option<&str>);
+    /// Stop a dyno or all dynos of a type (formation dynos are replaced).
+    fn stop(&self, app_id: &str, target: &str);
+    fn run(
+        &self,
+        req: OneOffDyno,
+    ) -> futures::future::BoxFuture<'static, Result<OneOffStarted, String>>;
+    /// A capability URL streaming the app's log as server-sent events.
+    fn log_session(
+        &self,
+        app_id: &str,
+        lines: usize,
+        tail: bool,
+        source: Option<String>,
+        dyno: Option<String>,
+    ) -> String;
+    /// The app's drains changed in the store.
+    fn drains_changed(&self, app_id: &str);
+    /// Prometheus text for `/metrics`.
+    fn metrics_text(&self) -> String;
+    /// Router metrics of one app.
+    fn app_metrics(&self, app_id: &str) -> serde_json::Value;
+}
+
 pub struct ApiState {
+    pub ops: Option<Arc<dyn Operations>>,
     pub store: Arc<Store>,
     pub cfg: ApiConfig,
     pub platform: Arc<dyn Platform>,
@@ -106,6 +158,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(misc::routes())
         .merge(builds::routes())
         .merge(git::routes())
+        .merge(ops::routes())
         .fallback(|| async { ApiError::not_found("resource") })
         .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -120,7 +173,9 @@ pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &Bytes) -> ApiResult<T> {
         bytes
     };
     serde_json::from_slice(raw).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::invalid(format!("Invalid request body: {e}")),
+        serde_json::error::Category::Data => {
+            ApiError::invalid(format!("Invalid request body: {e}"))
+        }
         _ => ApiError::bad_request(format!("Request body is not valid JSON: {e}")),
     })
 }
@@ -181,10 +236,18 @@ pub(crate) fn paginate(
         let after_first = match &first {
             None => true,
             Some(f) if range.desc => {
-                if range.first_exclusive { k < f.as_str() } else { k <= f.as_str() }
+                if range.first_exclusive {
+                    k < f.as_str()
+                } else {
+                    k <= f.as_str()
+                }
             }
             Some(f) => {
-                if range.first_exclusive { k > f.as_str() } else { k >= f.as_str() }
+                if range.first_exclusive {
+                    k > f.as_str()
+                } else {
+                    k >= f.as_str()
+                }
             }
         };
         let before_last = match &last {
@@ -204,7 +267,11 @@ pub(crate) fn paginate(
     page_response(&range, page, more)
 }
 
-pub(crate) fn page_response(range: &RangeSpec, page: Vec<Value>, more: bool) -> ApiResult<Response> {
+pub(crate) fn page_response(
+    range: &RangeSpec,
+    page: Vec<Value>,
+    more: bool,
+) -> ApiResult<Response> {
     let raw_key = |v: &Value| -> String {
         match v.get(&range.field) {
             Some(Value::String(s)) => s.clone(),
@@ -213,11 +280,21 @@ pub(crate) fn page_response(range: &RangeSpec, page: Vec<Value>, more: bool) -> 
         }
     };
     let mut resp = json(
-        if more { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK },
+        if more {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        },
         &page,
     );
     if let (Some(first), Some(last)) = (page.first(), page.last()) {
-        let content_range = format!("{} {}..{}; max={}", range.field, raw_key(first), raw_key(last), range.max);
+        let content_range = format!(
+            "{} {}..{}; max={}",
+            range.field,
+            raw_key(first),
+            raw_key(last),
+            range.max
+        );
         if let Ok(v) = HeaderValue::from_str(&content_range) {
             resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
@@ -262,7 +339,9 @@ async fn json_errors(resp: Response) -> Response {
     };
     let message = match status {
         StatusCode::PAYLOAD_TOO_LARGE => "Request body is too large (limit 1 MB).".to_string(),
-        StatusCode::METHOD_NOT_ALLOWED => "This method is not allowed on this resource.".to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "This method is not allowed on this resource.".to_string()
+        }
         s => s.canonical_reason().unwrap_or("Request failed").to_string(),
     };
     ApiError::new(status, id, message).into_response()

@@ -15,14 +15,26 @@ use serde_json::{json, Value};
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
-        .route("/oauth/authorizations", get(list_authorizations).post(create_authorization))
-        .route("/oauth/authorizations/{id}", delete(revoke_authorization).get(authorization_info))
-        .route("/oauth/sessions/{id}", delete(|| async { json(StatusCode::OK, json!({})) }))
+        .route(
+            "/oauth/authorizations",
+            get(list_authorizations).post(create_authorization),
+        )
+        .route(
+            "/oauth/authorizations/{id}",
+            delete(revoke_authorization).get(authorization_info),
+        )
+        .route(
+            "/oauth/sessions/{id}",
+            delete(|| async { json(StatusCode::OK, json!({})) }),
+        )
         .route("/accounts", post(create_account))
         .route("/apps/{app}/pipeline-couplings", get(pipeline_coupling))
         .route("/apps/{app}/sni-endpoints", get(empty_list))
         .route("/apps/{app}/features", get(features))
-        .route("/apps/{app}/features/{feature}", get(feature_info).patch(update_feature))
+        .route(
+            "/apps/{app}/features/{feature}",
+            get(feature_info).patch(update_feature),
+        )
         .route(
             "/apps/{app}/buildpack-installations",
             get(buildpack_installations).put(set_buildpack_installations),
@@ -54,7 +66,13 @@ async fn pipeline_coupling(
     Err(ApiError::not_found("pipeline coupling"))
 }
 
-fn authorization(id: &str, description: &str, created_at: &str, who: &hoist_store::Account, token: Option<&str>) -> Value {
+fn authorization(
+    id: &str,
+    description: &str,
+    created_at: &str,
+    who: &hoist_store::Account,
+    token: Option<&str>,
+) -> Value {
     json!({
         "id": id, "description": description, "scope": ["global"],
         "access_token": {"id": id, "token": token, "expires_in": null},
@@ -81,20 +99,31 @@ async fn create_authorization(
             .store
             .verify_password(&email, &secret)?
             .ok_or_else(|| ApiError::unauthorized().with_message("Invalid email or password."))?,
-        _ => st.store.authenticate(&secret)?.ok_or_else(ApiError::unauthorized)?,
+        _ => st
+            .store
+            .authenticate(&secret)?
+            .ok_or_else(ApiError::unauthorized)?,
     };
     let req: CreateAuthorization = parse_body(&body)?;
     let description = req.description.unwrap_or_else(|| "Hoist CLI".into());
     if description.len() > 256 {
-        return Err(ApiError::invalid("description is limited to 256 characters."));
+        return Err(ApiError::invalid(
+            "description is limited to 256 characters.",
+        ));
     }
     let (id, token) = st.store.issue_token(&who.id, &description)?;
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    Ok(json(StatusCode::CREATED, authorization(&id, &description, &now, &who, Some(&token))))
+    Ok(json(
+        StatusCode::CREATED,
+        authorization(&id, &description, &now, &who, Some(&token)),
+    ))
 }
 
 /// Tokens are stored hashed, so listings never include their values.
-async fn list_authorizations(State(st): State<SharedState>, Auth(who): Auth) -> ApiResult<Response> {
+async fn list_authorizations(
+    State(st): State<SharedState>,
+    Auth(who): Auth,
+) -> ApiResult<Response> {
     let items: Vec<Value> = st
         .store
         .tokens(&who.id)?
@@ -141,14 +170,26 @@ async fn create_account(
     body: Bytes,
 ) -> ApiResult<Response> {
     if !who.is_owner {
-        return Err(ApiError::forbidden("Only the platform owner can create accounts."));
+        return Err(ApiError::forbidden(
+            "Only the platform owner can create accounts.",
+        ));
     }
     let req: CreateAccount = parse_body(&body)?;
-    if req.password.as_ref().is_some_and(|p| p.len() < 8 || p.len() > 1024) {
-        return Err(ApiError::invalid("Passwords must be 8 to 1024 characters long."));
+    if req
+        .password
+        .as_ref()
+        .is_some_and(|p| p.len() < 8 || p.len() > 1024)
+    {
+        return Err(ApiError::invalid(
+            "Passwords must be 8 to 1024 characters long.",
+        ));
     }
-    let account = st.store.create_account(&req.email, req.password.as_deref(), false)?;
-    let (_, token) = st.store.issue_token(&account.id, "created with the account")?;
+    let account = st
+        .store
+        .create_account(&req.email, req.password.as_deref(), false)?;
+    let (_, token) = st
+        .store
+        .issue_token(&account.id, "created with the account")?;
     let mut body = views::account(&account);
     body["api_key"] = json!(token);
     Ok(json(StatusCode::CREATED, body))
@@ -194,7 +235,10 @@ async fn feature_info(
 ) -> ApiResult<Response> {
     let app = app_for(&st, &who, &app)?;
     let (n, d) = known_feature(&name)?;
-    Ok(json(StatusCode::OK, feature(n, d, st.store.feature(&app.id, n)?)))
+    Ok(json(
+        StatusCode::OK,
+        feature(n, d, st.store.feature(&app.id, n)?),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -230,7 +274,10 @@ async fn buildpack_installations(
     Path(app): Path<String>,
 ) -> ApiResult<Response> {
     let app = app_for(&st, &who, &app)?;
-    Ok(json(StatusCode::OK, installations(&st.store.buildpacks(&app.id)?)))
+    Ok(json(
+        StatusCode::OK,
+        installations(&st.store.buildpacks(&app.id)?),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -253,7 +300,8 @@ pub fn validate_buildpack(b: &str) -> ApiResult<()> {
             || b.starts_with("git://")
             || b.starts_with("file://")
             || b.starts_with('/')
-            || b.bytes().all(|c| c.is_ascii_alphanumeric() || b"/-_.".contains(&c)));
+            || b.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"/-_.".contains(&c)));
     if ok {
         Ok(())
     } else {
@@ -275,7 +323,11 @@ async fn set_buildpack_installations(
     if req.updates.len() > 20 {
         return Err(ApiError::invalid("At most 20 buildpacks per app."));
     }
-    let urls: Vec<String> = req.updates.into_iter().map(|u| u.buildpack.trim().to_string()).collect();
+    let urls: Vec<String> = req
+        .updates
+        .into_iter()
+        .map(|u| u.buildpack.trim().to_string())
+        .collect();
     for u in &urls {
         validate_buildpack(u)?;
     }
@@ -306,7 +358,12 @@ async fn app_addons(
     Path(app): Path<String>,
 ) -> ApiResult<Response> {
     let app = app_for(&st, &who, &app)?;
-    let items: Vec<Value> = st.store.addons_for_app(&app.id)?.iter().map(views::addon).collect();
+    let items: Vec<Value> = st
+        .store
+        .addons_for_app(&app.id)?
+        .iter()
+        .map(views::addon)
+        .collect();
     Ok(json(StatusCode::OK, items))
 }
 
@@ -316,14 +373,24 @@ async fn app_attachments(
     Path(app): Path<String>,
 ) -> ApiResult<Response> {
     let app = app_for(&st, &who, &app)?;
-    let items: Vec<Value> = st.store.attachments_for_app(&app.id)?.iter().map(views::attachment).collect();
+    let items: Vec<Value> = st
+        .store
+        .attachments_for_app(&app.id)?
+        .iter()
+        .map(views::attachment)
+        .collect();
     Ok(json(StatusCode::OK, items))
 }
 
 async fn my_attachments(State(st): State<SharedState>, Auth(who): Auth) -> ApiResult<Response> {
     let mut items = Vec::new();
     for app in st.store.apps_for(&who.id)? {
-        items.extend(st.store.attachments_for_app(&app.id)?.iter().map(views::attachment));
+        items.extend(
+            st.store
+                .attachments_for_app(&app.id)?
+                .iter()
+                .map(views::attachment),
+        );
     }
     Ok(json(StatusCode::OK, items))
 }

@@ -67,7 +67,11 @@ pub fn parse_range(
         Some((f, s)) => (f.trim(), s.trim()),
         None => (head, ".."),
     };
-    if field.is_empty() || !field.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if field.is_empty()
+        || !field
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         return Err(bad());
     }
     if !allowed.contains(&field) {
@@ -140,14 +144,27 @@ mod tests {
         let r = p("id ]abc..; max=1");
         assert_eq!((r.first.as_deref(), r.first_exclusive), (Some("abc"), true));
         let r = p("name a..z");
-        assert_eq!((r.first.as_deref(), r.last.as_deref()), (Some("a"), Some("z")));
-        assert_eq!(parse_range(Some(""), "id", &["id"]).unwrap(), RangeSpec::default_for("id"));
+        assert_eq!(
+            (r.first.as_deref(), r.last.as_deref()),
+            (Some("a"), Some("z"))
+        );
+        assert_eq!(
+            parse_range(Some(""), "id", &["id"]).unwrap(),
+            RangeSpec::default_for("id")
+        );
         assert_eq!(p("id ..; max=99999").max, LIMIT_MAX);
     }
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["id ..; max=abc", "id ..; max=0", "id ..; bogus=1", "id xx", "!!! ..", "id ..; order=up"] {
+        for bad in [
+            "id ..; max=abc",
+            "id ..; max=0",
+            "id ..; bogus=1",
+            "id xx",
+            "!!! ..",
+            "id ..; order=up",
+        ] {
             assert!(parse_range(Some(bad), "id", &["id"]).is_err(), "{bad}");
         }
         let e = parse_range(Some("size .."), "id", &["id"]).unwrap_err();

@@ -15,13 +15,33 @@ use serde_json::Value;
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
-        .route("/apps/{app}/releases", get(list_releases).post(create_release))
+        .route(
+            "/apps/{app}/releases",
+            get(list_releases).post(create_release),
+        )
         .route("/apps/{app}/releases/{release}", get(release_info))
-        .route("/apps/{app}/releases/{release}/config-vars", get(release_config))
-        .route("/apps/{app}/formation", get(formation).patch(update_formation))
-        .route("/apps/{app}/formation/{ptype}", get(formation_info).patch(update_one_formation))
-        .route("/apps/{app}/dynos", get(dynos))
-        .route("/apps/{app}/dynos/{dyno}", get(dyno_info))
+        .route(
+            "/apps/{app}/releases/{release}/config-vars",
+            get(release_config),
+        )
+        .route(
+            "/apps/{app}/formation",
+            get(formation).patch(update_formation),
+        )
+        .route(
+            "/apps/{app}/formation/{ptype}",
+            get(formation_info).patch(update_one_formation),
+        )
+        .route(
+            "/apps/{app}/dynos",
+            get(dynos)
+                .delete(crate::ops::restart_all)
+                .post(crate::ops::create_dyno),
+        )
+        .route(
+            "/apps/{app}/dynos/{dyno}",
+            get(dyno_info).delete(crate::ops::restart_one),
+        )
 }
 
 async fn list_releases(
@@ -40,11 +60,9 @@ async fn list_releases(
         match v {
             None => Ok(None),
             Some(_) if range.field != "version" => Ok(None),
-            Some(s) => s
-                .trim_start_matches('v')
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("Invalid version {s:?} in Range header."))),
+            Some(s) => s.trim_start_matches('v').parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("Invalid version {s:?} in Range header."))
+            }),
         }
     };
     let first = bound(&range.first)?;
@@ -134,7 +152,10 @@ async fn create_release(
             ))
         }
     };
-    st.platform.api_event(&app.id, &format!("{} by user {}", release.description, who.email));
+    st.platform.api_event(
+        &app.id,
+        &format!("{} by user {}", release.description, who.email),
+    );
     st.platform.api_event(
         &app.id,
         &format!("Release v{} created by user {}", release.version, who.email),
@@ -210,7 +231,11 @@ fn parse_update(v: &Value, ptype: Option<&str>) -> ApiResult<FormationUpdate> {
     let process_type = match (ptype, obj.get("type")) {
         (Some(t), _) => t.to_string(),
         (None, Some(Value::String(t))) => t.clone(),
-        _ => return Err(ApiError::invalid("Each formation update needs a process type (\"type\").")),
+        _ => {
+            return Err(ApiError::invalid(
+                "Each formation update needs a process type (\"type\").",
+            ))
+        }
     };
     let quantity = match obj.get("quantity") {
         None | Some(Value::Null) => None,
@@ -219,7 +244,11 @@ fn parse_update(v: &Value, ptype: Option<&str>) -> ApiResult<FormationUpdate> {
     let size = match obj.get("size") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(ApiError::invalid("size must be a string such as \"standard-1x\".")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "size must be a string such as \"standard-1x\".",
+            ))
+        }
     };
     Ok(FormationUpdate {
         process_type,
@@ -235,9 +264,8 @@ async fn apply_formation(
     updates: Vec<FormationUpdate>,
 ) -> ApiResult<Vec<Value>> {
     if st.store.formation(&app.id)?.is_empty() {
-        return Err(ApiError::not_found("process type").with_message(
-            "No process types on this app yet. Deploy code with a Procfile first.",
-        ));
+        return Err(ApiError::not_found("process type")
+            .with_message("No process types on this app yet. Deploy code with a Procfile first."));
     }
     let formation = st.store.update_formation(&app.id, &updates)?;
     let summary: Vec<String> = formation
@@ -245,7 +273,10 @@ async fn apply_formation(
         .filter(|f| updates.iter().any(|u| u.process_type == f.process_type))
         .map(|f| format!("{}={}:{}", f.process_type, f.quantity, f.size))
         .collect();
-    st.platform.api_event(&app.id, &format!("Scaled to {} by user {}", summary.join(", "), who.email));
+    st.platform.api_event(
+        &app.id,
+        &format!("Scaled to {} by user {}", summary.join(", "), who.email),
+    );
     st.platform.app_changed(&app.id);
     Ok(formation
         .iter()
@@ -265,9 +296,13 @@ async fn update_formation(
     let updates = req
         .get("updates")
         .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::invalid("Send {\"updates\": [{\"type\": \"web\", \"quantity\": \"1\"}]}."))?;
+        .ok_or_else(|| {
+            ApiError::invalid("Send {\"updates\": [{\"type\": \"web\", \"quantity\": \"1\"}]}.")
+        })?;
     if updates.is_empty() || updates.len() > 100 {
-        return Err(ApiError::invalid("updates must list between 1 and 100 process types."));
+        return Err(ApiError::invalid(
+            "updates must list between 1 and 100 process types.",
+        ));
     }
     let updates = updates
         .iter()
@@ -322,11 +357,31 @@ mod tests {
 
     #[test]
     fn quantities_absolute_relative_number_or_string() {
-        assert_eq!(parse_quantity(&json!(3)).unwrap(), QuantityChange::Absolute(3));
-        assert_eq!(parse_quantity(&json!("3")).unwrap(), QuantityChange::Absolute(3));
-        assert_eq!(parse_quantity(&json!("+1")).unwrap(), QuantityChange::Relative(1));
-        assert_eq!(parse_quantity(&json!("-2")).unwrap(), QuantityChange::Relative(-2));
-        for bad in [json!("abc"), json!(1.5), json!(true), json!("+"), json!("1e9"), json!(null), json!("99999999")] {
+        assert_eq!(
+            parse_quantity(&json!(3)).unwrap(),
+            QuantityChange::Absolute(3)
+        );
+        assert_eq!(
+            parse_quantity(&json!("3")).unwrap(),
+            QuantityChange::Absolute(3)
+        );
+        assert_eq!(
+            parse_quantity(&json!("+1")).unwrap(),
+            QuantityChange::Relative(1)
+        );
+        assert_eq!(
+            parse_quantity(&json!("-2")).unwrap(),
+            QuantityChange::Relative(-2)
+        );
+        for bad in [
+            json!("abc"),
+            json!(1.5),
+            json!(true),
+            json!("+"),
+            json!("1e9"),
+            json!(null),
+            json!("99999999"),
+        ] {
             assert!(parse_quantity(&bad).is_err(), "{bad}");
         }
     }

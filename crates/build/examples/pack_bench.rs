@@ -66,7 +66,11 @@ fn text(rng: &mut Rng, n: usize) -> Vec<u8> {
     let mut s = String::with_capacity(n + 32);
     while s.len() < n {
         s.push_str(WORDS[(rng.next() % WORDS.len() as u64) as usize]);
-        s.push(if rng.next().is_multiple_of(9) { '\n' } else { ' ' });
+        s.push(if rng.next().is_multiple_of(9) {
+            '\n'
+        } else {
+            ' '
+        });
     }
     s.truncate(n);
     s.into_bytes()

@@ -126,19 +126,23 @@ impl Api {
             .text()
             .map_err(|e| CliError::failed(format!("Reading the API response failed: {e}")))?;
         if !(200..300).contains(&status) {
-            return Err(CliError::Api(api_failure(status, &method, &format!("{}{}", self.base, path), &text)));
+            return Err(CliError::Api(api_failure(
+                status,
+                &method,
+                &format!("{}{}", self.base, path),
+                &text,
+            )));
         }
         let body = if text.trim().is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).map_err(|e| {
-                CliError::failed(format!("The API sent a response that is not JSON ({e}) for {method} {path}."))
+                CliError::failed(format!(
+                    "The API sent a response that is not JSON ({e}) for {method} {path}."
+                ))
             })?
         };
-        Ok(Response {
-            headers,
-            body,
-        })
+        Ok(Response { headers, body })
     }
 
     pub fn send(&self, method: Method, path: &str, body: Option<&Value>) -> CliResult<Value> {
@@ -184,7 +188,9 @@ impl Api {
                 _ => return Ok(out),
             }
         }
-        Err(CliError::failed(format!("The API kept paginating {path}; stopped after {MAX_PAGES} pages.")))
+        Err(CliError::failed(format!(
+            "The API kept paginating {path}; stopped after {MAX_PAGES} pages."
+        )))
     }
 
     /// True when `url` is on the API's own origin, so the token may be sent there.
@@ -248,7 +254,16 @@ pub fn api_failure(status: u16, method: &Method, url: &str, body: &str) -> ApiFa
         .and_then(|v| v.pointer("/app/name"))
         .and_then(Value::as_str)
         .map(str::to_string);
+    // The server's catch-all 404 (`resource: "resource"`) means it lacks the route.
+    let unknown_route = status == 404 && field("resource").as_deref() == Some("resource");
     match field("message") {
+        Some(message) if unknown_route => ApiFailure {
+            status,
+            id: field("id"),
+            message: format!("{message}\nThis Hoist server does not support {method} {url} yet."),
+            app,
+            url: field("url"),
+        },
         Some(message) => ApiFailure {
             status,
             id: field("id"),
@@ -308,11 +323,21 @@ mod tests {
 
     #[test]
     fn failure_from_json_and_raw_bodies() {
-        let f = api_failure(404, &Method::GET, "http://h/apps/x", r#"{"id":"not_found","message":"Couldn't find that app.","resource":"app"}"#);
+        let f = api_failure(
+            404,
+            &Method::GET,
+            "http://h/apps/x",
+            r#"{"id":"not_found","message":"Couldn't find that app.","resource":"app"}"#,
+        );
         assert_eq!(f.id.as_deref(), Some("not_found"));
         assert_eq!(f.message, "Couldn't find that app.");
         let f = api_failure(405, &Method::DELETE, "http://h/apps/x/dynos", "");
         assert!(f.id.is_none());
-        assert!(f.message.starts_with("HTTP Error 405 Method Not Allowed for DELETE http://h/apps/x/dynos"), "{}", f.message);
+        assert!(
+            f.message
+                .starts_with("HTTP Error 405 Method Not Allowed for DELETE http://h/apps/x/dynos"),
+            "{}",
+            f.message
+        );
     }
 }

@@ -437,10 +437,16 @@ fn help(what: Option<&str>) -> CliResult<()> {
                 println!("  {t:width$}  {d}");
             }
             println!("\nRun \"hoist help TOPIC\" for a topic's commands, \"hoist COMMAND --help\" for a command.");
-            println!("Environment: HOIST_API_URL (default {}), HOIST_API_KEY, HOIST_APP.", crate::ctx::DEFAULT_API_URL);
+            println!(
+                "Environment: HOIST_API_URL (default {}), HOIST_API_KEY, HOIST_APP.",
+                crate::ctx::DEFAULT_API_URL
+            );
             Ok(())
         }
-        Some(name) if name.contains(':') || cmd.find_subcommand(name).is_some() && !is_topic(&cmd, name) => {
+        Some(name)
+            if name.contains(':')
+                || cmd.find_subcommand(name).is_some() && !is_topic(&cmd, name) =>
+        {
             let sub = cmd.find_subcommand_mut(name).ok_or_else(|| unknown(name))?;
             let mut sub = sub.clone().bin_name(format!("hoist {name}"));
             println!("{}", sub.render_long_help());
@@ -477,7 +483,9 @@ fn is_topic(cmd: &clap::Command, name: &str) -> bool {
 }
 
 fn unknown(name: &str) -> CliError {
-    CliError::usage(format!("\"{name}\" is not a hoist command. See \"hoist help\"."))
+    CliError::usage(format!(
+        "\"{name}\" is not a hoist command. See \"hoist help\"."
+    ))
 }
 
 pub fn run(args: Vec<String>) -> CliResult<()> {
@@ -489,7 +497,9 @@ pub fn run(args: Vec<String>) -> CliResult<()> {
         }
         _ => {}
     }
-    let cli = match Cli::try_parse_from(&args) {
+    // Usage lines say "hoist" whatever path the binary was started by.
+    let argv = std::iter::once("hoist".to_string()).chain(args.into_iter().skip(1));
+    let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => return Err(clap_error(e)),
     };
@@ -510,7 +520,13 @@ fn clap_error(e: clap::Error) -> CliError {
             };
             unknown(&name)
         }
-        _ => CliError::usage(e.render().to_string().trim_start_matches("error: ").trim_end().to_string()),
+        _ => CliError::usage(
+            e.render()
+                .to_string()
+                .trim_start_matches("error: ")
+                .trim_end()
+                .to_string(),
+        ),
     }
 }
 
@@ -541,7 +557,10 @@ mod tests {
 
     #[test]
     fn run_takes_the_rest_verbatim() {
-        let c = parse(&["run", "-a", "demo", "-e", "A=1", "bash", "-c", "ls -la", "-a", "x"]).unwrap();
+        let c = parse(&[
+            "run", "-a", "demo", "-e", "A=1", "bash", "-c", "ls -la", "-a", "x",
+        ])
+        .unwrap();
         assert_eq!(c.app.as_deref(), Some("demo"));
         match c.command {
             Command::Run { command, opts, .. } => {
@@ -555,7 +574,10 @@ mod tests {
     #[test]
     fn unknown_command_message() {
         let e = clap_error(parse(&["foo"]).unwrap_err());
-        assert_eq!(e.to_string(), "\"foo\" is not a hoist command. See \"hoist help\".");
+        assert_eq!(
+            e.to_string(),
+            "\"foo\" is not a hoist command. See \"hoist help\"."
+        );
         assert_eq!(e.exit_code(), 1);
         // Usage errors exit 1, not clap's 2.
         let e = clap_error(parse(&["config:set"]).unwrap_err());
@@ -564,10 +586,21 @@ mod tests {
 
     #[test]
     fn aliases_and_scale_args() {
-        assert!(matches!(parse(&["scale", "web=1"]).unwrap().command, Command::PsScale { .. }));
-        assert!(matches!(parse(&["ps:scale", "worker-1"]).unwrap().command, Command::PsScale { .. }));
-        assert!(matches!(parse(&["whoami"]).unwrap().command, Command::AuthWhoami));
+        assert!(matches!(
+            parse(&["scale", "web=1"]).unwrap().command,
+            Command::PsScale { .. }
+        ));
+        assert!(matches!(
+            parse(&["ps:scale", "worker-1"]).unwrap().command,
+            Command::PsScale { .. }
+        ));
+        assert!(matches!(
+            parse(&["whoami"]).unwrap().command,
+            Command::AuthWhoami
+        ));
         let c = parse(&["logs", "--ps", "web.1", "-n", "5"]).unwrap();
-        assert!(matches!(c.command, Command::Logs { num: 5, dyno: Some(ref d), .. } if d == "web.1"));
+        assert!(
+            matches!(c.command, Command::Logs { num: 5, dyno: Some(ref d), .. } if d == "web.1")
+        );
     }
 }

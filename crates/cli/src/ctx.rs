@@ -25,7 +25,9 @@ pub fn api_url() -> CliResult<String> {
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_API_URL.to_string());
     let parsed = url::Url::parse(raw.trim()).map_err(|e| {
-        CliError::usage(format!("HOIST_API_URL {raw:?} is not a URL ({e}). Example: http://127.0.0.1:5000"))
+        CliError::usage(format!(
+            "HOIST_API_URL {raw:?} is not a URL ({e}). Example: http://127.0.0.1:5000"
+        ))
     })?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(CliError::usage(format!(
@@ -142,10 +144,17 @@ mod tests {
     #[test]
     fn named_remote_on_another_public_url() {
         assert_eq!(
-            app_from_named_remote("http://127.0.0.1:5000", "https://paas.example.org/demo.git").as_deref(),
+            app_from_named_remote("http://127.0.0.1:5000", "https://paas.example.org/demo.git")
+                .as_deref(),
             Some("demo")
         );
-        assert_eq!(app_from_named_remote("http://127.0.0.1:5000", "git@github.com:x/y.git"), None);
-        assert_eq!(app_from_named_remote("http://127.0.0.1:5000", "https://github.com/x/y.git"), None);
+        assert_eq!(
+            app_from_named_remote("http://127.0.0.1:5000", "git@github.com:x/y.git"),
+            None
+        );
+        assert_eq!(
+            app_from_named_remote("http://127.0.0.1:5000", "https://github.com/x/y.git"),
+            None
+        );
     }
 }

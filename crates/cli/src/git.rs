@@ -19,7 +19,9 @@ pub fn git(dir: Option<&Path>, args: &[&str]) -> CliResult<Option<String>> {
         .output()
         .map_err(|e| CliError::failed(format!("Could not run git: {e}. Is git installed?")))?;
     if out.status.success() {
-        Ok(Some(String::from_utf8_lossy(&out.stdout).trim_end().to_string()))
+        Ok(Some(
+            String::from_utf8_lossy(&out.stdout).trim_end().to_string(),
+        ))
     } else {
         Ok(None)
     }
@@ -77,7 +79,10 @@ pub fn app_from_remote_url(api_url: &str, remote: &str) -> Option<String> {
     let base = api_url.trim_end_matches('/');
     let rest = strip_prefix_ignore_case(remote.trim(), base)?;
     let rest = rest.strip_prefix('/')?;
-    let name = rest.strip_suffix(".git").unwrap_or(rest).trim_end_matches('/');
+    let name = rest
+        .strip_suffix(".git")
+        .unwrap_or(rest)
+        .trim_end_matches('/');
     let valid = !name.is_empty()
         && name
             .bytes()
@@ -113,7 +118,10 @@ pub fn set_remote(dir: Option<&Path>, remote: &str, url: &str) -> CliResult<()> 
 
 /// `HEAD`'s commit, when `dir` is a repository with at least one commit.
 pub fn head_sha(dir: &Path) -> Option<String> {
-    git(Some(dir), &["rev-parse", "HEAD"]).ok().flatten().filter(|s| s.len() == 40)
+    git(Some(dir), &["rev-parse", "HEAD"])
+        .ok()
+        .flatten()
+        .filter(|s| s.len() == 40)
 }
 
 #[cfg(test)]
@@ -123,15 +131,40 @@ mod tests {
     #[test]
     fn parses_app_from_remote_urls() {
         let api = "http://127.0.0.1:5000";
-        assert_eq!(app_from_remote_url(api, "http://127.0.0.1:5000/demo.git").as_deref(), Some("demo"));
-        assert_eq!(app_from_remote_url("http://127.0.0.1:5000/", "http://127.0.0.1:5000/demo.git").as_deref(), Some("demo"));
-        assert_eq!(app_from_remote_url(api, "http://127.0.0.1:5000/my-app-2").as_deref(), Some("my-app-2"));
-        assert_eq!(app_from_remote_url(api, "HTTP://127.0.0.1:5000/demo.git").as_deref(), Some("demo"));
+        assert_eq!(
+            app_from_remote_url(api, "http://127.0.0.1:5000/demo.git").as_deref(),
+            Some("demo")
+        );
+        assert_eq!(
+            app_from_remote_url("http://127.0.0.1:5000/", "http://127.0.0.1:5000/demo.git")
+                .as_deref(),
+            Some("demo")
+        );
+        assert_eq!(
+            app_from_remote_url(api, "http://127.0.0.1:5000/my-app-2").as_deref(),
+            Some("my-app-2")
+        );
+        assert_eq!(
+            app_from_remote_url(api, "HTTP://127.0.0.1:5000/demo.git").as_deref(),
+            Some("demo")
+        );
         // Another port, host or a nested path is not ours.
-        assert_eq!(app_from_remote_url(api, "http://127.0.0.1:5001/demo.git"), None);
-        assert_eq!(app_from_remote_url(api, "http://127.0.0.1:50001/demo.git"), None);
-        assert_eq!(app_from_remote_url(api, "https://github.com/x/demo.git"), None);
-        assert_eq!(app_from_remote_url(api, "http://127.0.0.1:5000/x/demo.git"), None);
+        assert_eq!(
+            app_from_remote_url(api, "http://127.0.0.1:5001/demo.git"),
+            None
+        );
+        assert_eq!(
+            app_from_remote_url(api, "http://127.0.0.1:50001/demo.git"),
+            None
+        );
+        assert_eq!(
+            app_from_remote_url(api, "https://github.com/x/demo.git"),
+            None
+        );
+        assert_eq!(
+            app_from_remote_url(api, "http://127.0.0.1:5000/x/demo.git"),
+            None
+        );
         assert_eq!(app_from_remote_url(api, "http://127.0.0.1:5000/.git"), None);
         assert_eq!(app_from_remote_url(api, "git@127.0.0.1:demo.git"), None);
         assert_eq!(app_git_url("http://h:1/", "demo"), "http://h:1/demo.git");

@@ -46,7 +46,10 @@ fn tokens(text: &str) -> Vec<Token<'_>> {
         });
         // A macro body is free text up to a blank line: fold it into the name token.
         if out.len() >= 2 && out[out.len() - 2].text == "macdef" {
-            let body_end = text[i..].find("\n\n").map(|p| i + p + 1).unwrap_or(text.len());
+            let body_end = text[i..]
+                .find("\n\n")
+                .map(|p| i + p + 1)
+                .unwrap_or(text.len());
             if let Some(last) = out.last_mut() {
                 last.span.end = body_end;
             }
@@ -215,16 +218,23 @@ mod tests {
         let ours = lookup(SAMPLE, "127.0.0.1:5000").unwrap();
         assert_eq!(ours.login.as_deref(), Some("old@x"));
         assert_eq!(ours.password.as_deref(), Some("oldtoken"));
-        assert!(lookup(SAMPLE, "127.0.0.1:5001").is_none(), "default entry must not match");
+        assert!(
+            lookup(SAMPLE, "127.0.0.1:5001").is_none(),
+            "default entry must not match"
+        );
     }
 
     #[test]
     fn upsert_replaces_only_our_entry() {
         let out = upsert(SAMPLE, "127.0.0.1:5000", "me@hoist", "newtoken");
-        assert_eq!(lookup(&out, "127.0.0.1:5000").unwrap().password.as_deref(), Some("newtoken"));
+        assert_eq!(
+            lookup(&out, "127.0.0.1:5000").unwrap().password.as_deref(),
+            Some("newtoken")
+        );
         assert!(!out.contains("oldtoken"));
         // Everything else is byte-for-byte preserved.
-        assert!(out.starts_with("# my hosts\nmachine api.heroku.com\n  login me@x.com\n  password abc\n"));
+        assert!(out
+            .starts_with("# my hosts\nmachine api.heroku.com\n  login me@x.com\n  password abc\n"));
         assert!(out.contains("macdef init\ncd /tmp\nput file\n\n"));
         assert!(out.ends_with("default login anon password guest\n"));
         assert_eq!(parse(&out).len(), 4);
@@ -233,7 +243,10 @@ mod tests {
     #[test]
     fn upsert_appends_and_remove_deletes() {
         let out = upsert("machine a login x password y", "b:1", "l", "p");
-        assert_eq!(out, "machine a login x password y\nmachine b:1\n  login l\n  password p\n");
+        assert_eq!(
+            out,
+            "machine a login x password y\nmachine b:1\n  login l\n  password p\n"
+        );
         let out = upsert("", "b:1", "l", "p");
         assert_eq!(out, "machine b:1\n  login l\n  password p\n");
         let removed = remove(SAMPLE, "127.0.0.1:5000");
@@ -249,7 +262,10 @@ mod tests {
         let e = lookup(text, "h").unwrap();
         assert_eq!(e.login.as_deref(), Some("machine"));
         assert_eq!(e.password.as_deref(), Some("default"));
-        assert_eq!(lookup(text, "other").unwrap().password.as_deref(), Some("q"));
+        assert_eq!(
+            lookup(text, "other").unwrap().password.as_deref(),
+            Some("q")
+        );
     }
 
     #[test]

@@ -55,7 +55,11 @@ impl Style {
             let key = format!("{k}:");
             let mut lines = v.lines();
             let first = lines.next().unwrap_or("");
-            println!("{}{} {first}", self.bold(&key), " ".repeat(width - key.len()));
+            println!(
+                "{}{} {first}",
+                self.bold(&key),
+                " ".repeat(width - key.len())
+            );
             for l in lines {
                 println!("{} {l}", " ".repeat(width));
             }
@@ -71,11 +75,11 @@ impl Style {
         t.set_content_arrangement(ContentArrangement::Disabled);
         if self.color {
             t.enforce_styling();
-            t.set_header(
-                headers
-                    .iter()
-                    .map(|h| Cell::new(h).add_attribute(Attribute::Bold).fg(Color::Magenta)),
-            );
+            t.set_header(headers.iter().map(|h| {
+                Cell::new(h)
+                    .add_attribute(Attribute::Bold)
+                    .fg(Color::Magenta)
+            }));
         } else {
             t.force_no_tty();
             t.set_header(headers.iter().map(Cell::new));
@@ -154,8 +158,7 @@ pub fn ago(rfc3339: &str, now: chrono::DateTime<chrono::Utc>) -> String {
 /// Single-quotes a value for `config --shell` when it needs quoting.
 pub fn shell_quote(v: &str) -> String {
     let safe = !v.is_empty()
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:@%+=,".contains(&b));
     if safe {
         v.to_string()

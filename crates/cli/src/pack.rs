@@ -8,7 +8,9 @@ use std::path::Path;
 /// Writes `dir`'s files (paths relative to `dir`) as tar.gz into `out`; returns the
 /// number of entries.
 pub fn pack<W: Write>(dir: &Path, out: W) -> CliResult<usize> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| CliError::failed(format!("Packing {}: {what}: {e}", dir.display()));
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        CliError::failed(format!("Packing {}: {what}: {e}", dir.display()))
+    };
     let enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     let mut tar = tar::Builder::new(enc);
     tar.follow_symlinks(false);
@@ -30,9 +32,12 @@ pub fn pack<W: Write>(dir: &Path, out: W) -> CliResult<usize> {
             Ok(r) if !r.as_os_str().is_empty() => r.to_path_buf(),
             _ => continue,
         };
-        let Some(ft) = entry.file_type() else { continue };
+        let Some(ft) = entry.file_type() else {
+            continue;
+        };
         if ft.is_dir() {
-            tar.append_dir(&rel, entry.path()).map_err(|e| fail(&rel.display().to_string(), &e))?;
+            tar.append_dir(&rel, entry.path())
+                .map_err(|e| fail(&rel.display().to_string(), &e))?;
         } else if ft.is_file() || ft.is_symlink() {
             tar.append_path_with_name(entry.path(), &rel)
                 .map_err(|e| fail(&rel.display().to_string(), &e))?;
@@ -66,14 +71,17 @@ mod tests {
         std::fs::write(d.join("src/app.sh"), "#!/bin/sh\n").unwrap();
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(d.join("src/app.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(d.join("src/app.sh"), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
         }
         std::os::unix::fs::symlink("src/app.sh", d.join("run")).unwrap();
 
         let mut buf = Vec::new();
         pack(d, &mut buf).unwrap();
         let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(buf.as_slice()).read_to_end(&mut raw).unwrap();
+        flate2::read::GzDecoder::new(buf.as_slice())
+            .read_to_end(&mut raw)
+            .unwrap();
         let mut archive = tar::Archive::new(raw.as_slice());
         let mut names = Vec::new();
         for e in archive.entries().unwrap() {
@@ -87,6 +95,9 @@ mod tests {
             }
             names.push(name);
         }
-        assert_eq!(names, vec![".gitignore", "Procfile", "run", "src", "src/app.sh"]);
+        assert_eq!(
+            names,
+            vec![".gitignore", "Procfile", "run", "src", "src/app.sh"]
+        );
     }
 }

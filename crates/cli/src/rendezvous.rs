@@ -45,7 +45,11 @@ impl ExitScanner {
         while i < buf.len() {
             let Some(off) = find(&buf[i..], MARKER_LEAD) else {
                 // Hold back a tail that could be the start of U+FFFF.
-                let keep = if eof { 0 } else { partial_suffix(&buf[i..], MARKER_LEAD) };
+                let keep = if eof {
+                    0
+                } else {
+                    partial_suffix(&buf[i..], MARKER_LEAD)
+                };
                 out.extend_from_slice(&buf[i..buf.len() - keep]);
                 self.pending = buf[buf.len() - keep..].to_vec();
                 return out;
@@ -64,7 +68,10 @@ impl ExitScanner {
                 continue;
             }
             let digits_at = MARKER.len();
-            let ndigits = rest[digits_at..].iter().take_while(|b| b.is_ascii_digit()).count();
+            let ndigits = rest[digits_at..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
             let after = digits_at + ndigits;
             // Digits run to the end of what we have: more may follow.
             if after == rest.len() && !eof {
@@ -141,8 +148,11 @@ pub struct Target {
 }
 
 pub fn parse_attach_url(attach_url: &str) -> CliResult<Target> {
-    let u = url::Url::parse(attach_url)
-        .map_err(|e| CliError::failed(format!("The dyno's attach URL {attach_url:?} is invalid: {e}")))?;
+    let u = url::Url::parse(attach_url).map_err(|e| {
+        CliError::failed(format!(
+            "The dyno's attach URL {attach_url:?} is invalid: {e}"
+        ))
+    })?;
     let host = u
         .host_str()
         .ok_or_else(|| CliError::failed(format!("The attach URL {attach_url:?} has no host.")))?
@@ -182,18 +192,26 @@ fn ca_file() -> CliResult<PathBuf> {
 }
 
 fn tls_config() -> CliResult<Arc<rustls::ClientConfig>> {
-    let path = ca_file()?;
-    let pem = std::fs::read(&path)
+    tls_config_from(&ca_file()?)
+}
+
+/// A client config trusting only the CA certificates in the PEM file at `path`.
+pub fn tls_config_from(path: &std::path::Path) -> CliResult<Arc<rustls::ClientConfig>> {
+    let pem = std::fs::read(path)
         .map_err(|e| CliError::failed(format!("Reading the CA file {}: {e}", path.display())))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| CliError::failed(format!("Bad certificate in {}: {e}", path.display())))?;
+        let cert = cert
+            .map_err(|e| CliError::failed(format!("Bad certificate in {}: {e}", path.display())))?;
         roots
             .add(cert)
             .map_err(|e| CliError::failed(format!("Bad certificate in {}: {e}", path.display())))?;
     }
     if roots.is_empty() {
-        return Err(CliError::failed(format!("{} holds no certificates.", path.display())));
+        return Err(CliError::failed(format!(
+            "{} holds no certificates.",
+            path.display()
+        )));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -231,8 +249,24 @@ impl Drop for RawMode {
 /// Connects to the dyno and pipes the terminal until the remote side closes.
 /// Returns the exit status from the marker (0 when none arrived).
 pub fn attach(attach_url: &str, raw_tty: bool) -> CliResult<i32> {
-    let target = parse_attach_url(attach_url)?;
     let cfg = tls_config()?;
+    let _raw = if raw_tty { RawMode::enable() } else { None };
+    attach_with(
+        attach_url,
+        cfg,
+        &mut std::io::stdin(),
+        &mut std::io::stdout(),
+    )
+}
+
+/// [`attach`] with explicit TLS trust, input and output.
+pub fn attach_with<I: Read + AsFd, O: Write>(
+    attach_url: &str,
+    cfg: Arc<rustls::ClientConfig>,
+    input: &mut I,
+    output: &mut O,
+) -> CliResult<i32> {
+    let target = parse_attach_url(attach_url)?;
     let name = rustls::pki_types::ServerName::try_from(target.host.clone())
         .map_err(|e| CliError::failed(format!("Bad rendezvous host {:?}: {e}", target.host)))?;
     let mut conn = rustls::ClientConnection::new(cfg, name)
@@ -250,29 +284,30 @@ pub fn attach(attach_url: &str, raw_tty: bool) -> CliResult<i32> {
             .map_err(|e| CliError::failed(format!("TLS connection to the dyno failed: {e}")))?;
         tls.flush()?;
     }
-    let _raw = if raw_tty { RawMode::enable() } else { None };
-    pump(&mut conn, &mut sock)
+    pump(&mut conn, &mut sock, input, output)
 }
 
-fn pump(conn: &mut rustls::ClientConnection, sock: &mut TcpStream) -> CliResult<i32> {
+fn pump<I: Read + AsFd, O: Write>(
+    conn: &mut rustls::ClientConnection,
+    sock: &mut TcpStream,
+    input: &mut I,
+    output: &mut O,
+) -> CliResult<i32> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let stdin = std::io::stdin();
-    let mut stdout = std::io::stdout();
     let mut banner = BannerSkipper::default();
     let mut scanner = ExitScanner::new();
-    let mut stdin_open = true;
+    let mut input_open = true;
     let mut buf = vec![0u8; 16 * 1024];
-    let tls_err = |e: std::io::Error| CliError::failed(format!("Connection to the dyno failed: {e}"));
+    let tls_err =
+        |e: std::io::Error| CliError::failed(format!("Connection to the dyno failed: {e}"));
     loop {
         while conn.wants_write() {
             conn.write_tls(sock).map_err(tls_err)?;
         }
-        let (sock_ready, stdin_ready) = {
-            let sock_fd = sock.as_fd();
-            let stdin_fd = stdin.as_fd();
-            let mut fds = vec![PollFd::new(sock_fd, PollFlags::POLLIN)];
-            if stdin_open {
-                fds.push(PollFd::new(stdin_fd, PollFlags::POLLIN));
+        let (sock_ready, input_ready) = {
+            let mut fds = vec![PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+            if input_open {
+                fds.push(PollFd::new(input.as_fd(), PollFlags::POLLIN));
             }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
@@ -280,8 +315,9 @@ fn pump(conn: &mut rustls::ClientConnection, sock: &mut TcpStream) -> CliResult<
                 Err(e) => return Err(CliError::failed(format!("poll failed: {e}"))),
             }
             let ready = |f: &PollFd<'_>| {
-                f.revents()
-                    .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR))
+                f.revents().is_some_and(|r| {
+                    r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+                })
             };
             (ready(&fds[0]), fds.get(1).is_some_and(ready))
         };
@@ -299,7 +335,7 @@ fn pump(conn: &mut rustls::ClientConnection, sock: &mut TcpStream) -> CliResult<
                     }
                     Ok(k) => {
                         let shown = scanner.feed(banner.feed(&buf[..k]));
-                        stdout.write_all(&shown)?;
+                        output.write_all(&shown)?;
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -309,15 +345,15 @@ fn pump(conn: &mut rustls::ClientConnection, sock: &mut TcpStream) -> CliResult<
                     Err(e) => return Err(tls_err(e)),
                 }
             }
-            stdout.flush()?;
+            output.flush()?;
             if closed {
-                stdout.write_all(&scanner.finish())?;
-                stdout.flush()?;
+                output.write_all(&scanner.finish())?;
+                output.flush()?;
                 return Ok(scanner.status.unwrap_or(0));
             }
         }
-        if stdin_ready {
-            let n = match stdin.lock().read(&mut buf) {
+        if input_ready {
+            let n = match input.read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(_) => 0,
@@ -325,7 +361,7 @@ fn pump(conn: &mut rustls::ClientConnection, sock: &mut TcpStream) -> CliResult<
             if n == 0 {
                 // EOF on a pipe: tell the remote shell with EOT, like the Heroku CLI.
                 conn.writer().write_all(&[0x04])?;
-                stdin_open = false;
+                input_open = false;
             } else {
                 conn.writer().write_all(&buf[..n])?;
             }
@@ -393,9 +429,148 @@ mod tests {
     fn attach_urls() {
         assert_eq!(
             parse_attach_url("rendezvous://127.0.0.1:5443/abc123").unwrap(),
-            Target { host: "127.0.0.1".into(), port: 5443, secret: "abc123".into() }
+            Target {
+                host: "127.0.0.1".into(),
+                port: 5443,
+                secret: "abc123".into()
+            }
         );
-        assert_eq!(parse_attach_url("rendezvous://h.test:1/s?x=1").unwrap().secret, "s?x=1");
+        assert_eq!(
+            parse_attach_url("rendezvous://h.test:1/s?x=1")
+                .unwrap()
+                .secret,
+            "s?x=1"
+        );
         assert!(parse_attach_url("rendezvous://h.test/s").is_err());
+    }
+
+    /// A throwaway CA (PEM) and a server config with a 127.0.0.1 cert it signed.
+    fn ca_and_server() -> (String, Arc<rustls::ServerConfig>) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        (ca.pem(), Arc::new(cfg))
+    }
+
+    /// Runs `attach_with` in a thread with a bounded wait.
+    fn attach_bounded(
+        url: String,
+        cfg: Arc<rustls::ClientConfig>,
+        input: &[u8],
+    ) -> (Result<i32, String>, Vec<u8>) {
+        let (mut reader, mut writer) = std::io::pipe().unwrap();
+        writer.write_all(input).unwrap();
+        drop(writer);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let status = attach_with(&url, cfg, &mut reader, &mut out);
+            let _ = tx.send((status.map_err(|e| e.to_string()), out));
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("attach finished")
+    }
+
+    /// A real TLS rendezvous peer on 127.0.0.1.
+    #[test]
+    fn attaches_over_tls_pipes_input_and_reads_exit_status() {
+        use std::io::BufRead;
+        let (ca_pem, server_cfg) = ca_and_server();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca_pem).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                .unwrap();
+            let conn = rustls::ServerConnection::new(server_cfg).unwrap();
+            let mut tls = std::io::BufReader::new(rustls::StreamOwned::new(conn, tcp));
+            let mut secret = String::new();
+            tls.read_line(&mut secret).unwrap();
+            {
+                let s = tls.get_mut();
+                s.write_all(b"rendezvous\r\n").unwrap();
+                s.flush().unwrap();
+            }
+            // Read the client's input up to the EOT it sends at EOF.
+            let mut got = Vec::new();
+            let mut byte = [0u8; 1];
+            loop {
+                tls.read_exact(&mut byte).unwrap();
+                if byte[0] == 0x04 {
+                    break;
+                }
+                got.push(byte[0]);
+            }
+            let s = tls.get_mut();
+            s.write_all(b"got: ").unwrap();
+            s.write_all(&got).unwrap();
+            s.write_all("\u{FFFF} heroku-command-exit-status: 3\n".as_bytes())
+                .unwrap();
+            s.conn.send_close_notify();
+            s.flush().unwrap();
+            secret
+        });
+        let cfg = tls_config_from(&ca_path).unwrap();
+        let (status, out) = attach_bounded(
+            format!("rendezvous://127.0.0.1:{port}/s3cret"),
+            cfg,
+            b"hello\n",
+        );
+        assert_eq!(status.unwrap(), 3);
+        assert_eq!(String::from_utf8(out).unwrap(), "got: hello\n");
+        assert_eq!(server.join().unwrap(), "s3cret\r\n");
+    }
+
+    #[test]
+    fn a_peer_signed_by_another_ca_is_refused() {
+        let (_, server_cfg) = ca_and_server();
+        let (other_ca, _) = ca_and_server();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ca.pem");
+        std::fs::write(&p, other_ca).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                .unwrap();
+            let conn = rustls::ServerConnection::new(server_cfg).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut b = [0u8; 1];
+            let _ = tls.read(&mut b);
+        });
+        let (status, out) = attach_bounded(
+            format!("rendezvous://127.0.0.1:{port}/x"),
+            tls_config_from(&p).unwrap(),
+            b"",
+        );
+        let err = status.unwrap_err();
+        assert!(
+            err.contains("certificate") || err.contains("Certificate"),
+            "{err}"
+        );
+        assert!(out.is_empty());
+        std::fs::write(&p, "not pem").unwrap();
+        assert!(tls_config_from(&p).is_err());
     }
 }

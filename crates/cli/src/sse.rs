@@ -98,14 +98,19 @@ mod tests {
     #[test]
     fn crlf_retry_event_names_and_incomplete_events() {
         let mut p = Parser::new();
-        let evs = feed(&mut p, "retry: 1500\r\nevent: end\r\ndata\r\n\r\nid: 9\r\n\r\ndata: pending");
+        let evs = feed(
+            &mut p,
+            "retry: 1500\r\nevent: end\r\ndata\r\n\r\nid: 9\r\n\r\ndata: pending",
+        );
         assert_eq!(p.retry_ms, Some(1500));
         assert_eq!(evs.len(), 1);
         assert_eq!(evs[0].event, "end");
         assert_eq!(evs[0].data, "");
         // An id-only block updates the id without dispatching; unterminated data waits.
         assert_eq!(p.last_event_id(), Some("9"));
-        assert!(p.line("").is_some_and(|e| e.data == "pending" && e.id.as_deref() == Some("9")));
+        assert!(p
+            .line("")
+            .is_some_and(|e| e.data == "pending" && e.id.as_deref() == Some("9")));
         assert!(p.line("retry: soon").is_none());
         assert_eq!(p.retry_ms, Some(1500));
     }

@@ -75,7 +75,10 @@ fn deploy(url: &str, secret: &str, app: &str, user: &str, new: &str, git_ref: &s
     let resp = match resp {
         Ok(r) if r.status().is_success() => r,
         Ok(r) => {
-            println!(" !     The Hoist server refused the push: HTTP {}", r.status());
+            println!(
+                " !     The Hoist server refused the push: HTTP {}",
+                r.status()
+            );
             return 1;
         }
         Err(e) => {

@@ -5,10 +5,13 @@ mod githook;
 mod server;
 
 fn main() {
+    // `hoist shim` (per-dyno supervisor) and `hoist dyno-init` (PID 1 inside a dyno)
+    // must run before any thread or async runtime exists: they fork.
+    if let Some(code) = hoist_runtime::main_dispatch() {
+        std::process::exit(code);
+    }
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        // The shim must start before any thread or async runtime exists: it forks.
-        Some("shim") => std::process::exit(server::shim_main(&args[2..])),
         Some("git-hook") => std::process::exit(githook::main(&args[2..])),
         Some("server") => {
             if let Err(e) = server::main(&args[1..]) {

@@ -3,12 +3,19 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use hoist_api::{ApiConfig, ApiState, Platform};
+use futures::future::BoxFuture;
+use hoist_api::{ApiConfig, ApiState, OneOffDyno, OneOffStarted, Operations, Platform};
+use hoist_dynos::{DynoManager, ManagerConfig, OneOffRequest};
+use hoist_logs::LogHub;
+use hoist_router::{Router, RouterConfig, RoutingTable};
+use hoist_runtime::{ProcessRuntime, RuncRuntime, Runtime, RuntimeConfig};
 use hoist_store::Store;
+use hoist_types::LogLine;
 use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::info;
 
 #[derive(Parser, Debug)]
@@ -29,6 +36,22 @@ pub struct ServerArgs {
     /// Public URL of the API (defaults to http://<api-addr>).
     #[arg(long, env = "HOIST_API_URL")]
     pub api_url: Option<String>,
+    /// Dyno runtime: `runc` (isolated containers) or `process` (plain child processes,
+    /// no isolation; development only).
+    #[arg(long, env = "HOIST_RUNTIME", default_value = "runc")]
+    pub runtime: String,
+    /// Seconds a web dyno has to bind $PORT (Heroku: 60).
+    #[arg(long, env = "HOIST_BOOT_TIMEOUT", default_value_t = 60)]
+    pub boot_timeout: u64,
+    /// Seconds between SIGTERM and SIGKILL when stopping a dyno (Heroku: 30).
+    #[arg(long, env = "HOIST_STOP_GRACE", default_value_t = 30)]
+    pub stop_grace: u64,
+    /// Minutes without a request before an eco app sleeps (Heroku: 30).
+    #[arg(long, env = "HOIST_IDLE_MINUTES", default_value_t = 30)]
+    pub idle_minutes: u64,
+    /// Restart every dyno daily like Heroku's cycling (`false` to switch off).
+    #[arg(long, env = "HOIST_DAILY_CYCLING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub daily_cycling: bool,
     /// Email of the owner account created on first start.
     #[arg(long, env = "HOIST_ADMIN_EMAIL", default_value = "admin@hoist.local")]
     pub admin_email: String,
@@ -38,15 +61,11 @@ fn default_data_dir() -> PathBuf {
     if nix::unistd::geteuid().is_root() {
         PathBuf::from("/var/lib/hoist")
     } else {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         home.join(".local/share/hoist")
     }
-}
-
-pub fn shim_main(args: &[String]) -> i32 {
-    let _ = args;
-    eprintln!("hoist shim: not available in this build");
-    2
 }
 
 pub fn main(args: &[String]) -> Result<()> {
@@ -91,18 +110,195 @@ fn bootstrap_owner(store: &Store, data_dir: &Path, email: &str) -> Result<()> {
     Ok(())
 }
 
-struct ServerPlatform {}
+/// The rest of the platform as the API sees it: the dyno manager and the log hub.
+struct ServerPlatform {
+    store: Arc<Store>,
+    data_dir: PathBuf,
+    logs: LogHub,
+    manager: tokio::sync::OnceCell<DynoManager>,
+    router_metrics: Arc<hoist_router::Metrics>,
+    api_url: String,
+}
+
+impl ServerPlatform {
+    fn manager(&self) -> Option<&DynoManager> {
+        self.manager.get()
+    }
+
+    fn sync_drains(&self, app_id: &str) {
+        let drains = self
+            .store
+            .log_drains(app_id)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| hoist_logs::DrainConfig {
+                id: d.id,
+                url: d.url,
+                token: d.token,
+            })
+            .collect();
+        self.logs.set_drains(app_id, drains);
+    }
+}
 
 impl Platform for ServerPlatform {
     fn app_changed(&self, app_id: &str) {
-        tracing::debug!(app = app_id, "app changed");
+        if let Some(m) = self.manager() {
+            m.app_changed(app_id);
+        }
     }
     fn app_destroyed(&self, app_id: &str) {
-        tracing::debug!(app = app_id, "app destroyed");
+        if let Some(m) = self.manager() {
+            m.app_destroyed(app_id);
+        }
+        self.logs.forget_app(app_id);
+        for dir in [
+            self.data_dir.join("repos").join(format!("{app_id}.git")),
+            self.data_dir.join("cache").join(app_id),
+        ] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
     fn api_event(&self, app_id: &str, message: &str) {
-        info!(app = app_id, "{message}");
+        self.logs.push(app_id, LogLine::app("api", message));
     }
+    fn run_release_phase(
+        &self,
+        app_id: &str,
+        version: i64,
+        command: &str,
+        log: Arc<hoist_api::buildlog::BuildLog>,
+    ) -> BoxFuture<'static, Result<i32, String>> {
+        let manager = self.manager().cloned();
+        let req = OneOffRequest {
+            app_id: app_id.to_string(),
+            command: command.to_string(),
+            env: Default::default(),
+            size: None,
+            attach: false,
+            tty: false,
+            process_type: "release".into(),
+            release_version: Some(version),
+            output: Some(Arc::new(move |line: &str| {
+                log.push(&format!("       {line}"))
+            })),
+            // Heroku's release phase has a hard one-hour limit.
+            time_to_live: Some(Duration::from_secs(3600)),
+        };
+        Box::pin(async move {
+            let m = manager.ok_or("the dyno manager is not running")?;
+            let started = m.run_one_off(req).await?;
+            started
+                .exit
+                .await
+                .map_err(|_| "the release dyno vanished".to_string())
+        })
+    }
+}
+
+impl Operations for ServerPlatform {
+    fn restart(&self, app_id: &str, target: Option<&str>) {
+        if let Some(m) = self.manager() {
+            m.restart(app_id, target);
+        }
+    }
+    fn stop(&self, app_id: &str, target: &str) {
+        if let Some(m) = self.manager() {
+            m.stop(app_id, target);
+        }
+    }
+    fn run(&self, req: OneOffDyno) -> BoxFuture<'static, Result<OneOffStarted, String>> {
+        let manager = self.manager().cloned();
+        Box::pin(async move {
+            if req.attach {
+                return Err("Attached one-off dynos (hoist run / heroku run) are not supported by this server yet; use run:detached and hoist logs.".into());
+            }
+            let m = manager.ok_or("the dyno manager is not running")?;
+            let started = m
+                .run_one_off(OneOffRequest {
+                    app_id: req.app_id,
+                    command: req.command,
+                    env: req.env,
+                    size: req.size,
+                    attach: false,
+                    tty: false,
+                    process_type: "run".into(),
+                    release_version: None,
+                    output: None,
+                    time_to_live: req.time_to_live,
+                })
+                .await?;
+            Ok(OneOffStarted {
+                name: started.name,
+                size: started.size.name().to_string(),
+                attach_url: None,
+            })
+        })
+    }
+    fn log_session(
+        &self,
+        app_id: &str,
+        lines: usize,
+        tail: bool,
+        source: Option<String>,
+        dyno: Option<String>,
+    ) -> String {
+        let source = match source.as_deref() {
+            Some("app") => Some(hoist_types::LogSource::App),
+            Some("heroku") => Some(hoist_types::LogSource::Heroku),
+            _ => None,
+        };
+        let token = self.logs.create_session(
+            app_id,
+            hoist_logs::SessionRequest {
+                lines,
+                tail,
+                filter: hoist_logs::LogFilter { source, ps: dyno },
+            },
+        );
+        format!("{}/log-streams/{token}", self.api_url.trim_end_matches('/'))
+    }
+    fn drains_changed(&self, app_id: &str) {
+        self.sync_drains(app_id);
+    }
+    fn metrics_text(&self) -> String {
+        format!(
+            "{}{}",
+            self.router_metrics.prometheus_text(),
+            self.logs.metrics_text()
+        )
+    }
+    fn app_metrics(&self, app_id: &str) -> serde_json::Value {
+        self.router_metrics.app_summary(app_id)
+    }
+}
+
+/// The router asks the platform to log and to wake sleeping apps.
+struct RouterBridge {
+    logs: LogHub,
+    manager: Arc<tokio::sync::OnceCell<DynoManager>>,
+}
+
+impl hoist_router::RouterHooks for RouterBridge {
+    fn log(&self, app_id: &str, line: LogLine) {
+        self.logs.push(app_id, line);
+    }
+    fn wake(&self, app_id: &str) {
+        if let Some(m) = self.manager.get() {
+            m.wake(app_id);
+        }
+    }
+}
+
+fn runc_root(data_dir: &Path) -> PathBuf {
+    use sha2::Digest;
+    let canon = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let h = sha2::Sha256::digest(canon.to_string_lossy().as_bytes());
+    PathBuf::from("/run/hoist").join(format!("runc-{}", &hex_lower(&h[..6])))
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 async fn run(args: ServerArgs) -> Result<()> {
@@ -117,7 +313,10 @@ async fn run(args: ServerArgs) -> Result<()> {
     let db_path = args.data_dir.join("state.db");
     let store = Arc::new(Store::open(&db_path).context("opening the state store")?);
     for f in ["state.db", "state.db-wal", "state.db-shm"] {
-        let _ = std::fs::set_permissions(args.data_dir.join(f), std::fs::Permissions::from_mode(0o600));
+        let _ = std::fs::set_permissions(
+            args.data_dir.join(f),
+            std::fs::Permissions::from_mode(0o600),
+        );
     }
     install_buildpacks(&args.data_dir).context("installing the built-in buildpacks")?;
     bootstrap_owner(&store, &args.data_dir, &args.admin_email)?;
@@ -130,9 +329,78 @@ async fn run(args: ServerArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding the router to {}", args.router_addr))?;
     let router_addr = router_listener.local_addr()?;
-    let api_url = args.api_url.clone().unwrap_or_else(|| format!("http://{api_addr}"));
+    let api_url = args
+        .api_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{api_addr}"));
 
-    let platform: Arc<dyn Platform> = Arc::new(ServerPlatform {});
+    let logs = LogHub::open(hoist_logs::LogConfig {
+        dir: args.data_dir.join("logs"),
+        ..Default::default()
+    })
+    .context("opening the log history")?;
+    let table = RoutingTable::new();
+    let manager_cell: Arc<tokio::sync::OnceCell<DynoManager>> =
+        Arc::new(tokio::sync::OnceCell::new());
+    let router = Arc::new(Router::new(
+        RouterConfig {
+            domain: args.domain.clone(),
+            ..Default::default()
+        },
+        table.clone(),
+        Arc::new(RouterBridge {
+            logs: logs.clone(),
+            manager: manager_cell.clone(),
+        }),
+    ));
+    let server_platform = Arc::new(ServerPlatform {
+        store: store.clone(),
+        data_dir: args.data_dir.clone(),
+        logs: logs.clone(),
+        manager: tokio::sync::OnceCell::new(),
+        router_metrics: router.metrics(),
+        api_url: api_url.clone(),
+    });
+    let platform: Arc<dyn Platform> = server_platform.clone();
+
+    // Dyno runtime and manager.
+    let hoist_exe = std::env::current_exe().context("locating the hoist binary")?;
+    let mut rt_cfg = RuntimeConfig::new(&args.data_dir, &hoist_exe);
+    rt_cfg.runc_root = runc_root(&args.data_dir);
+    let runtime: Arc<dyn Runtime> = match args.runtime.as_str() {
+        "runc" => Arc::new(RuncRuntime::new(rt_cfg).map_err(|e| anyhow::anyhow!("{e}")).context(
+            "starting the runc runtime (install the Debian package `runc`, or pass --runtime process for unisolated development dynos)",
+        )?),
+        "process" => {
+            tracing::warn!("--runtime process: dynos run as plain child processes WITHOUT isolation; use only for development");
+            Arc::new(ProcessRuntime::new(rt_cfg).map_err(|e| anyhow::anyhow!("{e}"))?)
+        }
+        other => bail!("unknown --runtime {other:?}: use runc or process"),
+    };
+    let mut mcfg = ManagerConfig::new(args.data_dir.clone());
+    mcfg.boot_timeout = Duration::from_secs(args.boot_timeout);
+    mcfg.stop_grace = Duration::from_secs(args.stop_grace);
+    mcfg.idle_after = Duration::from_secs(args.idle_minutes * 60);
+    if !args.daily_cycling {
+        mcfg.cycle_after = None;
+    }
+    let manager = DynoManager::start(
+        mcfg,
+        store.clone(),
+        runtime,
+        logs.clone(),
+        table.clone(),
+        Some(router.metrics()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))
+    .context("starting the dyno manager")?;
+    let _ = manager_cell.set(manager.clone());
+    let _ = server_platform.manager.set(manager);
+    for app in store.all_apps()? {
+        server_platform.sync_drains(&app.id);
+    }
+
     let deployer = hoist_api::deploy::Deployer::new(
         store.clone(),
         hoist_api::deploy::DeployConfig {
@@ -143,9 +411,10 @@ async fn run(args: ServerArgs) -> Result<()> {
         platform.clone(),
     );
     let state = Arc::new(ApiState {
+        ops: Some(server_platform.clone() as Arc<dyn Operations>),
         deployer,
         data_dir: args.data_dir.clone(),
-        hoist_exe: std::env::current_exe().context("locating the hoist binary")?,
+        hoist_exe,
         internal_url: format!("http://{api_addr}"),
         hook_secret: hoist_store::new_token(),
         store: store.clone(),
@@ -157,16 +426,30 @@ async fn run(args: ServerArgs) -> Result<()> {
         },
         platform,
     });
-    let app = hoist_api::router(state);
+    let app = hoist_api::router(state).merge(logs.stream_router());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         let _ = stop_tx.send(true);
     });
+    let mut router_stop = stop_rx.clone();
+    let router_task = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            router
+                .serve(router_listener, async move {
+                    let _ = router_stop.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    };
     info!(api = %api_addr, router = %router_addr, domain = %args.domain, data_dir = %args.data_dir.display(), "hoist server ready");
-    eprintln!("Hoist API listening on {api_url} (router on {router_addr}, apps at http://<app>.{}:{})", args.domain, router_addr.port());
-    drop(router_listener);
+    eprintln!(
+        "Hoist API listening on {api_url} (router on {router_addr}, apps at http://<app>.{}:{})",
+        args.domain,
+        router_addr.port()
+    );
     let mut rx = stop_rx.clone();
     axum::serve(api_listener, app)
         .with_graceful_shutdown(async move {
@@ -174,13 +457,19 @@ async fn run(args: ServerArgs) -> Result<()> {
         })
         .await
         .context("serving the API")?;
+    let _ = router_task.await;
+    logs.shutdown().await;
+    // Dynos keep running: the next start re-adopts them.
     info!("hoist server stopped");
     Ok(())
 }
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {

@@ -26,6 +26,9 @@ use crate::{DrainConfig, LogError};
 const BATCH: usize = 512;
 /// Target size of one HTTP drain POST (Logplex: ~100 KB).
 const HTTP_BATCH_BYTES: usize = 100 * 1024;
+/// Extra wait for more lines before writing a small batch (fewer syscalls and POSTs).
+const SYSLOG_LINGER: Duration = Duration::from_millis(2);
+const HTTP_LINGER: Duration = Duration::from_millis(50);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -308,7 +311,11 @@ async fn run_syslog(mut ctx: Ctx, host: String, port: u16, tls: Option<DrainTls>
         };
         loop {
             items.clear();
-            if !ctx.mailbox.recv(BATCH, &mut items).await {
+            if !ctx
+                .mailbox
+                .recv_batch(BATCH, SYSLOG_LINGER, &mut items)
+                .await
+            {
                 let _ = conn.shutdown().await;
                 return;
             }
@@ -378,7 +385,7 @@ async fn run_http(mut ctx: Ctx, url: Url, authorization: Option<String>) {
     loop {
         if carry.is_empty() {
             items.clear();
-            if !ctx.mailbox.recv(BATCH, &mut items).await {
+            if !ctx.mailbox.recv_batch(BATCH, HTTP_LINGER, &mut items).await {
                 return;
             }
             carry.extend(items.drain(..));

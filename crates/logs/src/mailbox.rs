@@ -115,6 +115,38 @@ impl Mailbox {
         }
     }
 
+    /// Like `recv`, but when fewer than `max` items were ready, waits `linger` once and
+    /// takes what arrived meanwhile: a busy stream then costs one write per batch
+    /// instead of one per line, for at most `linger` of extra latency.
+    pub async fn recv_batch(
+        &self,
+        max: usize,
+        linger: std::time::Duration,
+        out: &mut Vec<Item>,
+    ) -> bool {
+        let start = out.len();
+        if !self.recv(max, out).await {
+            return false;
+        }
+        let got = out.len() - start;
+        if got < max {
+            tokio::time::sleep(linger).await;
+            let mut st = self.state.lock();
+            if st.closed {
+                return false;
+            }
+            let n = st.queue.len().min(max - got);
+            let before = out.len();
+            out.extend(st.queue.drain(..n));
+            let taken = out[before..]
+                .iter()
+                .filter(|i| matches!(i, Item::Line(_)))
+                .count();
+            st.lines -= taken;
+        }
+        true
+    }
+
     /// Stops the consumer and makes future offers report `Closed`.
     pub fn close(&self) {
         let mut st = self.state.lock();

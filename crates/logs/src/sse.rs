@@ -20,6 +20,8 @@ use crate::mailbox::{Entry, Item, Mailbox};
 
 /// Most items formatted into one chunk of the response body.
 const BATCH: usize = 512;
+/// How long a tail waits for more lines before writing a small batch.
+const LINGER: Duration = Duration::from_millis(2);
 
 pub(crate) fn router(hub: LogHub) -> Router {
     Router::new()
@@ -100,7 +102,7 @@ async fn next_chunk(
     let keepalive = Duration::from_millis(st.hub.inner.keepalive_ms.load(Ordering::Relaxed));
     st.items.clear();
     tokio::select! {
-        open = mb.recv(BATCH, &mut st.items) => {
+        open = mb.recv_batch(BATCH, LINGER, &mut st.items) => {
             if !open {
                 return None;
             }

@@ -10,8 +10,14 @@ use tokio::net::TcpStream;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let addr = args.get(1).cloned().unwrap_or_else(|| "127.0.0.1:18082".into());
-    let host = args.get(2).cloned().unwrap_or_else(|| "bench.localhost".into());
+    let addr = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:18082".into());
+    let host = args
+        .get(2)
+        .cloned()
+        .unwrap_or_else(|| "bench.localhost".into());
     let n: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10_000);
     let hold: u64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(30);
     let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");

@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hoist_router::{AppRoute, Backend, NoHooks, RouteStatus, Router, RouterConfig, RoutingTable, Table};
+use hoist_router::{
+    AppRoute, Backend, NoHooks, RouteStatus, Router, RouterConfig, RoutingTable, Table,
+};
 use tokio::net::TcpListener;
 
 fn main() -> std::io::Result<()> {
@@ -18,7 +20,10 @@ fn main() -> std::io::Result<()> {
         .enumerate()
         .filter_map(|(i, a)| {
             let addr: SocketAddr = a.parse().ok()?;
-            Some(Backend { dyno: format!("web.{}", i + 1), addr })
+            Some(Backend {
+                dyno: format!("web.{}", i + 1),
+                addr,
+            })
         })
         .collect();
     let table = RoutingTable::new();
@@ -35,7 +40,9 @@ fn main() -> std::io::Result<()> {
     );
     table.publish(t);
     // The acceptor needs one thread; the router runs its own worker threads.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let router = Router::new(RouterConfig::default(), table, Arc::new(NoHooks));
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;

@@ -235,7 +235,11 @@ impl Backends {
             }
         }
         // Every dyno quarantined: trying one beats failing without trying.
-        let mut pool = if healthy.is_empty() { quarantined } else { healthy };
+        let mut pool = if healthy.is_empty() {
+            quarantined
+        } else {
+            healthy
+        };
         match pool.len() {
             0 => None,
             1 => pool.pop(),

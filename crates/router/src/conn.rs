@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Waiting for the first byte of the next request.
@@ -41,13 +42,6 @@ impl ConnState {
         })
     }
 
-    /// For tunnels: only the idle rule applies.
-    pub(crate) fn idle_only() -> Arc<Self> {
-        let s = Self::new();
-        s.phase.store(TUNNEL, Relaxed);
-        s
-    }
-
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
@@ -77,6 +71,30 @@ impl ConnState {
         if self.in_flight.fetch_sub(1, Relaxed) == 1 {
             self.last_activity.store(self.now_ms(), Relaxed);
             self.phase.store(IDLE, Relaxed);
+        }
+    }
+
+    /// Switches to tunnel mode after an upgrade: only the idle rule applies.
+    pub(crate) fn enter_tunnel(&self) {
+        self.last_activity.store(self.now_ms(), Relaxed);
+        self.phase.store(TUNNEL, Relaxed);
+    }
+
+    /// Resolves once the connection has been between requests for at least `d`.
+    pub(crate) async fn idle_at_least(&self, d: Duration) {
+        let d = d.as_millis() as u64;
+        loop {
+            let now = self.now_ms();
+            let wait = if self.phase.load(Relaxed) == IDLE {
+                let since = now.saturating_sub(self.last_activity.load(Relaxed));
+                if since >= d {
+                    return;
+                }
+                d - since
+            } else {
+                d
+            };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
         }
     }
 
@@ -115,15 +133,30 @@ impl Drop for RequestGuard {
     }
 }
 
-/// Records reads and writes on a connection into its [`ConnState`].
+/// Records reads and writes on a connection into its [`ConnState`], and replays
+/// bytes a previous HTTP connection object had read but not used.
 pub(crate) struct Watched<T> {
     inner: T,
     state: Arc<ConnState>,
+    prefix: Bytes,
 }
 
 impl<T> Watched<T> {
     pub(crate) fn new(inner: T, state: Arc<ConnState>) -> Self {
-        Watched { inner, state }
+        Watched {
+            inner,
+            state,
+            prefix: Bytes::new(),
+        }
+    }
+
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// `bytes` are read before anything else from the socket.
+    pub(crate) fn set_prefix(&mut self, bytes: Bytes) {
+        self.prefix = bytes;
     }
 }
 
@@ -133,6 +166,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let chunk = self.prefix.split_to(n);
+            buf.put_slice(&chunk);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {

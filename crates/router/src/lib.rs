@@ -16,6 +16,7 @@ mod table;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ pub use table::{normalize_host, AppRoute, Backend, RouteStatus, RoutingTable, Ta
 
 use backend::Backends;
 use conn::{ConnState, Watched};
-use proxy::{ConnInfo, Shared};
+use proxy::{ClientIo, ConnInfo, Shared};
 
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
@@ -215,6 +216,8 @@ async fn worker(
         .max_header_size(shared.cfg.max_head_bytes)
         .max_buf_size(shared.cfg.max_head_bytes.max(64 * 1024));
 
+    let builder = Arc::new(builder);
+    let trimmer = tokio::spawn(trim_heap_periodically());
     while let Some((stream, peer)) = queue.recv().await {
         let Ok(stream) = TcpStream::from_std(stream) else {
             continue;
@@ -227,39 +230,111 @@ async fn worker(
             local_port,
             state: state.clone(),
             client: client.clone(),
+            upgrade: parking_lot::Mutex::new(None),
         });
-        let io = TokioIo::new(Watched::new(stream, state.clone()));
-        let svc_shared = shared.clone();
-        let svc = service_fn(move |req| proxy::handle(svc_shared.clone(), info.clone(), req));
-        let conn = builder.serve_connection(io, svc).with_upgrades();
-        let mut stop_rx = stop_rx.clone();
+        let io = Watched::new(stream, state);
         let done_tx = done_tx.clone();
-        let metrics = shared.metrics.clone();
-        let idle = shared.cfg.idle_timeout;
-        let header = shared.cfg.header_read_timeout;
+        let shared = shared.clone();
+        let builder = builder.clone();
+        let stop_rx = stop_rx.clone();
         tokio::spawn(async move {
             let _done = done_tx;
-            metrics.connection_opened();
-            tokio::pin!(conn);
-            let mut stopping = *stop_rx.borrow();
-            if stopping {
-                conn.as_mut().graceful_shutdown();
-            }
-            loop {
-                tokio::select! {
-                    _ = conn.as_mut() => break,
-                    _ = state.watchdog(idle, header) => break,
-                    _ = stop_rx.changed(), if !stopping => {
-                        stopping = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                }
-            }
-            metrics.connection_closed();
+            shared.metrics.connection_opened();
+            serve_client(io, info, &shared, &builder, stop_rx).await;
+            shared.metrics.connection_closed();
         });
     }
     drop(done_tx);
     let _ = tokio::time::timeout(shared.cfg.shutdown_grace, done_rx.recv()).await;
+    trimmer.abort();
+}
+
+/// Parked connections free their buffers, but glibc keeps freed pages that sit between
+/// live allocations; trimming hands them back to the OS so thousands of idle
+/// keep-alive connections stay cheap in RSS.
+async fn trim_heap_periodically() {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim has no preconditions; it only releases free memory.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
+
+/// How long a keep-alive connection must sit between requests before it is parked.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// Serves one client connection. Between requests a connection that stays idle is
+/// "parked": the HTTP/1 state (two 8 KiB buffers in hyper) is dropped and only the
+/// socket is kept until the client sends again, so idle keep-alive connections
+/// cost little memory.
+async fn serve_client(
+    mut io: ClientIo,
+    info: Arc<ConnInfo>,
+    shared: &Arc<Shared>,
+    builder: &http1::Builder,
+    mut stop_rx: watch::Receiver<bool>,
+) {
+    let state = info.state.clone();
+    let idle = shared.cfg.idle_timeout;
+    let header = shared.cfg.header_read_timeout;
+    let park_after = PARK_AFTER.min(idle / 2);
+    loop {
+        let svc_shared = shared.clone();
+        let svc_info = info.clone();
+        let svc = service_fn(move |req| {
+            Box::pin(proxy::handle(svc_shared.clone(), svc_info.clone(), req))
+        });
+        // Boxed so a parked connection's task does not keep room for hyper's state.
+        let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), svc));
+        let mut stopping = *stop_rx.borrow();
+        let mut parking = false;
+        if stopping {
+            Pin::new(&mut *conn).graceful_shutdown();
+        }
+        let finished = loop {
+            tokio::select! {
+                res = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break res.is_ok(),
+                _ = state.watchdog(idle, header) => return,
+                _ = state.idle_at_least(park_after), if !parking && !stopping => {
+                    parking = true;
+                    // Idle between requests: hyper finishes without touching the socket.
+                    Pin::new(&mut *conn).graceful_shutdown();
+                }
+                _ = stop_rx.changed(), if !stopping => {
+                    stopping = true;
+                    Pin::new(&mut *conn).graceful_shutdown();
+                }
+            }
+        };
+        if !finished {
+            return;
+        }
+        let parts = conn.into_parts();
+        let mut next = parts.io.into_inner();
+        if let Some(tx) = info.upgrade.lock().take() {
+            let _ = tx.send((next, parts.read_buf));
+            return;
+        }
+        // Not parking means the client closed or we are shutting down.
+        if stopping || !parking {
+            return;
+        }
+        if parts.read_buf.is_empty() {
+            tokio::select! {
+                ready = next.get_ref().readable() => if ready.is_err() { return },
+                _ = state.watchdog(idle, header) => return,
+                _ = stop_rx.changed() => return,
+            }
+        } else {
+            next.set_prefix(parts.read_buf);
+        }
+        io = next;
+    }
 }
 
 /// Keeps per-dyno state only for addresses still published (or still in use).

@@ -229,17 +229,30 @@ impl Metrics {
             .collect();
         apps.sort_by(|a, b| a.0.cmp(&b.0));
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP hoist_router_connections_open Client connections open.");
+        let _ = writeln!(
+            out,
+            "# HELP hoist_router_connections_open Client connections open."
+        );
         let _ = writeln!(out, "# TYPE hoist_router_connections_open gauge");
-        let _ = writeln!(out, "hoist_router_connections_open {}", self.connections_open());
-        let _ = writeln!(out, "# HELP hoist_router_connections_total Client connections accepted.");
+        let _ = writeln!(
+            out,
+            "hoist_router_connections_open {}",
+            self.connections_open()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hoist_router_connections_total Client connections accepted."
+        );
         let _ = writeln!(out, "# TYPE hoist_router_connections_total counter");
         let _ = writeln!(
             out,
             "hoist_router_connections_total {}",
             self.connections_total.load(Relaxed)
         );
-        let _ = writeln!(out, "# HELP hoist_router_requests_total Requests by app and status class.");
+        let _ = writeln!(
+            out,
+            "# HELP hoist_router_requests_total Requests by app and status class."
+        );
         let _ = writeln!(out, "# TYPE hoist_router_requests_total counter");
         for (id, m) in &apps {
             for (i, c) in m.classes.iter().enumerate() {
@@ -252,7 +265,10 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(out, "# HELP hoist_router_errors_total Router error codes by app.");
+        let _ = writeln!(
+            out,
+            "# HELP hoist_router_errors_total Router error codes by app."
+        );
         let _ = writeln!(out, "# TYPE hoist_router_errors_total counter");
         for (id, m) in &apps {
             for (code, n) in m.errors.lock().iter() {
@@ -263,7 +279,10 @@ impl Metrics {
                 );
             }
         }
-        let _ = writeln!(out, "# HELP hoist_router_in_flight Requests in flight by app.");
+        let _ = writeln!(
+            out,
+            "# HELP hoist_router_in_flight Requests in flight by app."
+        );
         let _ = writeln!(out, "# TYPE hoist_router_in_flight gauge");
         for (id, m) in &apps {
             let _ = writeln!(
@@ -273,8 +292,14 @@ impl Metrics {
                 m.in_flight.load(Relaxed).max(0)
             );
         }
-        let _ = writeln!(out, "# HELP hoist_router_request_duration_seconds Time from request to end of response.");
-        let _ = writeln!(out, "# TYPE hoist_router_request_duration_seconds histogram");
+        let _ = writeln!(
+            out,
+            "# HELP hoist_router_request_duration_seconds Time from request to end of response."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE hoist_router_request_duration_seconds histogram"
+        );
         for (id, m) in &apps {
             let snap = m.latency.snapshot();
             let total: u64 = snap.iter().sum();

@@ -4,23 +4,25 @@
 use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use hoist_types::LogLine;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::Upgraded;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
-use hoist_types::LogLine;
 use parking_lot::Mutex;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
 use crate::backend::{Backends, ConnectError, ConnectTiming, Connector, InFlight};
@@ -66,7 +68,12 @@ pub(crate) struct ConnInfo {
     pub(crate) local_port: u16,
     pub(crate) state: Arc<ConnState>,
     pub(crate) client: DynoClient,
+    /// Set by a handler that answered 101: the connection loop hands the client
+    /// socket (and any bytes already read) to the tunnel.
+    pub(crate) upgrade: Mutex<Option<oneshot::Sender<(ClientIo, Bytes)>>>,
 }
+
+pub(crate) type ClientIo = Watched<tokio::net::TcpStream>;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -140,7 +147,12 @@ impl Ctx {
         match o.code {
             Some(code) => {
                 let at = if code.is_info() { "info" } else { "error" };
-                let _ = write!(line, "at={at} code={} desc=\"{}\" ", code.as_str(), code.desc());
+                let _ = write!(
+                    line,
+                    "at={at} code={} desc=\"{}\" ",
+                    code.as_str(),
+                    code.desc()
+                );
             }
             None => line.push_str("at=info "),
         }
@@ -271,7 +283,9 @@ pub(crate) async fn handle(
     let request_id = match req.headers().get(X_REQUEST_ID) {
         Some(v) if valid_request_id(v.as_bytes()) => v.to_str().unwrap_or_default().to_string(),
         // A userspace RNG: no getrandom syscall per request.
-        _ => uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string(),
+        _ => uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .to_string(),
     };
     let mut fwd = String::new();
     for v in req.headers().get_all(X_FORWARDED_FOR) {
@@ -374,13 +388,12 @@ async fn forward(
     ctx: Ctx,
     table: Arc<Table>,
     app_name: &str,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Response<RespBody> {
     let Some(route) = table.apps.get(app_name) else {
         return ctx.fail(Outcome::error(ErrorCode::H99));
     };
     let upgrade = upgrade_protocol(req.headers());
-    let client_upgrade: Option<OnUpgrade> = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
@@ -482,7 +495,9 @@ async fn forward(
         let status = resp.status();
 
         if status == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_upgrade) = client_upgrade {
+            if upgrade.is_some() {
+                let (client_tx, client_upgrade) = oneshot::channel();
+                *conn.upgrade.lock() = Some(client_tx);
                 let backend_upgrade = hyper::upgrade::on(&mut resp);
                 let (mut rparts, _) = resp.into_parts();
                 strip_hop_by_hop(&mut rparts.headers);
@@ -504,10 +519,12 @@ async fn forward(
                     sock: None,
                 });
                 let idle = shared.cfg.idle_timeout;
+                let state = conn.state.clone();
                 tokio::spawn(async move {
                     let _in_flight = in_flight;
-                    if let (Ok(c), Ok(b)) = tokio::join!(client_upgrade, backend_upgrade) {
-                        tunnel(c, b, idle).await;
+                    if let (Ok((c, prefix)), Ok(b)) = tokio::join!(client_upgrade, backend_upgrade)
+                    {
+                        tunnel(c, prefix, b, state, idle).await;
                     }
                 });
                 let guard = ctx.guard.take();
@@ -536,10 +553,19 @@ async fn forward(
     }
 }
 
-async fn tunnel(client: Upgraded, backend: Upgraded, idle: Duration) {
-    let state = ConnState::idle_only();
-    let mut client = Watched::new(TokioIo::new(client), state.clone());
+async fn tunnel(
+    mut client: ClientIo,
+    prefix: Bytes,
+    backend: Upgraded,
+    state: Arc<ConnState>,
+    idle: Duration,
+) {
     let mut backend = TokioIo::new(backend);
+    // Bytes the client sent right behind its upgrade request.
+    if !prefix.is_empty() && backend.write_all(&prefix).await.is_err() {
+        return;
+    }
+    state.enter_tunnel();
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut client, &mut backend) => {}
         _ = state.watchdog(idle, idle) => {}
@@ -557,7 +583,11 @@ fn bad_request(guard: RequestGuard) -> Response<RespBody> {
 
 /// vegur's limits: request line and each header line within `max_line` bytes.
 fn over_limits<B>(req: &Request<B>, max_line: usize) -> Option<StatusCode> {
-    let target = req.uri().path_and_query().map(|p| p.as_str().len()).unwrap_or(1);
+    let target = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().len())
+        .unwrap_or(1);
     if req.method().as_str().len() + target + 10 > max_line {
         return Some(StatusCode::URI_TOO_LONG);
     }
@@ -572,8 +602,7 @@ fn over_limits<B>(req: &Request<B>, max_line: usize) -> Option<StatusCode> {
 /// Request ids are kept when 20..=200 chars of `[A-Za-z0-9+=/-]`.
 pub(crate) fn valid_request_id(v: &[u8]) -> bool {
     (20..=200).contains(&v.len())
-        && v
-            .iter()
+        && v.iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'=' | b'/' | b'-'))
 }
 
@@ -582,7 +611,10 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let proto = headers.get(header::UPGRADE)?;
     let asks = headers.get_all(header::CONNECTION).iter().any(|v| {
         v.to_str()
-            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            .map(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
             .unwrap_or(false)
     });
     asks.then(|| proto.clone())
@@ -943,10 +975,16 @@ mod tests {
     #[test]
     fn strips_hop_by_hop_and_named() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret, host"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret, host"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert(header::HOST, HeaderValue::from_static("a"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(KEEP_ALIVE, HeaderValue::from_static("timeout=5"));
         h.insert("x-kept", HeaderValue::from_static("1"));
         strip_hop_by_hop(&mut h);

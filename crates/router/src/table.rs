@@ -176,7 +176,13 @@ mod tests {
                 "{host}"
             );
         }
-        for host in ["other.localhost", "localhost", "a.myapp.localhost", "myapp.localhostx", ".localhost"] {
+        for host in [
+            "other.localhost",
+            "localhost",
+            "a.myapp.localhost",
+            "myapp.localhostx",
+            ".localhost",
+        ] {
             assert!(t.resolve(host, "localhost").is_none(), "{host}");
         }
     }

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hoist_router::{
     AppRoute, Backend, RouteStatus, Router, RouterConfig, RouterHooks, RoutingTable, Table,
 };
 use hoist_types::LogLine;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -67,7 +67,10 @@ impl Hooks {
                 return l.clone();
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("no log line with {needles:?}; lines: {:#?}", self.lines.lock());
+                panic!(
+                    "no log line with {needles:?}; lines: {:#?}",
+                    self.lines.lock()
+                );
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -126,7 +129,11 @@ impl Harness {
     async fn shutdown(mut self) {
         let _ = self.stop.take().unwrap().send(());
         let served = self.served.take().unwrap();
-        tokio::time::timeout(LIMIT, served).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(LIMIT, served)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -197,7 +204,12 @@ async fn echo_backend(name: &'static str) -> SocketAddr {
         for (k, v) in req.headers() {
             out.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
         }
-        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         out.push_str(&format!("body={}\n", String::from_utf8_lossy(&body)));
         Response::builder()
             .header("x-backend", name)
@@ -278,7 +290,10 @@ async fn send(addr: SocketAddr, req: Request<RespBody>) -> Reply {
 async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
     send(
         addr,
-        Request::get(path).header("host", host).body(full("")).unwrap(),
+        Request::get(path)
+            .header("host", host)
+            .body(full(""))
+            .unwrap(),
     )
     .await
 }
@@ -307,10 +322,18 @@ async fn routes_by_host_in_any_form_and_custom_domains() {
         ],
         &[("www.example.com", "other")],
     );
-    for host in ["myapp.localhost", "MyApp.LOCALHOST:8080", "myapp.localhost."] {
+    for host in [
+        "myapp.localhost",
+        "MyApp.LOCALHOST:8080",
+        "myapp.localhost.",
+    ] {
         let r = get(h.addr, host, "/x?y=1").await;
         assert_eq!(r.status, 200, "{host}");
-        assert!(r.body.contains("dyno=a\nGET /x?y=1\n"), "{host}: {}", r.body);
+        assert!(
+            r.body.contains("dyno=a\nGET /x?y=1\n"),
+            "{host}: {}",
+            r.body
+        );
     }
     let r = get(h.addr, "WWW.Example.com:80", "/").await;
     assert!(r.body.contains("dyno=b"), "{}", r.body);
@@ -342,11 +365,7 @@ async fn adds_forwarding_headers_and_strips_hop_by_hop() {
     )
     .await;
     assert_eq!(r.status, 200);
-    let headers: HashMap<&str, &str> = r
-        .body
-        .lines()
-        .filter_map(|l| l.split_once(": "))
-        .collect();
+    let headers: HashMap<&str, &str> = r.body.lines().filter_map(|l| l.split_once(": ")).collect();
     assert_eq!(headers["x-forwarded-for"], "10.1.2.3, 127.0.0.1");
     assert_eq!(headers["x-forwarded-proto"], "http");
     assert_eq!(headers["x-forwarded-port"], h.addr.port().to_string());
@@ -384,7 +403,11 @@ async fn keeps_valid_request_ids_and_replaces_others() {
     let web = echo_backend("a").await;
     h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", web)])], &[]);
     let valid = "abcdefghij0123456789+/=-";
-    for (given, kept) in [(valid, true), ("short", false), ("has spaces but is long enough", false)] {
+    for (given, kept) in [
+        (valid, true),
+        ("short", false),
+        ("has spaces but is long enough", false),
+    ] {
         let r = send(
             h.addr,
             Request::get("/")
@@ -430,7 +453,10 @@ async fn platform_states_h10_h14_h80_h81() {
     h.publish(vec![app("myapp", RouteStatus::Crashed, &[])], &[]);
     let (_, line) = expect_error(&h, 503, "H10").await;
     assert!(line.starts_with("at=error code=H10 desc=\"App crashed\" method=GET path=\"/\" host=myapp.localhost request_id="), "{line}");
-    assert!(line.contains(" dyno= connect= service= status=503 bytes= protocol=http"), "{line}");
+    assert!(
+        line.contains(" dyno= connect= service= status=503 bytes= protocol=http"),
+        "{line}"
+    );
 
     h.publish(vec![app("myapp", RouteStatus::NoWebDynos, &[])], &[]);
     expect_error(&h, 503, "H14").await;
@@ -443,7 +469,10 @@ async fn platform_states_h10_h14_h80_h81() {
     h.publish(vec![m], &[]);
     let (r, line) = expect_error(&h, 503, "H80").await;
     assert!(r.body.contains("Maintenance"));
-    assert!(line.starts_with("at=info code=H80 desc=\"Maintenance mode\""), "{line}");
+    assert!(
+        line.starts_with("at=info code=H80 desc=\"Maintenance mode\""),
+        "{line}"
+    );
 
     let s = h.router.metrics().app_summary("id-myapp");
     assert_eq!(s["requests"], 4);
@@ -459,7 +488,10 @@ async fn h21_refused_h19_connect_timeout() {
     let dead = dead_addr().await;
     h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", dead)])], &[]);
     let (_, line) = expect_error(&h, 503, "H21").await;
-    assert!(line.contains("desc=\"Backend connection refused\""), "{line}");
+    assert!(
+        line.contains("desc=\"Backend connection refused\""),
+        "{line}"
+    );
     assert!(line.contains(" dyno=web.1 "), "{line}");
 
     // A listener whose accept queue is full drops SYNs: the connect hangs.
@@ -477,7 +509,10 @@ async fn h21_refused_h19_connect_timeout() {
     }
     h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", hang)])], &[]);
     let (_, line) = expect_error(&h, 503, "H19").await;
-    assert!(line.contains("desc=\"Backend connection timeout\""), "{line}");
+    assert!(
+        line.contains("desc=\"Backend connection timeout\""),
+        "{line}"
+    );
     drop(fillers);
     drop(full_listener);
     h.shutdown().await;
@@ -495,7 +530,10 @@ async fn h12_dyno_never_answers() {
         }
     })
     .await;
-    h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", silent)])], &[]);
+    h.publish(
+        vec![app("myapp", RouteStatus::Up, &[("web.1", silent)])],
+        &[],
+    );
     let (r, line) = expect_error(&h, 503, "H12").await;
     assert!(r.body.contains("Application error"));
     assert!(line.starts_with("at=error code=H12 desc=\"Request timeout\" method=GET path=\"/\" host=myapp.localhost request_id="), "{line}");
@@ -512,16 +550,25 @@ async fn h13_h17_h18_misbehaving_dynos() {
         read_head(&mut s).await;
     })
     .await;
-    h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", closer)])], &[]);
+    h.publish(
+        vec![app("myapp", RouteStatus::Up, &[("web.1", closer)])],
+        &[],
+    );
     let (_, line) = expect_error(&h, 503, "H13").await;
-    assert!(line.contains("desc=\"Connection closed without response\""), "{line}");
+    assert!(
+        line.contains("desc=\"Connection closed without response\""),
+        "{line}"
+    );
 
     let garbage = raw_backend(|mut s| async move {
         read_head(&mut s).await;
         let _ = s.write_all(b"THIS IS NOT HTTP\r\n\r\n").await;
     })
     .await;
-    h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", garbage)])], &[]);
+    h.publish(
+        vec![app("myapp", RouteStatus::Up, &[("web.1", garbage)])],
+        &[],
+    );
     expect_error(&h, 503, "H17").await;
 
     let mid_body = raw_backend(|mut s| async move {
@@ -531,12 +578,22 @@ async fn h13_h17_h18_misbehaving_dynos() {
             .await;
     })
     .await;
-    h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", mid_body)])], &[]);
+    h.publish(
+        vec![app("myapp", RouteStatus::Up, &[("web.1", mid_body)])],
+        &[],
+    );
     let r = get(h.addr, "myapp.localhost", "/").await;
     assert_eq!(r.status, 200);
-    assert!(r.body.starts_with("<body error"), "truncated body must not look complete: {}", r.body);
+    assert!(
+        r.body.starts_with("<body error"),
+        "truncated body must not look complete: {}",
+        r.body
+    );
     let line = h.hooks.wait_line(&["code=H18 "]).await;
-    assert!(line.contains("desc=\"Server Request Interrupted\""), "{line}");
+    assert!(
+        line.contains("desc=\"Server Request Interrupted\""),
+        "{line}"
+    );
     assert!(line.contains(" bytes=10 "), "{line}");
     assert!(line.ends_with(" sock=backend"), "{line}");
     h.shutdown().await;
@@ -561,7 +618,10 @@ async fn h15_dyno_idle_mid_body() {
         }
     })
     .await;
-    h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", stalls)])], &[]);
+    h.publish(
+        vec![app("myapp", RouteStatus::Up, &[("web.1", stalls)])],
+        &[],
+    );
     let r = get(h.addr, "myapp.localhost", "/").await;
     assert_eq!(r.status, 200);
     assert!(r.body.starts_with("<body error"), "{}", r.body);
@@ -629,7 +689,11 @@ async fn retries_refused_connect_on_another_dyno() {
     let dead = dead_addr().await;
     let live = echo_backend("live").await;
     h.publish(
-        vec![app("myapp", RouteStatus::Up, &[("web.1", dead), ("web.2", live)])],
+        vec![app(
+            "myapp",
+            RouteStatus::Up,
+            &[("web.1", dead), ("web.2", live)],
+        )],
         &[],
     );
     for _ in 0..10 {
@@ -649,7 +713,12 @@ async fn retries_refused_connect_on_another_dyno() {
         assert_eq!(r.status, 200);
         assert!(r.body.contains("body=payload"), "{}", r.body);
     }
-    assert!(h.hooks.lines.lock().iter().all(|(_, l)| !l.contains("code=")));
+    assert!(h
+        .hooks
+        .lines
+        .lock()
+        .iter()
+        .all(|(_, l)| !l.contains("code=")));
     h.shutdown().await;
 }
 
@@ -678,19 +747,40 @@ async fn streams_chunked_bodies_both_ways_without_buffering() {
         .body(body)
         .unwrap();
     let pending = tokio::spawn(sender.send_request(req));
-    tx.send(Ok(Frame::data(Bytes::from("first;")))).await.unwrap();
-    let resp = tokio::time::timeout(LIMIT, pending).await.unwrap().unwrap().unwrap();
+    tx.send(Ok(Frame::data(Bytes::from("first;"))))
+        .await
+        .unwrap();
+    let resp = tokio::time::timeout(LIMIT, pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
     // The first chunk comes back while the upload is still open: nothing is buffered.
-    let frame = tokio::time::timeout(LIMIT, body.frame()).await.unwrap().unwrap().unwrap();
+    let frame = tokio::time::timeout(LIMIT, body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(frame.into_data().unwrap(), "first;");
-    tx.send(Ok(Frame::data(Bytes::from("second")))).await.unwrap();
-    let frame = tokio::time::timeout(LIMIT, body.frame()).await.unwrap().unwrap().unwrap();
+    tx.send(Ok(Frame::data(Bytes::from("second"))))
+        .await
+        .unwrap();
+    let frame = tokio::time::timeout(LIMIT, body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(frame.into_data().unwrap(), "second");
     drop(tx);
-    assert!(tokio::time::timeout(LIMIT, body.frame()).await.unwrap().is_none());
-    h.hooks.wait_line(&["path=\"/echo\"", "status=200 bytes=12 "]).await;
+    assert!(tokio::time::timeout(LIMIT, body.frame())
+        .await
+        .unwrap()
+        .is_none());
+    h.hooks
+        .wait_line(&["path=\"/echo\"", "status=200 bytes=12 "])
+        .await;
     h.shutdown().await;
 }
 
@@ -711,7 +801,10 @@ async fn expect_100_continue_and_unknown_expectations() {
         .await
         .unwrap();
     let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(LIMIT, s.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(LIMIT, s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"),
         "{}",
@@ -719,13 +812,23 @@ async fn expect_100_continue_and_unknown_expectations() {
     );
     s.write_all(b"hello").await.unwrap();
     let mut rest = Vec::new();
-    tokio::time::timeout(LIMIT, s.read_to_end(&mut rest)).await.unwrap().unwrap();
+    tokio::time::timeout(LIMIT, s.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
     let rest = String::from_utf8_lossy(&rest);
     assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
     assert!(rest.contains("body=hello"), "{rest}");
-    assert!(!rest.contains("expect:"), "Expect is answered by the router: {rest}");
+    assert!(
+        !rest.contains("expect:"),
+        "Expect is answered by the router: {rest}"
+    );
 
-    let out = raw(h.addr, b"GET / HTTP/1.1\r\nHost: myapp.localhost\r\nExpect: magic\r\n\r\n").await;
+    let out = raw(
+        h.addr,
+        b"GET / HTTP/1.1\r\nHost: myapp.localhost\r\nExpect: magic\r\n\r\n",
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 417"), "{out}");
     h.hooks.wait_line(&["code=H26 ", "status=417 "]).await;
     h.shutdown().await;
@@ -766,7 +869,9 @@ async fn open_websocket(addr: SocketAddr) -> (TcpStream, String) {
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: myapp.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
         .await
         .unwrap();
-    let head = tokio::time::timeout(LIMIT, read_head(&mut s)).await.unwrap();
+    let head = tokio::time::timeout(LIMIT, read_head(&mut s))
+        .await
+        .unwrap();
     (s, head)
 }
 
@@ -777,27 +882,41 @@ async fn websocket_echo_and_dyno_dying_mid_session() {
     h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", web)])], &[]);
     let (mut s, head) = open_websocket(h.addr).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
     // A masked text frame "hi"; the tunnel is byte-transparent.
     let frame = [0x81u8, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
     for _ in 0..3 {
         s.write_all(&frame).await.unwrap();
         let mut echo = [0u8; 8];
-        tokio::time::timeout(LIMIT, s.read_exact(&mut echo)).await.unwrap().unwrap();
+        tokio::time::timeout(LIMIT, s.read_exact(&mut echo))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(echo, frame);
     }
     h.hooks.wait_line(&["path=\"/ws\"", "status=101 "]).await;
 
     let dying = upgrade_backend(true).await;
-    h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", dying)])], &[]);
+    h.publish(
+        vec![app("myapp", RouteStatus::Up, &[("web.1", dying)])],
+        &[],
+    );
     let (mut s, head) = open_websocket(h.addr).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     s.write_all(&frame).await.unwrap();
     let mut echo = [0u8; 8];
-    tokio::time::timeout(LIMIT, s.read_exact(&mut echo)).await.unwrap().unwrap();
+    tokio::time::timeout(LIMIT, s.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
     // The dyno is gone: the client sees the connection end instead of hanging.
     let mut rest = Vec::new();
-    let n = tokio::time::timeout(LIMIT, s.read_to_end(&mut rest)).await.unwrap();
+    let n = tokio::time::timeout(LIMIT, s.read_to_end(&mut rest))
+        .await
+        .unwrap();
     assert!(matches!(n, Ok(0)) || n.is_err(), "{n:?}");
     h.shutdown().await;
 }
@@ -813,7 +932,12 @@ async fn rejects_malformed_and_smuggling_requests() {
         let seen_tx = seen_tx.clone();
         async move {
             let path = req.uri().path().to_string();
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             let _ = seen_tx.send(format!("{path} body={}", String::from_utf8_lossy(&body)));
             Response::new(full("ok"))
         }
@@ -833,7 +957,10 @@ async fn rejects_malformed_and_smuggling_requests() {
     ];
     for (what, bytes, status) in cases {
         let out = raw(h.addr, bytes).await;
-        assert!(out.starts_with(&format!("HTTP/1.1 {status}")), "{what}: {out}");
+        assert!(
+            out.starts_with(&format!("HTTP/1.1 {status}")),
+            "{what}: {out}"
+        );
     }
     // Where the app is known, the rejection is in its log.
     h.hooks.wait_line(&["code=H26 ", "status=400 "]).await;
@@ -860,7 +987,10 @@ async fn rejects_malformed_and_smuggling_requests() {
         paths.push(p);
     }
     assert!(paths.iter().all(|p| !p.contains("smuggled")), "{paths:?}");
-    assert!(paths.contains(&"/front body=GET /".to_string()), "{paths:?}");
+    assert!(
+        paths.contains(&"/front body=GET /".to_string()),
+        "{paths:?}"
+    );
     h.shutdown().await;
 }
 
@@ -868,10 +998,14 @@ async fn rejects_malformed_and_smuggling_requests() {
 async fn closes_slow_header_senders() {
     let h = start(test_config()).await;
     let mut s = TcpStream::connect(h.addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: myapp.loc").await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: myapp.loc")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     // The router closes the connection instead of waiting forever.
-    let n = tokio::time::timeout(LIMIT, s.read_to_end(&mut buf)).await.unwrap();
+    let n = tokio::time::timeout(LIMIT, s.read_to_end(&mut buf))
+        .await
+        .unwrap();
     assert!(matches!(n, Ok(_)) || n.is_err());
     h.shutdown().await;
 }
@@ -885,12 +1019,18 @@ async fn holds_a_thousand_idle_keep_alive_connections() {
     let mut senders = Vec::with_capacity(CONNS);
     for _ in 0..CONNS {
         let stream = TcpStream::connect(h.addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, RespBody>(TokioIo::new(stream))
-            .await
-            .unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake::<_, RespBody>(TokioIo::new(stream))
+                .await
+                .unwrap();
         tokio::spawn(conn);
         let resp = sender
-            .send_request(Request::get("/").header("host", "myapp.localhost").body(full("")).unwrap())
+            .send_request(
+                Request::get("/")
+                    .header("host", "myapp.localhost")
+                    .body(full(""))
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
@@ -902,7 +1042,12 @@ async fn holds_a_thousand_idle_keep_alive_connections() {
     // Every held connection still serves a request.
     for sender in senders.iter_mut().step_by(97) {
         let resp = sender
-            .send_request(Request::get("/again").header("host", "myapp.localhost").body(full("")).unwrap())
+            .send_request(
+                Request::get("/again")
+                    .header("host", "myapp.localhost")
+                    .body(full(""))
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
@@ -914,5 +1059,37 @@ async fn holds_a_thousand_idle_keep_alive_connections() {
         .prometheus_text()
         .contains(&format!("hoist_router_connections_open {CONNS}")));
     drop(senders);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn parked_keep_alive_connection_serves_again() {
+    let h = start(test_config()).await;
+    let web = echo_backend("a").await;
+    h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", web)])], &[]);
+    let stream = TcpStream::connect(h.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, RespBody>(TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for path in ["/one", "/two", "/three"] {
+        let resp = sender
+            .send_request(
+                Request::get(path)
+                    .header("host", "myapp.localhost")
+                    .body(full(""))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains(&format!("GET {path}")));
+        // Long enough between requests for the router to park the connection
+        // (idle_timeout 2 s -> parked after 1 s), short of closing it.
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+    }
+    assert_eq!(h.router.metrics().connections_open(), 1);
     h.shutdown().await;
 }

@@ -189,7 +189,9 @@ mod tests {
     #[test]
     fn tokens_are_stored_hashed_and_authenticate() {
         let (_d, s) = store();
-        let a = s.create_account("me@example.com", Some("pw"), true).unwrap();
+        let a = s
+            .create_account("me@example.com", Some("pw"), true)
+            .unwrap();
         let (_, token) = s.issue_token(&a.id, "test").unwrap();
         assert_eq!(token.len(), 64);
         assert_eq!(s.authenticate(&token).unwrap().unwrap().id, a.id);
@@ -209,10 +211,20 @@ mod tests {
     #[test]
     fn passwords_verify_with_argon2() {
         let (_d, s) = store();
-        s.create_account("me@example.com", Some("secret"), false).unwrap();
-        assert!(s.verify_password("me@example.com", "secret").unwrap().is_some());
-        assert!(s.verify_password("me@example.com", "wrong").unwrap().is_none());
-        assert!(s.verify_password("x@example.com", "secret").unwrap().is_none());
+        s.create_account("me@example.com", Some("secret"), false)
+            .unwrap();
+        assert!(s
+            .verify_password("me@example.com", "secret")
+            .unwrap()
+            .is_some());
+        assert!(s
+            .verify_password("me@example.com", "wrong")
+            .unwrap()
+            .is_none());
+        assert!(s
+            .verify_password("x@example.com", "secret")
+            .unwrap()
+            .is_none());
         assert!(s.create_account("me@example.com", None, false).is_err());
         assert!(s.create_account("not-an-email", None, false).is_err());
     }

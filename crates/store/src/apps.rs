@@ -289,7 +289,8 @@ mod tests {
     fn names_are_validated_unique_and_generated() {
         let (_d, s) = store();
         let a = s.create_account("a@example.com", None, true).unwrap();
-        s.create_app(Some("demo"), &a.id, "heroku-24", "us").unwrap();
+        s.create_app(Some("demo"), &a.id, "heroku-24", "us")
+            .unwrap();
         assert!(matches!(
             s.create_app(Some("demo"), &a.id, "heroku-24", "us"),
             Err(StoreError::Conflict(_))
@@ -308,7 +309,9 @@ mod tests {
         let (_d, s) = store();
         let a = s.create_account("a@example.com", None, true).unwrap();
         let b = s.create_account("b@example.com", None, false).unwrap();
-        let app = s.create_app(Some("demo"), &a.id, "heroku-24", "us").unwrap();
+        let app = s
+            .create_app(Some("demo"), &a.id, "heroku-24", "us")
+            .unwrap();
         assert!(!s.has_access(&app, &b).unwrap());
         s.add_collaborator(&app, "b@example.com").unwrap();
         assert!(s.has_access(&app, &b).unwrap());

@@ -1,8 +1,7 @@
 //! Formation (desired dynos per process type), observed dynos and app features.
 
 use crate::{
-    not_found, now, Dyno, Formation, FormationUpdate, QuantityChange, Result, Store,
-    StoreError,
+    not_found, now, Dyno, Formation, FormationUpdate, QuantityChange, Result, Store, StoreError,
 };
 use hoist_types::DynoSize;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -67,7 +66,11 @@ impl Store {
     }
 
     /// Applies a batch of formation updates atomically: all or nothing.
-    pub fn update_formation(&self, app_id: &str, updates: &[FormationUpdate]) -> Result<Vec<Formation>> {
+    pub fn update_formation(
+        &self,
+        app_id: &str,
+        updates: &[FormationUpdate],
+    ) -> Result<Vec<Formation>> {
         self.write(|tx| {
             let current = load_formation(tx, app_id)?;
             let ts = now();
@@ -146,7 +149,9 @@ impl Store {
     pub fn dyno(&self, app_id: &str, ident: &str) -> Result<Dyno> {
         self.read(|c| {
             c.query_row(
-                &format!("SELECT {DYNO_COLS} FROM dynos WHERE app_id = ?1 AND (name = ?2 OR id = ?2)"),
+                &format!(
+                    "SELECT {DYNO_COLS} FROM dynos WHERE app_id = ?1 AND (name = ?2 OR id = ?2)"
+                ),
                 params![app_id, ident],
                 dyno_row,
             )
@@ -179,7 +184,6 @@ impl Store {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,14 +201,19 @@ mod tests {
             ("worker".to_string(), "w".to_string()),
             ("release".to_string(), "migrate".to_string()),
         ]);
-        let slug = s.create_slug(&app.id, "c", 1, &types, None, None, "heroku-24").unwrap();
-        s.create_release(&app.id, NewRelease {
-            description: "Deploy".into(),
-            slug_id: Some(slug.id),
-            config: None,
-            status: ReleaseStatus::Succeeded,
-            user_id: u.id.clone(),
-        })
+        let slug = s
+            .create_slug(&app.id, "c", 1, &types, None, None, "heroku-24")
+            .unwrap();
+        s.create_release(
+            &app.id,
+            NewRelease {
+                description: "Deploy".into(),
+                slug_id: Some(slug.id),
+                config: None,
+                status: ReleaseStatus::Succeeded,
+                user_id: u.id.clone(),
+            },
+        )
         .unwrap();
         let f = s.formation(&app.id).unwrap();
         assert_eq!(f.len(), 2, "release is not a formation type");
@@ -214,22 +223,39 @@ mod tests {
             size: size.map(str::to_string),
         };
         let f = s
-            .update_formation(&app.id, &[
-                up("web", Some(QuantityChange::Absolute(3)), Some("standard-2x")),
-                up("worker", Some(QuantityChange::Relative(1)), None),
-            ])
+            .update_formation(
+                &app.id,
+                &[
+                    up(
+                        "web",
+                        Some(QuantityChange::Absolute(3)),
+                        Some("standard-2x"),
+                    ),
+                    up("worker", Some(QuantityChange::Relative(1)), None),
+                ],
+            )
             .unwrap();
         assert_eq!((f[0].quantity, f[0].size.as_str()), (3, "Standard-2X"));
         assert_eq!(f[1].quantity, 1);
         // One bad update rejects the whole batch.
         assert!(s
-            .update_formation(&app.id, &[
-                up("web", Some(QuantityChange::Absolute(1)), None),
-                up("worker", Some(QuantityChange::Relative(-5)), None),
-            ])
+            .update_formation(
+                &app.id,
+                &[
+                    up("web", Some(QuantityChange::Absolute(1)), None),
+                    up("worker", Some(QuantityChange::Relative(-5)), None),
+                ]
+            )
             .is_err());
-        assert!(s.update_formation(&app.id, &[up("nope", Some(QuantityChange::Absolute(1)), None)]).is_err());
-        assert!(s.update_formation(&app.id, &[up("web", None, Some("gigantic"))]).is_err());
+        assert!(s
+            .update_formation(
+                &app.id,
+                &[up("nope", Some(QuantityChange::Absolute(1)), None)]
+            )
+            .is_err());
+        assert!(s
+            .update_formation(&app.id, &[up("web", None, Some("gigantic"))])
+            .is_err());
         assert_eq!(s.formation(&app.id).unwrap()[0].quantity, 3);
     }
 }

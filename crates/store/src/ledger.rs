@@ -111,7 +111,11 @@ pub struct NewRelease {
 }
 
 /// Appends a release to the ledger inside the caller's transaction.
-pub(crate) fn insert_release(tx: &Transaction<'_>, app_id: &str, new: NewRelease) -> Result<Release> {
+pub(crate) fn insert_release(
+    tx: &Transaction<'_>,
+    app_id: &str,
+    new: NewRelease,
+) -> Result<Release> {
     let version: i64 = tx.query_row(
         "SELECT COALESCE(max(version), 0) + 1 FROM releases WHERE app_id = ?1",
         [app_id],
@@ -311,7 +315,12 @@ impl Store {
     }
 
     /// The only mutation of a release: its status (release phase outcome).
-    pub fn set_release_status(&self, app_id: &str, release_id: &str, status: ReleaseStatus) -> Result<Release> {
+    pub fn set_release_status(
+        &self,
+        app_id: &str,
+        release_id: &str,
+        status: ReleaseStatus,
+    ) -> Result<Release> {
         self.write(|tx| {
             let rel = release_by_ident(tx, app_id, release_id)?;
             tx.execute(
@@ -334,7 +343,11 @@ impl Store {
                 return Err(StoreError::Invalid(format!(
                     "Cannot roll back to v{}: that release {}.",
                     target.version,
-                    if target.status == ReleaseStatus::Failed { "failed" } else { "is still pending" }
+                    if target.status == ReleaseStatus::Failed {
+                        "failed"
+                    } else {
+                        "is still pending"
+                    }
                 )));
             }
             tx.execute("DELETE FROM config_vars WHERE app_id = ?1", [app_id])?;
@@ -481,8 +494,9 @@ impl Store {
 
     pub fn builds(&self, app_id: &str) -> Result<Vec<Build>> {
         self.read(|c| {
-            let mut st =
-                c.prepare(&format!("{BUILD_SELECT} WHERE b.app_id = ?1 ORDER BY b.created_at, b.rowid"))?;
+            let mut st = c.prepare(&format!(
+                "{BUILD_SELECT} WHERE b.app_id = ?1 ORDER BY b.created_at, b.rowid"
+            ))?;
             let rows = st.query_map([app_id], build_row)?;
             rows.map(|r| finish_build(r?)).collect()
         })
@@ -544,20 +558,31 @@ mod tests {
         let (_d, s) = store();
         let (u, app) = owner_and_app(&s);
         let (_, r) = s
-            .update_config(&app.id, &changes(&[("FOO", Some("1")), ("BAR", Some("2"))]), &u.id)
+            .update_config(
+                &app.id,
+                &changes(&[("FOO", Some("1")), ("BAR", Some("2"))]),
+                &u.id,
+            )
             .unwrap();
         let r = r.unwrap();
         assert_eq!(r.version, 2, "v1 is the app's Initial release");
         assert_eq!(r.description, "Set BAR, FOO config vars");
         assert!(r.current);
-        let (cfg, r2) = s.update_config(&app.id, &changes(&[("FOO", None)]), &u.id).unwrap();
+        let (cfg, r2) = s
+            .update_config(&app.id, &changes(&[("FOO", None)]), &u.id)
+            .unwrap();
         assert_eq!(r2.unwrap().description, "Remove FOO config vars");
         assert_eq!(cfg.len(), 1);
         // No effective change: no release.
-        let (_, r3) = s.update_config(&app.id, &changes(&[("FOO", None)]), &u.id).unwrap();
+        let (_, r3) = s
+            .update_config(&app.id, &changes(&[("FOO", None)]), &u.id)
+            .unwrap();
         assert!(r3.is_none());
         let list = s.releases(&app.id, None, false, None, true, 10).unwrap();
-        assert_eq!(list.iter().map(|r| r.version).collect::<Vec<_>>(), vec![3, 2, 1]);
+        assert_eq!(
+            list.iter().map(|r| r.version).collect::<Vec<_>>(),
+            vec![3, 2, 1]
+        );
         assert_eq!(list[2].description, "Initial release");
         assert!(list[0].current && !list[1].current);
     }
@@ -568,19 +593,36 @@ mod tests {
         let (u, app) = owner_and_app(&s);
         let big = "x".repeat(MAX_CONFIG_VALUE_BYTES + 1);
         assert!(s
-            .update_config(&app.id, &changes(&[("OK", Some("1")), ("BIG", Some(&big))]), &u.id)
+            .update_config(
+                &app.id,
+                &changes(&[("OK", Some("1")), ("BIG", Some(&big))]),
+                &u.id
+            )
             .is_err());
         assert!(s
-            .update_config(&app.id, &changes(&[("OK", Some("1")), ("1BAD", Some("x"))]), &u.id)
+            .update_config(
+                &app.id,
+                &changes(&[("OK", Some("1")), ("1BAD", Some("x"))]),
+                &u.id
+            )
             .is_err());
         let v = "y".repeat(30 * 1024);
-        s.update_config(&app.id, &changes(&[("A", Some(&v)), ("B", Some(&v))]), &u.id)
-            .unwrap();
+        s.update_config(
+            &app.id,
+            &changes(&[("A", Some(&v)), ("B", Some(&v))]),
+            &u.id,
+        )
+        .unwrap();
         assert!(s
             .update_config(&app.id, &changes(&[("C", Some(&v))]), &u.id)
             .is_err());
         assert_eq!(s.config_vars(&app.id).unwrap().len(), 2);
-        assert_eq!(s.releases(&app.id, None, false, None, true, 10).unwrap().len(), 2);
+        assert_eq!(
+            s.releases(&app.id, None, false, None, true, 10)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
@@ -588,25 +630,47 @@ mod tests {
         let (_d, s) = store();
         let (u, app) = owner_and_app(&s);
         let types = BTreeMap::from([("web".to_string(), "npm start".to_string())]);
-        let slug = s.create_slug(&app.id, "abc", 10, &types, None, Some("1a2b3c4"), "heroku-24").unwrap();
-        s.update_config(&app.id, &changes(&[("A", Some("1"))]), &u.id).unwrap();
+        let slug = s
+            .create_slug(
+                &app.id,
+                "abc",
+                10,
+                &types,
+                None,
+                Some("1a2b3c4"),
+                "heroku-24",
+            )
+            .unwrap();
+        s.update_config(&app.id, &changes(&[("A", Some("1"))]), &u.id)
+            .unwrap();
         let deploy = s
-            .create_release(&app.id, NewRelease {
-                description: "Deploy 1a2b3c4".into(),
-                slug_id: Some(slug.id.clone()),
-                config: None,
-                status: ReleaseStatus::Succeeded,
-                user_id: u.id.clone(),
-            })
+            .create_release(
+                &app.id,
+                NewRelease {
+                    description: "Deploy 1a2b3c4".into(),
+                    slug_id: Some(slug.id.clone()),
+                    config: None,
+                    status: ReleaseStatus::Succeeded,
+                    user_id: u.id.clone(),
+                },
+            )
             .unwrap();
         assert_eq!(deploy.config["A"], "1");
         assert_eq!(s.formation(&app.id).unwrap()[0].quantity, 1);
-        s.update_config(&app.id, &changes(&[("A", Some("2")), ("B", Some("3"))]), &u.id).unwrap();
+        s.update_config(
+            &app.id,
+            &changes(&[("A", Some("2")), ("B", Some("3"))]),
+            &u.id,
+        )
+        .unwrap();
         let rb = s.rollback(&app.id, "v3", &u.id).unwrap();
         assert_eq!(rb.version, 5);
         assert_eq!(rb.description, "Rollback to v3");
         assert_eq!(rb.slug_id.as_deref(), Some(slug.id.as_str()));
-        assert_eq!(s.config_vars(&app.id).unwrap(), BTreeMap::from([("A".into(), "1".into())]));
+        assert_eq!(
+            s.config_vars(&app.id).unwrap(),
+            BTreeMap::from([("A".into(), "1".into())])
+        );
         assert!(s.rollback(&app.id, "v99", &u.id).is_err());
     }
 
@@ -614,11 +678,16 @@ mod tests {
     fn the_ledger_is_append_only() {
         let (_d, s) = store();
         let (u, app) = owner_and_app(&s);
-        let (_, r) = s.update_config(&app.id, &changes(&[("A", Some("1"))]), &u.id).unwrap();
+        let (_, r) = s
+            .update_config(&app.id, &changes(&[("A", Some("1"))]), &u.id)
+            .unwrap();
         let r = r.unwrap();
         // The schema refuses any change but status, and any delete while the app exists.
         let upd = s.write(|tx| {
-            tx.execute("UPDATE releases SET description = 'x' WHERE id = ?1", [&r.id])?;
+            tx.execute(
+                "UPDATE releases SET description = 'x' WHERE id = ?1",
+                [&r.id],
+            )?;
             Ok(())
         });
         assert!(upd.is_err());
@@ -627,7 +696,8 @@ mod tests {
             Ok(())
         });
         assert!(del.is_err());
-        s.set_release_status(&app.id, &r.id, ReleaseStatus::Failed).unwrap();
+        s.set_release_status(&app.id, &r.id, ReleaseStatus::Failed)
+            .unwrap();
         // And no code path in this crate issues any other UPDATE/DELETE on releases.
         let sources = [
             include_str!("ledger.rs"),
@@ -651,7 +721,10 @@ mod tests {
                 );
                 updates += 1;
             }
-            assert!(!src.contains(&needle_delete), "no code path deletes releases");
+            assert!(
+                !src.contains(&needle_delete),
+                "no code path deletes releases"
+            );
         }
         assert_eq!(updates, 1);
         // Destroying the app takes its releases with it.
@@ -663,14 +736,17 @@ mod tests {
         let (_d, s) = store();
         let (u, app) = owner_and_app(&s);
         for i in 0..25 {
-            s.update_config(&app.id, &changes(&[("N", Some(&i.to_string()))]), &u.id).unwrap();
+            s.update_config(&app.id, &changes(&[("N", Some(&i.to_string()))]), &u.id)
+                .unwrap();
         }
         let page = s.releases(&app.id, None, false, None, true, 10).unwrap();
         assert_eq!(page[0].version, 26);
         assert_eq!(page[9].version, 17);
         let next = s.releases(&app.id, Some(17), true, None, true, 10).unwrap();
         assert_eq!(next[0].version, 16);
-        let asc = s.releases(&app.id, Some(20), true, None, false, 100).unwrap();
+        let asc = s
+            .releases(&app.id, Some(20), true, None, false, 100)
+            .unwrap();
         assert_eq!(asc.first().unwrap().version, 21);
         assert_eq!(asc.len(), 6);
         assert_eq!(s.release(&app.id, "v3").unwrap().version, 3);

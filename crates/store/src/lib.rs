@@ -14,10 +14,12 @@ mod resources;
 mod schema;
 
 pub use accounts::{hash_token, new_token};
-pub use ledger::{validate_config_change, NewRelease, MAX_CONFIG_TOTAL_BYTES, MAX_CONFIG_VALUE_BYTES};
-pub use resources::validate_hostname;
 pub use apps::generate_app_name;
+pub use ledger::{
+    validate_config_change, NewRelease, MAX_CONFIG_TOTAL_BYTES, MAX_CONFIG_VALUE_BYTES,
+};
 pub use model::*;
+pub use resources::validate_hostname;
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};

@@ -15,7 +15,9 @@ pub fn validate_hostname(h: &str) -> Result<String> {
                     && label.len() <= 63
                     && !label.starts_with('-')
                     && !label.ends_with('-')
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         });
     if ok {
         Ok(h)
@@ -55,7 +57,12 @@ impl Store {
         })
     }
 
-    pub fn add_domain(&self, app_id: &str, hostname: &str, platform_domain: &str) -> Result<Domain> {
+    pub fn add_domain(
+        &self,
+        app_id: &str,
+        hostname: &str,
+        platform_domain: &str,
+    ) -> Result<Domain> {
         let hostname = validate_hostname(hostname)?;
         if hostname == platform_domain || hostname.ends_with(&format!(".{platform_domain}")) {
             return Err(StoreError::Invalid(format!(
@@ -164,7 +171,9 @@ impl Store {
 
     pub fn buildpacks(&self, app_id: &str) -> Result<Vec<String>> {
         self.read(|c| {
-            let mut st = c.prepare("SELECT url FROM buildpack_installations WHERE app_id = ?1 ORDER BY ordinal")?;
+            let mut st = c.prepare(
+                "SELECT url FROM buildpack_installations WHERE app_id = ?1 ORDER BY ordinal",
+            )?;
             let rows = st.query_map([app_id], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -194,9 +203,13 @@ mod tests {
     fn domains_are_validated_and_unique() {
         let (_d, s) = store();
         let (_u, app) = owner_and_app(&s);
-        let d = s.add_domain(&app.id, "WWW.Example.test.", "localhost").unwrap();
+        let d = s
+            .add_domain(&app.id, "WWW.Example.test.", "localhost")
+            .unwrap();
         assert_eq!(d.hostname, "www.example.test");
-        assert!(s.add_domain(&app.id, "www.example.test", "localhost").is_err());
+        assert!(s
+            .add_domain(&app.id, "www.example.test", "localhost")
+            .is_err());
         assert!(s.add_domain(&app.id, "bad host", "localhost").is_err());
         assert!(s.add_domain(&app.id, "x.localhost", "localhost").is_err());
         s.remove_domain(&app.id, "www.example.test").unwrap();

@@ -37,7 +37,9 @@ pub fn validate_config_var_name(name: &str) -> Result<(), NameError> {
     if ok {
         Ok(())
     } else {
-        Err(NameError::InvalidConfigVarName(name.chars().take(64).collect()))
+        Err(NameError::InvalidConfigVarName(
+            name.chars().take(64).collect(),
+        ))
     }
 }
 
@@ -52,7 +54,9 @@ pub fn validate_process_type(name: &str) -> Result<(), NameError> {
     if ok {
         Ok(())
     } else {
-        Err(NameError::InvalidProcessType(name.chars().take(64).collect()))
+        Err(NameError::InvalidProcessType(
+            name.chars().take(64).collect(),
+        ))
     }
 }
 
@@ -66,7 +70,15 @@ mod tests {
             assert_eq!(validate_app_name(good), Ok(()), "{good}");
         }
         for bad in [
-            "", "ab", "1abc", "Abc", "abc-", "ab_c", "a b", "x234567890123456789012345678901", "ünï",
+            "",
+            "ab",
+            "1abc",
+            "Abc",
+            "abc-",
+            "ab_c",
+            "a b",
+            "x234567890123456789012345678901",
+            "ünï",
         ] {
             assert!(validate_app_name(bad).is_err(), "{bad}");
         }

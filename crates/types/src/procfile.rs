@@ -72,7 +72,10 @@ mod tests {
 
     #[test]
     fn rejects_malformed_procfiles() {
-        assert_eq!(parse_procfile("web"), Err(ProcfileError::Syntax { line: 1 }));
+        assert_eq!(
+            parse_procfile("web"),
+            Err(ProcfileError::Syntax { line: 1 })
+        );
         assert!(matches!(
             parse_procfile("web: a\nweb: b"),
             Err(ProcfileError::Duplicate { line: 2, .. })

@@ -101,8 +101,14 @@ mod tests {
 
     #[test]
     fn parses_heroku_spellings() {
-        assert_eq!("Standard-2X".parse::<DynoSize>().unwrap(), DynoSize::Standard2X);
-        assert_eq!("standard-1x".parse::<DynoSize>().unwrap(), DynoSize::Standard1X);
+        assert_eq!(
+            "Standard-2X".parse::<DynoSize>().unwrap(),
+            DynoSize::Standard2X
+        );
+        assert_eq!(
+            "standard-1x".parse::<DynoSize>().unwrap(),
+            DynoSize::Standard1X
+        );
         assert_eq!("eco".parse::<DynoSize>().unwrap(), DynoSize::Eco);
         assert!("huge".parse::<DynoSize>().is_err());
         for s in DynoSize::ALL {

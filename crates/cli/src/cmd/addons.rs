@@ -20,7 +20,10 @@ fn state_text(state: &str) -> &str {
 }
 
 fn price(a: &Value) -> String {
-    let cents = a.pointer("/plan/price/cents").and_then(Value::as_i64).unwrap_or(0);
+    let cents = a
+        .pointer("/plan/price/cents")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     if cents == 0 {
         "free".into()
     } else {
@@ -40,11 +43,16 @@ fn resolve(ctx: &Ctx, app: Option<&str>, name: &str) -> CliResult<Value> {
         other => vec![other],
     };
     match list.len() {
-        0 => Err(CliError::usage(format!("Couldn't find an add-on named {name}. Run \"hoist addons\" to list them."))),
+        0 => Err(CliError::usage(format!(
+            "Couldn't find an add-on named {name}. Run \"hoist addons\" to list them."
+        ))),
         1 => Ok(list.remove(0)),
         _ => Err(CliError::usage(format!(
             "{name} matches more than one add-on: {}. Use the full add-on name.",
-            list.iter().map(|a| s(a, "/name")).collect::<Vec<_>>().join(", ")
+            list.iter()
+                .map(|a| s(a, "/name"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -54,7 +62,10 @@ pub fn list(ctx: &Ctx, all: bool) -> CliResult<()> {
         (ctx.api.get_all("/addons", None)?, None)
     } else {
         let app = ctx.app()?;
-        (ctx.api.get_all(&app_path(&app, &["addons"]), None)?, Some(app))
+        (
+            ctx.api.get_all(&app_path(&app, &["addons"]), None)?,
+            Some(app),
+        )
     };
     if ctx.json {
         print_json(&Value::Array(addons));
@@ -158,7 +169,12 @@ pub fn create(
     let vars: Vec<String> = addon
         .get("config_vars")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     match s(&addon, "/state").as_str() {
         "provisioning" => eprintln!(
@@ -166,17 +182,26 @@ pub fn create(
             s(&addon, "/name")
         ),
         "deprovisioned" => {
-            return Err(CliError::failed(format!("The add-on was unable to be created, with status {}", s(&addon, "/state"))))
+            return Err(CliError::failed(format!(
+                "The add-on was unable to be created, with status {}",
+                s(&addon, "/state")
+            )))
         }
         _ if vars.is_empty() => eprintln!("Created {}", s(&addon, "/name")),
         _ => eprintln!("Created {} as {}", s(&addon, "/name"), vars.join(", ")),
     }
-    eprintln!("Use hoist addons:info {} to view add-on details.", s(&addon, "/name"));
+    eprintln!(
+        "Use hoist addons:info {} to view add-on details.",
+        s(&addon, "/name")
+    );
     Ok(())
 }
 
 pub fn info(ctx: &Ctx, name: &str) -> CliResult<()> {
-    let app = ctx.app_flag().map(str::to_string).or_else(|| ctx.app().ok());
+    let app = ctx
+        .app_flag()
+        .map(str::to_string)
+        .or_else(|| ctx.app().ok());
     let addon = resolve(ctx, app.as_deref(), name)?;
     if ctx.json {
         print_json(&addon);
@@ -186,7 +211,12 @@ pub fn info(ctx: &Ctx, name: &str) -> CliResult<()> {
     let vars: Vec<String> = addon
         .get("config_vars")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     ctx.style.object(&[
         ("Config vars", vars.join("\n")),
@@ -200,7 +230,10 @@ pub fn info(ctx: &Ctx, name: &str) -> CliResult<()> {
 }
 
 pub fn destroy(ctx: &Ctx, name: &str, confirm: Option<String>) -> CliResult<()> {
-    let app = ctx.app_flag().map(str::to_string).or_else(|| ctx.app().ok());
+    let app = ctx
+        .app_flag()
+        .map(str::to_string)
+        .or_else(|| ctx.app().ok());
     let addon = resolve(ctx, app.as_deref(), name)?;
     let owner = s(&addon, "/app/name");
     if confirm.as_deref() != Some(owner.as_str()) {
@@ -225,11 +258,16 @@ pub fn destroy(ctx: &Ctx, name: &str, confirm: Option<String>) -> CliResult<()> 
     match s(&result, "/state").as_str() {
         "deprovisioning" => {
             action.done("");
-            eprintln!("{} is being destroyed in the background.", s(&addon, "/name"));
+            eprintln!(
+                "{} is being destroyed in the background.",
+                s(&addon, "/name")
+            );
         }
         "deprovisioned" | "" => action.done(""),
         other => {
-            return Err(CliError::failed(format!("The add-on ended up {other}, not destroyed.")));
+            return Err(CliError::failed(format!(
+                "The add-on ended up {other}, not destroyed."
+            )));
         }
     }
     if ctx.json {
@@ -248,7 +286,10 @@ pub fn attach(ctx: &Ctx, name: &str, as_name: Option<String>) -> CliResult<()> {
     let action = Action::start(&format!(
         "Attaching {}{} to {}",
         s(&addon, "/name"),
-        as_name.as_deref().map(|a| format!(" as {a}")).unwrap_or_default(),
+        as_name
+            .as_deref()
+            .map(|a| format!(" as {a}"))
+            .unwrap_or_default(),
         ctx.style.err_app(&app)
     ));
     let att = ctx.api.post("/addon-attachments", &body)?;
@@ -261,7 +302,9 @@ pub fn attach(ctx: &Ctx, name: &str, as_name: Option<String>) -> CliResult<()> {
 
 pub fn detach(ctx: &Ctx, attachment: &str) -> CliResult<()> {
     let app = ctx.app()?;
-    let att = ctx.api.get(&app_path(&app, &["addon-attachments", attachment]))?;
+    let att = ctx
+        .api
+        .get(&app_path(&app, &["addon-attachments", attachment]))?;
     let action = Action::start(&format!(
         "Detaching {} from {}",
         s(&att, "/name"),
@@ -304,8 +347,17 @@ pub fn plans(ctx: &Ctx, service: &str) -> CliResult<()> {
         &["", "Slug", "Name", "Price"],
         list.iter()
             .map(|p| {
-                let default = if p.get("default") == Some(&Value::Bool(true)) { "default" } else { "" };
-                vec![default.to_string(), s(p, "/name"), s(p, "/human_name"), price(&json!({ "plan": p }))]
+                let default = if p.get("default") == Some(&Value::Bool(true)) {
+                    "default"
+                } else {
+                    ""
+                };
+                vec![
+                    default.to_string(),
+                    s(p, "/name"),
+                    s(p, "/human_name"),
+                    price(&json!({ "plan": p })),
+                ]
             })
             .collect(),
     );
@@ -348,9 +400,21 @@ pub fn pg_info(ctx: &Ctx, database: Option<String>) -> CliResult<()> {
         let vars: Vec<String> = a
             .get("config_vars")
             .and_then(Value::as_array)
-            .map(|v| v.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|v| {
+                v.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
-        ctx.style.header(if vars.is_empty() { s(a, "/name") } else { vars.join(", ") }.as_str());
+        ctx.style.header(
+            if vars.is_empty() {
+                s(a, "/name")
+            } else {
+                vars.join(", ")
+            }
+            .as_str(),
+        );
         ctx.style.object(&[
             ("Plan", s(a, "/plan/name")),
             ("Status", state_text(&s(a, "/state")).to_string()),
@@ -376,13 +440,21 @@ pub fn config_var_name(arg: Option<String>, default: &str) -> String {
     }
 }
 
-fn exec_client(ctx: &Ctx, var_default: &str, database: Option<String>, program: &str, args: &[&str]) -> CliResult<()> {
+fn exec_client(
+    ctx: &Ctx,
+    var_default: &str,
+    database: Option<String>,
+    program: &str,
+    args: &[&str],
+) -> CliResult<()> {
     use std::os::unix::process::CommandExt;
     let app = ctx.app()?;
     let var = config_var_name(database, var_default);
     let vars = ctx.api.get(&app_path(&app, &["config-vars"]))?;
     let url = vars.get(&var).and_then(Value::as_str).ok_or_else(|| {
-        CliError::usage(format!("{app} has no {var} config var. Run \"hoist addons -a {app}\" to see its add-ons."))
+        CliError::usage(format!(
+            "{app} has no {var} config var. Run \"hoist addons -a {app}\" to see its add-ons."
+        ))
     })?;
     eprintln!("--> Connecting to {var} of {}", ctx.style.err_app(&app));
     let mut cmd = std::process::Command::new(program);
@@ -391,7 +463,11 @@ fn exec_client(ctx: &Ctx, var_default: &str, database: Option<String>, program: 
     let err = cmd.exec();
     Err(CliError::failed(format!(
         "Could not run {program}: {err}. Install it first (Debian: apt-get install {}).",
-        if program == "psql" { "postgresql-client" } else { "redis-tools" }
+        if program == "psql" {
+            "postgresql-client"
+        } else {
+            "redis-tools"
+        }
     )))
 }
 
@@ -409,13 +485,22 @@ mod tests {
 
     #[test]
     fn provider_options_and_config_var_names() {
-        let o = parse_options(&["--version".into(), "15".into(), "--fork=x".into(), "--follow".into()]).unwrap();
+        let o = parse_options(&[
+            "--version".into(),
+            "15".into(),
+            "--fork=x".into(),
+            "--follow".into(),
+        ])
+        .unwrap();
         assert_eq!(o.get("version"), Some(&json!("15")));
         assert_eq!(o.get("fork"), Some(&json!("x")));
         assert_eq!(o.get("follow"), Some(&json!("true")));
         assert!(parse_options(&["bare".into()]).is_err());
         assert_eq!(config_var_name(None, "DATABASE_URL"), "DATABASE_URL");
-        assert_eq!(config_var_name(Some("heroku-postgresql-red".into()), "X"), "HEROKU_POSTGRESQL_RED_URL");
+        assert_eq!(
+            config_var_name(Some("heroku-postgresql-red".into()), "X"),
+            "HEROKU_POSTGRESQL_RED_URL"
+        );
         assert_eq!(config_var_name(Some("CACHE_URL".into()), "X"), "CACHE_URL");
     }
 }

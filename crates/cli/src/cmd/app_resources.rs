@@ -14,7 +14,8 @@ pub fn access(ctx: &Ctx) -> CliResult<()> {
         print_json(&Value::Array(collaborators));
         return Ok(());
     }
-    ctx.style.header(&format!("{} Access List", ctx.style.app(&app)));
+    ctx.style
+        .header(&format!("{} Access List", ctx.style.app(&app)));
     let rows = collaborators
         .iter()
         .map(|c| {
@@ -32,10 +33,14 @@ pub fn access(ctx: &Ctx) -> CliResult<()> {
 
 pub fn access_add(ctx: &Ctx, email: &str) -> CliResult<()> {
     let app = ctx.app()?;
-    let action = Action::start(&format!("Adding {email} access to the app {}", ctx.style.err_app(&app)));
-    let c = ctx
-        .api
-        .post(&app_path(&app, &["collaborators"]), &json!({ "user": email }))?;
+    let action = Action::start(&format!(
+        "Adding {email} access to the app {}",
+        ctx.style.err_app(&app)
+    ));
+    let c = ctx.api.post(
+        &app_path(&app, &["collaborators"]),
+        &json!({ "user": email }),
+    )?;
     action.done("");
     if ctx.json {
         print_json(&c);
@@ -45,7 +50,10 @@ pub fn access_add(ctx: &Ctx, email: &str) -> CliResult<()> {
 
 pub fn access_remove(ctx: &Ctx, email: &str) -> CliResult<()> {
     let app = ctx.app()?;
-    let action = Action::start(&format!("Removing {email} access from the app {}", ctx.style.err_app(&app)));
+    let action = Action::start(&format!(
+        "Removing {email} access from the app {}",
+        ctx.style.err_app(&app)
+    ));
     let c = ctx.api.delete(&app_path(&app, &["collaborators", email]))?;
     action.done("");
     if ctx.json {
@@ -65,13 +73,15 @@ pub fn domains(ctx: &Ctx) -> CliResult<()> {
     }
     let (platform, custom): (Vec<&Value>, Vec<&Value>) =
         domains.iter().partition(|d| s(d, "/kind") == "heroku");
-    ctx.style.header(&format!("{} Heroku Domain", ctx.style.app(&app)));
+    ctx.style
+        .header(&format!("{} Heroku Domain", ctx.style.app(&app)));
     for d in &platform {
         println!("{}", s(d, "/hostname"));
     }
     if !custom.is_empty() {
         println!();
-        ctx.style.header(&format!("{} Custom Domains", ctx.style.app(&app)));
+        ctx.style
+            .header(&format!("{} Custom Domains", ctx.style.app(&app)));
         ctx.style.table(
             &["Domain Name", "DNS Record Type", "DNS Target"],
             custom
@@ -104,7 +114,10 @@ pub fn domains_add(ctx: &Ctx, hostname: &str) -> CliResult<()> {
 
 pub fn domains_remove(ctx: &Ctx, hostname: &str) -> CliResult<()> {
     let app = ctx.app()?;
-    let action = Action::start(&format!("Removing {hostname} from {}", ctx.style.err_app(&app)));
+    let action = Action::start(&format!(
+        "Removing {hostname} from {}",
+        ctx.style.err_app(&app)
+    ));
     let d = ctx.api.delete(&app_path(&app, &["domains", hostname]))?;
     action.done("");
     if ctx.json {
@@ -133,7 +146,9 @@ pub fn set_maintenance(ctx: &Ctx, on: bool) -> CliResult<()> {
         if on { "Enabling" } else { "Disabling" },
         ctx.style.err_app(&app)
     ));
-    let info = ctx.api.patch(&app_path(&app, &[]), &json!({ "maintenance": on }))?;
+    let info = ctx
+        .api
+        .patch(&app_path(&app, &[]), &json!({ "maintenance": on }))?;
     action.done("");
     if ctx.json {
         print_json(&info);
@@ -148,7 +163,8 @@ pub fn features(ctx: &Ctx) -> CliResult<()> {
         print_json(&Value::Array(features));
         return Ok(());
     }
-    ctx.style.header(&format!("App Features {}", ctx.style.app(&app)));
+    ctx.style
+        .header(&format!("App Features {}", ctx.style.app(&app)));
     ctx.style.rows(
         features
             .iter()
@@ -172,9 +188,10 @@ pub fn set_feature(ctx: &Ctx, feature: &str, enabled: bool) -> CliResult<()> {
         if enabled { "Enabling" } else { "Disabling" },
         ctx.style.err_app(&app)
     ));
-    let f = ctx
-        .api
-        .patch(&app_path(&app, &["features", feature]), &json!({ "enabled": enabled }))?;
+    let f = ctx.api.patch(
+        &app_path(&app, &["features", feature]),
+        &json!({ "enabled": enabled }),
+    )?;
     action.done("");
     if ctx.json {
         print_json(&f);
@@ -205,7 +222,9 @@ pub fn drains(ctx: &Ctx) -> CliResult<()> {
 
 pub fn drains_add(ctx: &Ctx, url: &str) -> CliResult<()> {
     let app = ctx.app()?;
-    let d = ctx.api.post(&app_path(&app, &["log-drains"]), &json!({ "url": url }))?;
+    let d = ctx
+        .api
+        .post(&app_path(&app, &["log-drains"]), &json!({ "url": url }))?;
     if ctx.json {
         print_json(&d);
     } else {

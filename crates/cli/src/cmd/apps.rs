@@ -44,13 +44,27 @@ pub fn list(ctx: &Ctx, all: bool) -> CliResult<()> {
         if !mine.is_empty() {
             println!();
         }
-        ctx.style.header(if all { "Other Apps" } else { "Collaborated Apps" });
-        ctx.style.rows(others.iter().map(|a| vec![line(a), s(a, "/owner/email")]).collect());
+        ctx.style.header(if all {
+            "Other Apps"
+        } else {
+            "Collaborated Apps"
+        });
+        ctx.style.rows(
+            others
+                .iter()
+                .map(|a| vec![line(a), s(a, "/owner/email")])
+                .collect(),
+        );
     }
     Ok(())
 }
 
-pub fn create(ctx: &Ctx, name: Option<String>, region: Option<String>, no_remote: bool) -> CliResult<()> {
+pub fn create(
+    ctx: &Ctx,
+    name: Option<String>,
+    region: Option<String>,
+    no_remote: bool,
+) -> CliResult<()> {
     let name = name.or_else(|| ctx.app_flag().map(str::to_string));
     let mut body = json!({});
     if let Some(n) = &name {
@@ -95,12 +109,18 @@ pub fn info(ctx: &Ctx, name: Option<String>) -> CliResult<()> {
     };
     let app = ctx.api.get(&app_path(&app_name, &[]))?;
     // Like the Heroku CLI, the side lists are best-effort.
-    let addons = ctx.api.get(&app_path(&app_name, &["addons"])).unwrap_or(json!([]));
+    let addons = ctx
+        .api
+        .get(&app_path(&app_name, &["addons"]))
+        .unwrap_or(json!([]));
     let collaborators = ctx
         .api
         .get_all(&app_path(&app_name, &["collaborators"]), None)
         .unwrap_or_default();
-    let dynos = ctx.api.get(&app_path(&app_name, &["dynos"])).unwrap_or(json!([]));
+    let dynos = ctx
+        .api
+        .get(&app_path(&app_name, &["dynos"]))
+        .unwrap_or(json!([]));
     if ctx.json {
         print_json(&json!({
             "app": app, "addons": addons, "collaborators": collaborators, "dynos": dynos,
@@ -109,7 +129,12 @@ pub fn info(ctx: &Ctx, name: Option<String>) -> CliResult<()> {
     }
     let list = |v: &Value, ptr: &str| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().map(|x| s(x, ptr)).filter(|x| !x.is_empty()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|x| s(x, ptr))
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let owner = s(&app, "/owner/email");
@@ -175,7 +200,10 @@ pub fn destroy(ctx: &Ctx, name: Option<String>, confirm: Option<String>) -> CliR
     let confirmed = match confirm {
         Some(c) => c == app,
         None if std::io::stdin().is_terminal() => {
-            eprintln!(" ▸    WARNING: This will delete {} including all add-ons.", ctx.style.err_app(&app));
+            eprintln!(
+                " ▸    WARNING: This will delete {} including all add-ons.",
+                ctx.style.err_app(&app)
+            );
             eprint!(" ▸    To proceed, type {app} or re-run this command with --confirm {app}\n> ");
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
@@ -188,7 +216,10 @@ pub fn destroy(ctx: &Ctx, name: Option<String>, confirm: Option<String>) -> CliR
             "This command permanently destroys {app} and cannot be undone. Confirm with --confirm {app}."
         )));
     }
-    let action = Action::start(&format!("Destroying {} (including all add-ons)", ctx.style.err_app(&app)));
+    let action = Action::start(&format!(
+        "Destroying {} (including all add-ons)",
+        ctx.style.err_app(&app)
+    ));
     let body = ctx.api.delete(&app_path(&app, &[]))?;
     action.done("");
     for (remote, _) in remotes_for(ctx, &app) {
@@ -208,7 +239,9 @@ pub fn rename(ctx: &Ctx, new_name: &str) -> CliResult<()> {
         ctx.style.err_app(&old),
         ctx.style.err_app(new_name)
     ));
-    let app = ctx.api.patch(&app_path(&old, &[]), &json!({ "name": new_name }))?;
+    let app = ctx
+        .api
+        .patch(&app_path(&old, &[]), &json!({ "name": new_name }))?;
     action.done("");
     let git_url = git::app_git_url(ctx.api.base(), &s(&app, "/name"));
     if ctx.json {

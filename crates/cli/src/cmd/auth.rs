@@ -17,7 +17,10 @@ fn prompt(label: &str) -> CliResult<String> {
     let mut line = String::new();
     let n = std::io::stdin().read_line(&mut line)?;
     if n == 0 {
-        return Err(CliError::usage(format!("No {} given (stdin is closed).", label.to_lowercase())));
+        return Err(CliError::usage(format!(
+            "No {} given (stdin is closed).",
+            label.to_lowercase()
+        )));
     }
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
@@ -46,8 +49,9 @@ fn hostname() -> String {
 }
 
 fn save_token(ctx: &Ctx, email: &str, token: &str) -> CliResult<()> {
-    let path = netrc::default_path()
-        .ok_or_else(|| CliError::usage("HOME is not set, so there is no ~/.netrc to save the token in."))?;
+    let path = netrc::default_path().ok_or_else(|| {
+        CliError::usage("HOME is not set, so there is no ~/.netrc to save the token in.")
+    })?;
     let text = netrc::read(&path)
         .map_err(|e| CliError::failed(format!("Reading {}: {e}", path.display())))?;
     let updated = netrc::upsert(&text, &netrc_machine(ctx.api.base()), email, token);
@@ -56,7 +60,9 @@ fn save_token(ctx: &Ctx, email: &str, token: &str) -> CliResult<()> {
 }
 
 pub fn login(ctx: &Ctx, token: Option<String>, email: Option<String>) -> CliResult<()> {
-    let env_key = std::env::var("HOIST_API_KEY").ok().filter(|k| !k.trim().is_empty());
+    let env_key = std::env::var("HOIST_API_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty());
     let token = match token {
         Some(t) => Some(t),
         None if env_key.is_some() => {
@@ -69,7 +75,13 @@ pub fn login(ctx: &Ctx, token: Option<String>, email: Option<String>) -> CliResu
         Some(token) => {
             let account = ctx
                 .api
-                .send_with(Method::GET, "/account", None, None, Auth::Token(token.trim()))?
+                .send_with(
+                    Method::GET,
+                    "/account",
+                    None,
+                    None,
+                    Auth::Token(token.trim()),
+                )?
                 .body;
             (s(&account, "/email"), token.trim().to_string())
         }
@@ -103,7 +115,14 @@ pub fn login(ctx: &Ctx, token: Option<String>, email: Option<String>) -> CliResu
                 return Err(CliError::failed("The API did not return a token."));
             }
             let who = s(&auth, "/user/email");
-            (if who.is_empty() { email.trim().to_string() } else { who }, token)
+            (
+                if who.is_empty() {
+                    email.trim().to_string()
+                } else {
+                    who
+                },
+                token,
+            )
         }
     };
     save_token(ctx, &email, &token)?;
@@ -170,7 +189,12 @@ pub fn parse_credential_request(input: &str) -> Vec<(String, String)> {
 
 /// Whether a credential request is for our API host.
 pub fn credential_matches(api_url: &str, request: &[(String, String)]) -> bool {
-    let get = |k: &str| request.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        request
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
     let Ok(api) = url::Url::parse(api_url) else {
         return false;
     };
@@ -218,7 +242,9 @@ mod tests {
 
     #[test]
     fn credential_requests() {
-        let r = parse_credential_request("protocol=http\nhost=127.0.0.1:5000\npath=demo.git\n\nignored=1\n");
+        let r = parse_credential_request(
+            "protocol=http\nhost=127.0.0.1:5000\npath=demo.git\n\nignored=1\n",
+        );
         assert_eq!(r.len(), 3);
         assert!(credential_matches("http://127.0.0.1:5000", &r));
         assert!(!credential_matches("http://127.0.0.1:5001", &r));

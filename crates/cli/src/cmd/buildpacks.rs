@@ -8,7 +8,9 @@ use crate::output::{print_json, s};
 use serde_json::{json, Value};
 
 fn current(ctx: &Ctx, app: &str) -> CliResult<Vec<String>> {
-    let mut items = ctx.api.get_all(&app_path(app, &["buildpack-installations"]), None)?;
+    let mut items = ctx
+        .api
+        .get_all(&app_path(app, &["buildpack-installations"]), None)?;
     items.sort_by_key(|i| i.get("ordinal").and_then(Value::as_i64).unwrap_or(0));
     Ok(items.iter().map(|i| s(i, "/buildpack/url")).collect())
 }
@@ -69,23 +71,32 @@ pub fn apply_add(list: &[String], url: &str, index: Option<usize>) -> CliResult<
 }
 
 /// `buildpacks:remove`: by URL or by index, not both.
-pub fn apply_remove(list: &[String], url: Option<&str>, index: Option<usize>) -> CliResult<Vec<String>> {
+pub fn apply_remove(
+    list: &[String],
+    url: Option<&str>,
+    index: Option<usize>,
+) -> CliResult<Vec<String>> {
     let mut out = list.to_vec();
     match (url, index) {
-        (Some(_), Some(_)) => Err(CliError::usage("Give either a buildpack URL or -i INDEX, not both.")),
-        (None, None) => Err(CliError::usage("Give the buildpack URL or -i INDEX to remove.")),
+        (Some(_), Some(_)) => Err(CliError::usage(
+            "Give either a buildpack URL or -i INDEX, not both.",
+        )),
+        (None, None) => Err(CliError::usage(
+            "Give the buildpack URL or -i INDEX to remove.",
+        )),
         (_, Some(n)) => {
             if list.is_empty() {
-                return Err(CliError::usage("No buildpacks were found. Nothing was removed."));
+                return Err(CliError::usage(
+                    "No buildpacks were found. Nothing was removed.",
+                ));
             }
             out.remove(check_index(n, list.len())?);
             Ok(out)
         }
         (Some(u), None) => {
-            let pos = list
-                .iter()
-                .position(|x| x == u)
-                .ok_or_else(|| CliError::usage(format!("Buildpack {u} not found. Nothing was removed.")))?;
+            let pos = list.iter().position(|x| x == u).ok_or_else(|| {
+                CliError::usage(format!("Buildpack {u} not found. Nothing was removed."))
+            })?;
             out.remove(pos);
             Ok(out)
         }
@@ -96,11 +107,13 @@ fn print_list(ctx: &Ctx, app: &str, list: &[String]) {
     match list {
         [] => println!("{} has no Buildpacks.", ctx.style.app(app)),
         [one] => {
-            ctx.style.header(&format!("{} Buildpack URL", ctx.style.app(app)));
+            ctx.style
+                .header(&format!("{} Buildpack URL", ctx.style.app(app)));
             println!("{one}");
         }
         many => {
-            ctx.style.header(&format!("{} Buildpack URLs", ctx.style.app(app)));
+            ctx.style
+                .header(&format!("{} Buildpack URLs", ctx.style.app(app)));
             for (i, u) in many.iter().enumerate() {
                 println!("{}. {u}", i + 1);
             }
@@ -114,22 +127,36 @@ fn report_change(ctx: &Ctx, app: &str, verb: &str, saved: &Value, list: &[String
         return;
     }
     match list {
-        [] => println!("Buildpack {verb}. {} has no buildpacks; the next build detects them.", ctx.style.app(app)),
-        [one] => println!("Buildpack {verb}. Next release on {} will use {one}.", ctx.style.app(app)),
+        [] => println!(
+            "Buildpack {verb}. {} has no buildpacks; the next build detects them.",
+            ctx.style.app(app)
+        ),
+        [one] => println!(
+            "Buildpack {verb}. Next release on {} will use {one}.",
+            ctx.style.app(app)
+        ),
         many => {
-            println!("Buildpack {verb}. Next release on {} will use:", ctx.style.app(app));
+            println!(
+                "Buildpack {verb}. Next release on {} will use:",
+                ctx.style.app(app)
+            );
             for (i, u) in many.iter().enumerate() {
                 println!("  {}. {u}", i + 1);
             }
         }
     }
-    println!("Run git push {} main to create a new release using these buildpacks.", ctx.remote_name());
+    println!(
+        "Run git push {} main to create a new release using these buildpacks.",
+        ctx.remote_name()
+    );
 }
 
 pub fn list(ctx: &Ctx) -> CliResult<()> {
     let app = ctx.app()?;
     if ctx.json {
-        let items = ctx.api.get_all(&app_path(&app, &["buildpack-installations"]), None)?;
+        let items = ctx
+            .api
+            .get_all(&app_path(&app, &["buildpack-installations"]), None)?;
         print_json(&Value::Array(items));
         return Ok(());
     }
@@ -176,7 +203,9 @@ pub fn clear(ctx: &Ctx) -> CliResult<()> {
     if let Ok(vars) = ctx.api.get(&app_path(&app, &["config-vars"])) {
         for k in ["BUILDPACK_URL", "LANGUAGE_PACK_URL"] {
             if vars.get(k).is_some() {
-                eprintln!(" ▸    The {k} config var is still set and will be used for the next release.");
+                eprintln!(
+                    " ▸    The {k} config var is still set and will be used for the next release."
+                );
             }
         }
     }
@@ -194,20 +223,38 @@ mod tests {
     #[test]
     fn set_add_remove_semantics() {
         assert_eq!(apply_set(&[], "a", None).unwrap(), v(&["a"]));
-        assert_eq!(apply_set(&v(&["a", "b"]), "c", None).unwrap(), v(&["c", "b"]));
-        assert_eq!(apply_set(&v(&["a", "b"]), "c", Some(2)).unwrap(), v(&["a", "c"]));
-        assert_eq!(apply_set(&v(&["a", "b"]), "c", Some(3)).unwrap(), v(&["a", "b", "c"]));
+        assert_eq!(
+            apply_set(&v(&["a", "b"]), "c", None).unwrap(),
+            v(&["c", "b"])
+        );
+        assert_eq!(
+            apply_set(&v(&["a", "b"]), "c", Some(2)).unwrap(),
+            v(&["a", "c"])
+        );
+        assert_eq!(
+            apply_set(&v(&["a", "b"]), "c", Some(3)).unwrap(),
+            v(&["a", "b", "c"])
+        );
         assert!(apply_set(&v(&["a", "b"]), "c", Some(5)).is_err());
         assert!(apply_set(&v(&["a", "b"]), "b", Some(1)).is_err());
-        assert_eq!(apply_set(&v(&["a", "b"]), "a", Some(1)).unwrap(), v(&["a", "b"]));
+        assert_eq!(
+            apply_set(&v(&["a", "b"]), "a", Some(1)).unwrap(),
+            v(&["a", "b"])
+        );
 
         assert_eq!(apply_add(&v(&["a"]), "b", None).unwrap(), v(&["a", "b"]));
         assert_eq!(apply_add(&v(&["a"]), "b", Some(1)).unwrap(), v(&["b", "a"]));
         assert!(apply_add(&v(&["a"]), "a", None).is_err());
         assert!(apply_add(&v(&["a"]), "b", Some(0)).is_err());
 
-        assert_eq!(apply_remove(&v(&["a", "b"]), Some("a"), None).unwrap(), v(&["b"]));
-        assert_eq!(apply_remove(&v(&["a", "b"]), None, Some(2)).unwrap(), v(&["a"]));
+        assert_eq!(
+            apply_remove(&v(&["a", "b"]), Some("a"), None).unwrap(),
+            v(&["b"])
+        );
+        assert_eq!(
+            apply_remove(&v(&["a", "b"]), None, Some(2)).unwrap(),
+            v(&["a"])
+        );
         assert!(apply_remove(&v(&["a", "b"]), Some("c"), None).is_err());
         assert!(apply_remove(&v(&["a", "b"]), None, Some(3)).is_err());
         assert!(apply_remove(&v(&["a"]), Some("a"), Some(1)).is_err());

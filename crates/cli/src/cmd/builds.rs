@@ -60,7 +60,9 @@ fn stream_output(ctx: &Ctx, build: &Value) -> CliResult<()> {
     match std::io::copy(&mut resp, &mut stdout) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(CliError::failed(format!("Reading the build output failed: {e}"))),
+        Err(e) => Err(CliError::failed(format!(
+            "Reading the build output failed: {e}"
+        ))),
     }
 }
 
@@ -85,7 +87,10 @@ pub fn deploy(ctx: &Ctx, dir: Option<PathBuf>, version: Option<String>) -> CliRe
     let app = ctx.app()?;
     let dir = dir.unwrap_or_else(|| PathBuf::from("."));
     if !dir.is_dir() {
-        return Err(CliError::usage(format!("{} is not a directory.", dir.display())));
+        return Err(CliError::usage(format!(
+            "{} is not a directory.",
+            dir.display()
+        )));
     }
     let version = version.unwrap_or_else(|| source_version(&dir));
 
@@ -94,13 +99,19 @@ pub fn deploy(ctx: &Ctx, dir: Option<PathBuf>, version: Option<String>) -> CliRe
     let files = pack::pack(&dir, &mut tarball)?;
     let size = tarball.seek(SeekFrom::End(0))?;
     tarball.seek(SeekFrom::Start(0))?;
-    eprintln!("Packed {files} files from {} ({} KB)", dir.display(), size.div_ceil(1024));
+    eprintln!(
+        "Packed {files} files from {} ({} KB)",
+        dir.display(),
+        size.div_ceil(1024)
+    );
 
     let source = ctx.api.post("/sources", &json!({}))?;
     let put_url = s(&source, "/source_blob/put_url");
     let get_url = s(&source, "/source_blob/get_url");
     if put_url.is_empty() || get_url.is_empty() {
-        return Err(CliError::failed("The API did not return upload URLs for the source."));
+        return Err(CliError::failed(
+            "The API did not return upload URLs for the source.",
+        ));
     }
     upload(ctx, &put_url, tarball, size)?;
 
@@ -109,7 +120,10 @@ pub fn deploy(ctx: &Ctx, dir: Option<PathBuf>, version: Option<String>) -> CliRe
         &json!({ "source_blob": { "url": get_url, "version": version } }),
     )?;
     let id = s(&build, "/id");
-    eprintln!("Building {} (build {id}, version {version})", ctx.style.err_app(&app));
+    eprintln!(
+        "Building {} (build {id}, version {version})",
+        ctx.style.err_app(&app)
+    );
     stream_output(ctx, &build)?;
 
     // The stream ends when the build does; its final status may lag a moment.
@@ -143,8 +157,10 @@ pub fn deploy(ctx: &Ctx, dir: Option<PathBuf>, version: Option<String>) -> CliRe
 fn upload(ctx: &Ctx, put_url: &str, file: std::fs::File, size: u64) -> CliResult<()> {
     let bar = indicatif::ProgressBar::new(size);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("Uploading source {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "Uploading source {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let body = reqwest::blocking::Body::sized(bar.wrap_read(file), size);
     let mut req = ctx.api.http().put(put_url).body(body);
@@ -153,7 +169,9 @@ fn upload(ctx: &Ctx, put_url: &str, file: std::fs::File, size: u64) -> CliResult
             req = req.bearer_auth(t);
         }
     }
-    let resp = req.send().map_err(|e| crate::api::network_error(put_url, &e))?;
+    let resp = req
+        .send()
+        .map_err(|e| crate::api::network_error(put_url, &e))?;
     bar.finish_and_clear();
     crate::api::check_status(resp, "PUT", put_url)?;
     eprintln!("Uploaded source ({} KB)", size.div_ceil(1024));

@@ -10,7 +10,9 @@ fn vars(ctx: &Ctx, app: &str) -> CliResult<Map<String, Value>> {
     match ctx.api.get(&app_path(app, &["config-vars"]))? {
         Value::Object(m) => Ok(m),
         Value::Null => Ok(Map::new()),
-        other => Err(CliError::failed(format!("Unexpected config vars from the API: {other}"))),
+        other => Err(CliError::failed(format!(
+            "Unexpected config vars from the API: {other}"
+        ))),
     }
 }
 
@@ -34,7 +36,8 @@ pub fn show(ctx: &Ctx, shell: bool) -> CliResult<()> {
     } else if vars.is_empty() {
         println!("{} has no config vars.", ctx.style.app(&app));
     } else {
-        ctx.style.header(&format!("{} Config Vars", ctx.style.app(&app)));
+        ctx.style
+            .header(&format!("{} Config Vars", ctx.style.app(&app)));
         let rows: Vec<(&str, String)> = vars.iter().map(|(k, v)| (k.as_str(), text(v))).collect();
         ctx.style.object(&rows);
     }
@@ -48,7 +51,10 @@ pub fn get(ctx: &Ctx, key: &str, shell: bool) -> CliResult<()> {
     if ctx.json {
         print_json(&json!({"key": key, "value": value}));
     } else if shell {
-        println!("{key}={}", shell_quote(&value.map(text).unwrap_or_default()));
+        println!(
+            "{key}={}",
+            shell_quote(&value.map(text).unwrap_or_default())
+        );
     } else {
         // A missing key prints an empty line, like the Heroku CLI.
         println!("{}", value.map(text).unwrap_or_default());
@@ -68,9 +74,10 @@ pub fn parse_assignment(arg: &str) -> CliResult<(String, String)> {
 
 /// The newest release's version (`vN`), read right after a config change.
 fn newest_release(ctx: &Ctx, app: &str) -> CliResult<String> {
-    let releases = ctx
-        .api
-        .get_page(&app_path(app, &["releases"]), "version ..; max=1, order=desc")?;
+    let releases = ctx.api.get_page(
+        &app_path(app, &["releases"]),
+        "version ..; max=1, order=desc",
+    )?;
     Ok(releases
         .first()
         .and_then(|r| r.get("version"))
@@ -94,7 +101,9 @@ pub fn set(ctx: &Ctx, args: &[String]) -> CliResult<()> {
         keys.join(", "),
         ctx.style.err_app(&app)
     ));
-    let result = ctx.api.patch(&app_path(&app, &["config-vars"]), &Value::Object(body))?;
+    let result = ctx
+        .api
+        .patch(&app_path(&app, &["config-vars"]), &Value::Object(body))?;
     let version = newest_release(ctx, &app)?;
     action.done(&version);
     if ctx.json {
@@ -117,7 +126,9 @@ pub fn unset(ctx: &Ctx, keys: &[String]) -> CliResult<()> {
         keys.join(", "),
         ctx.style.err_app(&app)
     ));
-    let result = ctx.api.patch(&app_path(&app, &["config-vars"]), &Value::Object(body))?;
+    let result = ctx
+        .api
+        .patch(&app_path(&app, &["config-vars"]), &Value::Object(body))?;
     let version = newest_release(ctx, &app)?;
     action.done(&version);
     if ctx.json {
@@ -135,10 +146,19 @@ mod tests {
         assert_eq!(parse_assignment("A=1").unwrap(), ("A".into(), "1".into()));
         assert_eq!(
             parse_assignment("DATABASE_URL=postgres://u:p@h/db?sslmode=require&x=y").unwrap(),
-            ("DATABASE_URL".into(), "postgres://u:p@h/db?sslmode=require&x=y".into())
+            (
+                "DATABASE_URL".into(),
+                "postgres://u:p@h/db?sslmode=require&x=y".into()
+            )
         );
-        assert_eq!(parse_assignment("EMPTY=").unwrap(), ("EMPTY".into(), "".into()));
-        assert_eq!(parse_assignment("B==x=").unwrap(), ("B".into(), "=x=".into()));
+        assert_eq!(
+            parse_assignment("EMPTY=").unwrap(),
+            ("EMPTY".into(), "".into())
+        );
+        assert_eq!(
+            parse_assignment("B==x=").unwrap(),
+            ("B".into(), "=x=".into())
+        );
         assert!(parse_assignment("NOVALUE").is_err());
         assert!(parse_assignment("=value").is_err());
         assert_eq!(parse_assignment("X").unwrap_err().exit_code(), 1);

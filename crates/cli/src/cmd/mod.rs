@@ -27,7 +27,11 @@ pub fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
         C::GitCredentials { operation } => auth::git_credentials(ctx, &operation),
 
         C::Apps { all } => apps::list(ctx, all),
-        C::AppsCreate { name, region, no_remote } => apps::create(ctx, name, region, no_remote),
+        C::AppsCreate {
+            name,
+            region,
+            no_remote,
+        } => apps::create(ctx, name, region, no_remote),
         C::AppsInfo { name } => apps::info(ctx, name),
         C::AppsDestroy { name, confirm } => apps::destroy(ctx, name, confirm),
         C::AppsRename { new_name } => apps::rename(ctx, &new_name),
@@ -70,19 +74,35 @@ pub fn dispatch(ctx: &Ctx, command: Command) -> CliResult<()> {
         C::BuildpacksRemove { url, index } => buildpacks::remove(ctx, url, index),
         C::BuildpacksClear => buildpacks::clear(ctx),
 
-        C::Logs { num, tail, dyno, process_type, source } => {
-            logs::logs(ctx, num, tail, dyno.or(process_type), source)
-        }
+        C::Logs {
+            num,
+            tail,
+            dyno,
+            process_type,
+            source,
+        } => logs::logs(ctx, num, tail, dyno.or(process_type), source),
         C::Builds { num } => builds::list(ctx, num),
         C::BuildsOutput { id } => builds::output(ctx, id),
         C::Deploy { dir, version } => builds::deploy(ctx, dir, version),
-        C::Run { opts, exit_code, no_tty, command } => run::run(ctx, &opts, exit_code, no_tty, &command),
-        C::RunDetached { opts, tail, command } => run::detached(ctx, &opts, tail, &command),
+        C::Run {
+            opts,
+            exit_code,
+            no_tty,
+            command,
+        } => run::run(ctx, &opts, exit_code, no_tty, &command),
+        C::RunDetached {
+            opts,
+            tail,
+            command,
+        } => run::detached(ctx, &opts, tail, &command),
 
         C::Addons { all } => addons::list(ctx, all),
-        C::AddonsCreate { plan, as_name, name, options } => {
-            addons::create(ctx, &plan, as_name, name, &options)
-        }
+        C::AddonsCreate {
+            plan,
+            as_name,
+            name,
+            options,
+        } => addons::create(ctx, &plan, as_name, name, &options),
         C::AddonsInfo { name } => addons::info(ctx, &name),
         C::AddonsDestroy { name, confirm } => addons::destroy(ctx, &name, confirm),
         C::AddonsAttach { name, as_name } => addons::attach(ctx, &name, as_name),

@@ -18,7 +18,9 @@ pub struct ScaleArg {
 }
 
 fn is_word(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 pub fn parse_scale(arg: &str) -> Option<ScaleArg> {
@@ -79,20 +81,45 @@ pub fn list(ctx: &Ctx, types: &[String]) -> CliResult<()> {
         println!("No dynos on {}", ctx.style.app(&app));
         return Ok(());
     }
-    let now = chrono::Utc::now();
+    for line in render_dynos(&dynos, chrono::Utc::now()) {
+        match line {
+            Line::Header(h) => ctx.style.header(&h),
+            Line::Text(t) => println!("{t}"),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    Header(String),
+    Text(String),
+}
+
+/// Heroku's `ps` layout: one-offs first, then one section per process type and
+/// command: `=== web (Basic): npm start (2)` and `web.1: up 2026/11/28 10:00:00 +0000 (~ 3s ago)`.
+pub fn render_dynos(dynos: &[Value], now: chrono::DateTime<chrono::Utc>) -> Vec<Line> {
     let since = |d: &Value| {
         let t = s(d, "/updated_at");
         format!("{} {} ({})", s(d, "/state"), format_time(&t), ago(&t, now))
     };
+    let mut out = Vec::new();
     let (one_offs, services): (Vec<&Value>, Vec<&Value>) =
         dynos.iter().partition(|d| s(d, "/type") == "run");
-    let mut first = true;
     if !one_offs.is_empty() {
-        ctx.style.header(&format!("run: one-off processes ({})", one_offs.len()));
+        out.push(Line::Header(format!(
+            "run: one-off processes ({})",
+            one_offs.len()
+        )));
         for d in &one_offs {
-            println!("{} ({}): {}: {}", s(d, "/name"), s(d, "/size"), since(d), s(d, "/command"));
+            out.push(Line::Text(format!(
+                "{} ({}): {}: {}",
+                s(d, "/name"),
+                s(d, "/size"),
+                since(d),
+                s(d, "/command")
+            )));
         }
-        first = false;
     }
     let mut groups: BTreeMap<(String, String, String), Vec<&Value>> = BTreeMap::new();
     for d in services {
@@ -102,16 +129,18 @@ pub fn list(ctx: &Ctx, types: &[String]) -> CliResult<()> {
             .push(d);
     }
     for ((ptype, size, command), ds) in groups {
-        if !first {
-            println!();
+        if !out.is_empty() {
+            out.push(Line::Text(String::new()));
         }
-        first = false;
-        ctx.style.header(&format!("{ptype} ({size}): {command} ({})", ds.len()));
+        out.push(Line::Header(format!(
+            "{ptype} ({size}): {command} ({})",
+            ds.len()
+        )));
         for d in ds {
-            println!("{}: {}", s(d, "/name"), since(d));
+            out.push(Line::Text(format!("{}: {}", s(d, "/name"), since(d))));
         }
     }
-    Ok(())
+    out
 }
 
 fn formation(ctx: &Ctx, app: &str) -> CliResult<Vec<Value>> {
@@ -156,9 +185,10 @@ pub fn scale(ctx: &Ctx, changes: &[String]) -> CliResult<()> {
         updates.push(u);
     }
     let action = Action::start("Scaling dynos");
-    let result = ctx
-        .api
-        .patch(&app_path(&app, &["formation"]), &json!({ "updates": updates }))?;
+    let result = ctx.api.patch(
+        &app_path(&app, &["formation"]),
+        &json!({ "updates": updates }),
+    )?;
     let now: Vec<String> = result
         .as_array()
         .map(|a| {
@@ -211,8 +241,10 @@ pub fn resize(ctx: &Ctx, changes: &[String]) -> CliResult<()> {
             }
         }
         let action = Action::start(&format!("Resizing dynos on {}", ctx.style.err_app(&app)));
-        ctx.api
-            .patch(&app_path(&app, &["formation"]), &json!({ "updates": updates }))?;
+        ctx.api.patch(
+            &app_path(&app, &["formation"]),
+            &json!({ "updates": updates }),
+        )?;
         action.done("");
     }
     let f = formation(ctx, &app)?;
@@ -245,9 +277,15 @@ pub fn restart(ctx: &Ctx, target: Option<&str>) -> CliResult<()> {
 pub fn stop(ctx: &Ctx, target: &str) -> CliResult<()> {
     let app = ctx.app()?;
     let (path, what) = if target.contains('.') {
-        (app_path(&app, &["dynos", target, "actions", "stop"]), format!("{target} dyno"))
+        (
+            app_path(&app, &["dynos", target, "actions", "stop"]),
+            format!("{target} dyno"),
+        )
     } else {
-        (app_path(&app, &["formations", target, "actions", "stop"]), format!("{target} dynos"))
+        (
+            app_path(&app, &["formations", target, "actions", "stop"]),
+            format!("{target} dynos"),
+        )
     };
     let action = Action::start(&format!("Stopping {what} on {}", ctx.style.err_app(&app)));
     let body = ctx.api.post(&path, &json!({}))?;
@@ -271,13 +309,35 @@ mod tests {
         assert_eq!(p("web=3"), Some(("web".into(), "3".into(), None)));
         assert_eq!(p("worker+1"), Some(("worker".into(), "+1".into(), None)));
         assert_eq!(p("worker-1"), Some(("worker".into(), "-1".into(), None)));
-        assert_eq!(p("web=2:standard-2x"), Some(("web".into(), "2".into(), Some("standard-2x".into()))));
-        assert_eq!(p("my-worker=10"), Some(("my-worker".into(), "10".into(), None)));
-        assert_eq!(p("clock_2+3:Basic"), Some(("clock_2".into(), "+3".into(), Some("Basic".into()))));
+        assert_eq!(
+            p("web=2:standard-2x"),
+            Some(("web".into(), "2".into(), Some("standard-2x".into())))
+        );
+        assert_eq!(
+            p("my-worker=10"),
+            Some(("my-worker".into(), "10".into(), None))
+        );
+        assert_eq!(
+            p("clock_2+3:Basic"),
+            Some(("clock_2".into(), "+3".into(), Some("Basic".into())))
+        );
         // Greedy type: the last operator followed by digits wins.
         assert_eq!(p("web-1-2"), Some(("web-1".into(), "-2".into(), None)));
         assert_eq!(p("web-1=2"), Some(("web-1".into(), "2".into(), None)));
-        for bad in ["web", "web=", "=3", "web=x", "web=3:", "web=3:a:b", "web=3:st d", "we b=1", "web=+1", "web.1=2", "web==1", ""] {
+        for bad in [
+            "web",
+            "web=",
+            "=3",
+            "web=x",
+            "web=3:",
+            "web=3:a:b",
+            "web=3:st d",
+            "we b=1",
+            "web=+1",
+            "web.1=2",
+            "web==1",
+            "",
+        ] {
             assert_eq!(p(bad), None, "{bad:?}");
         }
     }
@@ -287,5 +347,36 @@ mod tests {
         let mut names = vec!["web.10", "web.2", "run.1", "web.1"];
         names.sort_by_key(|n| dyno_order(n));
         assert_eq!(names, vec!["run.1", "web.1", "web.2", "web.10"]);
+    }
+
+    #[test]
+    fn ps_layout() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-28T10:00:03Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let t = "2026-11-28T10:00:00Z";
+        let d = |name: &str, ptype: &str, cmd: &str| json!({"name": name, "type": ptype, "state": "up", "size": "Basic", "command": cmd, "updated_at": t});
+        let mut dynos = vec![
+            d("web.2", "web", "npm start"),
+            d("worker.1", "worker", "node worker.js"),
+            d("web.1", "web", "npm start"),
+            d("run.4321", "run", "bash"),
+        ];
+        dynos.sort_by_key(|x| dyno_order(&s(x, "/name")));
+        let when = format_time(t);
+        assert_eq!(
+            render_dynos(&dynos, now),
+            vec![
+                Line::Header("run: one-off processes (1)".into()),
+                Line::Text(format!("run.4321 (Basic): up {when} (~ 3s ago): bash")),
+                Line::Text(String::new()),
+                Line::Header("web (Basic): npm start (2)".into()),
+                Line::Text(format!("web.1: up {when} (~ 3s ago)")),
+                Line::Text(format!("web.2: up {when} (~ 3s ago)")),
+                Line::Text(String::new()),
+                Line::Header("worker (Basic): node worker.js (1)".into()),
+                Line::Text(format!("worker.1: up {when} (~ 3s ago)")),
+            ]
+        );
     }
 }

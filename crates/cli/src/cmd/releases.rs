@@ -46,7 +46,8 @@ pub fn list(ctx: &Ctx, num: usize) -> CliResult<()> {
         .find(|r| r.get("current") == Some(&Value::Bool(true)))
         .map(|r| format!(" - Current: v{}", version(r)))
         .unwrap_or_default();
-    ctx.style.header(&format!("{} Releases{current}", ctx.style.app(&app)));
+    ctx.style
+        .header(&format!("{} Releases{current}", ctx.style.app(&app)));
     let now = chrono::Utc::now();
     ctx.style.rows(
         rs.iter()
@@ -76,7 +77,9 @@ fn release_ident(arg: &str) -> String {
 pub fn info(ctx: &Ctx, release: Option<String>) -> CliResult<()> {
     let app = ctx.app()?;
     let r = match release {
-        Some(arg) => ctx.api.get(&app_path(&app, &["releases", &release_ident(&arg)]))?,
+        Some(arg) => ctx
+            .api
+            .get(&app_path(&app, &["releases", &release_ident(&arg)]))?,
         None => recent(ctx, &app, 1)?
             .into_iter()
             .next()
@@ -95,7 +98,12 @@ pub fn info(ctx: &Ctx, release: Option<String>) -> CliResult<()> {
     let addons: Vec<String> = r
         .get("addon_plan_names")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     ctx.style.object(&[
         ("Add-ons", addons.join("\n")),
@@ -109,7 +117,14 @@ pub fn info(ctx: &Ctx, release: Option<String>) -> CliResult<()> {
         ctx.style.header(&format!("v{v} Config vars"));
         let rows: Vec<(&str, String)> = map
             .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string()),
+                )
+            })
             .collect();
         ctx.style.object(&rows);
     }
@@ -131,7 +146,9 @@ pub fn previous_release(releases: &[Value]) -> Option<&Value> {
 pub fn rollback(ctx: &Ctx, release: Option<String>) -> CliResult<()> {
     let app = ctx.app()?;
     let target = match release {
-        Some(arg) => ctx.api.get(&app_path(&app, &["releases", &release_ident(&arg)]))?,
+        Some(arg) => ctx
+            .api
+            .get(&app_path(&app, &["releases", &release_ident(&arg)]))?,
         None => {
             let rs = recent(ctx, &app, 10)?;
             previous_release(&rs).cloned().ok_or_else(|| {
@@ -147,7 +164,9 @@ pub fn rollback(ctx: &Ctx, release: Option<String>) -> CliResult<()> {
         ctx.style.err_app(&app),
         version(&target)
     ));
-    let created = ctx.api.post(&app_path(&app, &["releases"]), &json!({ "release": id }))?;
+    let created = ctx
+        .api
+        .post(&app_path(&app, &["releases"]), &json!({ "release": id }))?;
     action.done(&format!("v{}", version(&created)));
     if ctx.json {
         print_json(&created);

@@ -32,7 +32,9 @@ pub fn parse_env(spec: &str) -> CliResult<Map<String, Value>> {
     let mut m = Map::new();
     for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, v) = part.split_once('=').ok_or_else(|| {
-            CliError::usage(format!("Invalid env {part:?}: use -e \"KEY=value;OTHER=value\"."))
+            CliError::usage(format!(
+                "Invalid env {part:?}: use -e \"KEY=value;OTHER=value\"."
+            ))
         })?;
         m.insert(k.trim().to_string(), Value::String(v.to_string()));
     }
@@ -90,7 +92,13 @@ fn create_dyno(ctx: &Ctx, app: &str, body: &Value) -> CliResult<Value> {
     }
 }
 
-pub fn run(ctx: &Ctx, opts: &RunOpts, exit_code: bool, no_tty: bool, args: &[String]) -> CliResult<()> {
+pub fn run(
+    ctx: &Ctx,
+    opts: &RunOpts,
+    exit_code: bool,
+    no_tty: bool,
+    args: &[String],
+) -> CliResult<()> {
     let app = ctx.app()?;
     let mut command = build_command(args);
     if exit_code {
@@ -135,7 +143,13 @@ pub fn detached(ctx: &Ctx, opts: &RunOpts, tail: bool, args: &[String]) -> CliRe
     action.done(&format!("{name} ({})", s(&dyno, "/size")));
     if tail {
         let url = logs::open_session(ctx, &app, 100, true, Some(&name), None)?;
-        return logs::stream(ctx, &url, true);
+        return logs::stream(
+            ctx.api.http(),
+            &url,
+            true,
+            ctx.style.color,
+            &mut std::io::stdout(),
+        );
     }
     if ctx.json {
         crate::output::print_json(&dyno);
@@ -156,9 +170,18 @@ mod tests {
     #[test]
     fn commands_are_joined_like_heroku() {
         assert_eq!(build_command(&v(&["echo hi; ls"])), "echo hi; ls");
-        assert_eq!(build_command(&v(&["bash", "-c", "ls -la"])), "bash -c \"ls -la\"");
-        assert_eq!(build_command(&v(&["echo", "say \"hi\""])), "echo \"say \\\"hi\\\"\"");
-        assert_eq!(build_command(&v(&["rake", "db:migrate"])), "rake db:migrate");
+        assert_eq!(
+            build_command(&v(&["bash", "-c", "ls -la"])),
+            "bash -c \"ls -la\""
+        );
+        assert_eq!(
+            build_command(&v(&["echo", "say \"hi\""])),
+            "echo \"say \\\"hi\\\"\""
+        );
+        assert_eq!(
+            build_command(&v(&["rake", "db:migrate"])),
+            "rake db:migrate"
+        );
     }
 
     #[test]

@@ -23,14 +23,25 @@ fn app_lifecycle_config_releases_and_rollback() {
     let p = TestPlatform::start();
     let (s, app) = p.call("POST", "/apps", Some(json!({"name": "demo"})));
     assert_eq!(s, 201, "{app}");
-    assert_eq!(app["web_url"], format!("http://demo.localhost:{}/", p.router_port));
+    assert_eq!(
+        app["web_url"],
+        format!("http://demo.localhost:{}/", p.router_port)
+    );
     let (s, gen) = p.call("POST", "/apps", None);
     assert_eq!(s, 201);
     assert!(gen["name"].as_str().unwrap().len() >= 3);
 
-    let (s, cfg) = p.call("PATCH", "/apps/demo/config-vars", Some(json!({"FOO": "1", "BAR": "2"})));
+    let (s, cfg) = p.call(
+        "PATCH",
+        "/apps/demo/config-vars",
+        Some(json!({"FOO": "1", "BAR": "2"})),
+    );
     assert_eq!((s, cfg.clone()), (200, json!({"FOO": "1", "BAR": "2"})));
-    let (_, cfg) = p.call("PATCH", "/apps/demo/config-vars", Some(json!({"FOO": null})));
+    let (_, cfg) = p.call(
+        "PATCH",
+        "/apps/demo/config-vars",
+        Some(json!({"FOO": null})),
+    );
     assert_eq!(cfg, json!({"BAR": "2"}));
 
     let r = p
@@ -40,18 +51,40 @@ fn app_lifecycle_config_releases_and_rollback() {
         .unwrap();
     let (s, rel) = parse(r);
     assert_eq!(s, 200);
-    let descs: Vec<&str> = rel.as_array().unwrap().iter().map(|r| r["description"].as_str().unwrap()).collect();
-    assert_eq!(descs, ["Remove FOO config vars", "Set BAR, FOO config vars", "Initial release"]);
+    let descs: Vec<&str> = rel
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["description"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        descs,
+        [
+            "Remove FOO config vars",
+            "Set BAR, FOO config vars",
+            "Initial release"
+        ]
+    );
     assert_eq!(rel[0]["current"], true);
     assert_eq!(rel[0]["version"], 3);
 
     let (s, v2cfg) = p.call("GET", "/apps/demo/releases/v2/config-vars", None);
     assert_eq!((s, v2cfg), (200, json!({"FOO": "1", "BAR": "2"})));
     let v2 = p.call("GET", "/apps/demo/releases/2", None).1;
-    let (s, rb) = p.call("POST", "/apps/demo/releases", Some(json!({"release": v2["id"]})));
+    let (s, rb) = p.call(
+        "POST",
+        "/apps/demo/releases",
+        Some(json!({"release": v2["id"]})),
+    );
     assert_eq!(s, 201, "{rb}");
-    assert_eq!((rb["version"].as_i64(), rb["description"].as_str()), (Some(4), Some("Rollback to v2")));
-    assert_eq!(p.call("GET", "/apps/demo/config-vars", None).1, json!({"FOO": "1", "BAR": "2"}));
+    assert_eq!(
+        (rb["version"].as_i64(), rb["description"].as_str()),
+        (Some(4), Some("Rollback to v2"))
+    );
+    assert_eq!(
+        p.call("GET", "/apps/demo/config-vars", None).1,
+        json!({"FOO": "1", "BAR": "2"})
+    );
 
     let (s, _) = p.call("PATCH", "/apps/demo", Some(json!({"maintenance": true})));
     assert_eq!(s, 200);
@@ -60,9 +93,17 @@ fn app_lifecycle_config_releases_and_rollback() {
     let (s, doms) = p.call("GET", "/apps/demo/domains", None);
     assert_eq!((s, doms[0]["kind"].as_str()), (200, Some("heroku")));
     assert_eq!(doms[0]["hostname"], "demo.localhost");
-    let (s, d) = p.call("POST", "/apps/demo/domains", Some(json!({"hostname": "www.example.test", "sni_endpoint": null})));
+    let (s, d) = p.call(
+        "POST",
+        "/apps/demo/domains",
+        Some(json!({"hostname": "www.example.test", "sni_endpoint": null})),
+    );
     assert_eq!((s, d["kind"].as_str()), (201, Some("custom")));
-    assert_eq!(p.call("DELETE", "/apps/demo/domains/www.example.test", None).0, 200);
+    assert_eq!(
+        p.call("DELETE", "/apps/demo/domains/www.example.test", None)
+            .0,
+        200
+    );
 
     assert_eq!(p.call("DELETE", "/apps/demo", None).0, 200);
     assert_eq!(p.call("GET", "/apps/demo", None).0, 404);
@@ -71,11 +112,23 @@ fn app_lifecycle_config_releases_and_rollback() {
 #[test]
 fn bad_input_gets_clear_json_errors_and_writes_nothing() {
     let p = TestPlatform::start();
-    assert_eq!(p.call("POST", "/apps", Some(json!({"name": "ok-app"}))).0, 201);
-    for (name, status) in [("ok-app", 409), ("Bad_Name", 422), ("ab", 422), ("1abc", 422), ("abc-", 422)] {
+    assert_eq!(
+        p.call("POST", "/apps", Some(json!({"name": "ok-app"}))).0,
+        201
+    );
+    for (name, status) in [
+        ("ok-app", 409),
+        ("Bad_Name", 422),
+        ("ab", 422),
+        ("1abc", 422),
+        ("abc-", 422),
+    ] {
         let (s, body) = p.call("POST", "/apps", Some(json!({"name": name})));
         assert_eq!(s, status, "{name}: {body}");
-        assert!(body["id"].is_string() && body["message"].is_string(), "{body}");
+        assert!(
+            body["id"].is_string() && body["message"].is_string(),
+            "{body}"
+        );
     }
     // Wrong types and malformed JSON.
     assert_eq!(p.call("POST", "/apps", Some(json!({"name": 42}))).0, 422);
@@ -87,15 +140,44 @@ fn bad_input_gets_clear_json_errors_and_writes_nothing() {
             .unwrap(),
     );
     assert_eq!((s, body["id"].as_str()), (400, Some("bad_request")));
-    for bad in [json!({"1BAD": "x"}), json!({"A-B": "x"}), json!({"OK": {"nested": 1}}), json!(["A"])] {
+    for bad in [
+        json!({"1BAD": "x"}),
+        json!({"A-B": "x"}),
+        json!({"OK": {"nested": 1}}),
+        json!(["A"]),
+    ] {
         let (s, body) = p.call("PATCH", "/apps/ok-app/config-vars", Some(bad.clone()));
         assert_eq!(s, 422, "{bad}: {body}");
     }
     let big = "x".repeat(33 * 1024);
-    assert_eq!(p.call("PATCH", "/apps/ok-app/config-vars", Some(json!({"GOOD": "1", "BIG": big}))).0, 422);
+    assert_eq!(
+        p.call(
+            "PATCH",
+            "/apps/ok-app/config-vars",
+            Some(json!({"GOOD": "1", "BIG": big}))
+        )
+        .0,
+        422
+    );
     let chunk = "y".repeat(30 * 1024);
-    assert_eq!(p.call("PATCH", "/apps/ok-app/config-vars", Some(json!({"A": chunk, "B": chunk}))).0, 200);
-    assert_eq!(p.call("PATCH", "/apps/ok-app/config-vars", Some(json!({"C": chunk}))).0, 422);
+    assert_eq!(
+        p.call(
+            "PATCH",
+            "/apps/ok-app/config-vars",
+            Some(json!({"A": chunk, "B": chunk}))
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        p.call(
+            "PATCH",
+            "/apps/ok-app/config-vars",
+            Some(json!({"C": chunk}))
+        )
+        .0,
+        422
+    );
     let cfg = p.call("GET", "/apps/ok-app/config-vars", None).1;
     assert_eq!(cfg.as_object().unwrap().len(), 2, "nothing half-written");
     // Oversized body.
@@ -112,23 +194,47 @@ fn bad_input_gets_clear_json_errors_and_writes_nothing() {
         .send()
         .unwrap();
     let (s, body) = parse(r);
-    assert_eq!((s, body["id"].as_str()), (413, Some("request_entity_too_large")));
+    assert_eq!(
+        (s, body["id"].as_str()),
+        (413, Some("request_entity_too_large"))
+    );
     // Formation quantities: unknown type, negative, garbage.
     for q in [json!("abc"), json!(1.5), json!(true)] {
-        let (s, _) = p.call("PATCH", "/apps/ok-app/formation", Some(json!({"updates": [{"type": "web", "quantity": q}]})));
+        let (s, _) = p.call(
+            "PATCH",
+            "/apps/ok-app/formation",
+            Some(json!({"updates": [{"type": "web", "quantity": q}]})),
+        );
         assert_eq!(s, 422);
     }
-    let (s, body) = p.call("PATCH", "/apps/ok-app/formation", Some(json!({"updates": [{"type": "web", "quantity": "1"}]})));
+    let (s, body) = p.call(
+        "PATCH",
+        "/apps/ok-app/formation",
+        Some(json!({"updates": [{"type": "web", "quantity": "1"}]})),
+    );
     assert_eq!(s, 404, "no process types yet: {body}");
     // Unknown app, garbage Range, auth failures.
     assert_eq!(p.call("GET", "/apps/does-not-exist", None).0, 404);
     for range in ["id ..; max=abc", "!!", "id ..; order=sideways"] {
-        let (s, body) = parse(p.request("GET", "/apps", Some(&p.token)).header("Range", range).send().unwrap());
+        let (s, body) = parse(
+            p.request("GET", "/apps", Some(&p.token))
+                .header("Range", range)
+                .send()
+                .unwrap(),
+        );
         assert_eq!(s, 400, "{range}: {body}");
     }
     let (s, body) = parse(p.request("GET", "/apps", None).send().unwrap());
     assert_eq!((s, body["id"].as_str()), (401, Some("unauthorized")));
-    assert_eq!(parse(p.request("GET", "/apps", Some("wrong-token")).send().unwrap()).0, 401);
+    assert_eq!(
+        parse(
+            p.request("GET", "/apps", Some("wrong-token"))
+                .send()
+                .unwrap()
+        )
+        .0,
+        401
+    );
     let r = p
         .request("GET", "/apps", None)
         .header("Authorization", "Basic !!!notbase64")
@@ -142,25 +248,84 @@ fn only_owner_and_collaborators_see_an_app() {
     let p = TestPlatform::start();
     let alice = p.new_user("alice@example.test");
     let bob = p.new_user("bob@example.test");
-    assert_eq!(p.call_as(&alice, "POST", "/apps", Some(json!({"name": "alices"}))).0, 201);
+    assert_eq!(
+        p.call_as(&alice, "POST", "/apps", Some(json!({"name": "alices"})))
+            .0,
+        201
+    );
     let (s, body) = p.call_as(&bob, "GET", "/apps/alices", None);
     assert_eq!((s, body["id"].as_str()), (403, Some("forbidden")));
-    assert_eq!(p.call_as(&bob, "PATCH", "/apps/alices/config-vars", Some(json!({"A": "1"}))).0, 403);
+    assert_eq!(
+        p.call_as(
+            &bob,
+            "PATCH",
+            "/apps/alices/config-vars",
+            Some(json!({"A": "1"}))
+        )
+        .0,
+        403
+    );
     assert_eq!(p.call_as(&bob, "DELETE", "/apps/alices", None).0, 403);
-    assert!(p.call_as(&bob, "GET", "/users/~/apps", None).1.as_array().unwrap().is_empty());
+    assert!(p
+        .call_as(&bob, "GET", "/users/~/apps", None)
+        .1
+        .as_array()
+        .unwrap()
+        .is_empty());
     // Non-owners cannot create accounts.
-    assert_eq!(p.call_as(&bob, "POST", "/accounts", Some(json!({"email": "x@example.test"}))).0, 403);
+    assert_eq!(
+        p.call_as(
+            &bob,
+            "POST",
+            "/accounts",
+            Some(json!({"email": "x@example.test"}))
+        )
+        .0,
+        403
+    );
 
-    let (s, c) = p.call_as(&alice, "POST", "/apps/alices/collaborators", Some(json!({"user": "bob@example.test"})));
+    let (s, c) = p.call_as(
+        &alice,
+        "POST",
+        "/apps/alices/collaborators",
+        Some(json!({"user": "bob@example.test"})),
+    );
     assert_eq!(s, 201, "{c}");
     assert_eq!(p.call_as(&bob, "GET", "/apps/alices", None).0, 200);
-    assert_eq!(p.call_as(&bob, "PATCH", "/apps/alices/config-vars", Some(json!({"A": "1"}))).0, 200);
-    assert_eq!(p.call_as(&bob, "DELETE", "/apps/alices", None).0, 403, "collaborators cannot destroy");
+    assert_eq!(
+        p.call_as(
+            &bob,
+            "PATCH",
+            "/apps/alices/config-vars",
+            Some(json!({"A": "1"}))
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        p.call_as(&bob, "DELETE", "/apps/alices", None).0,
+        403,
+        "collaborators cannot destroy"
+    );
     let (_, list) = p.call_as(&alice, "GET", "/apps/alices/collaborators", None);
-    let mut roles: Vec<&str> = list.as_array().unwrap().iter().map(|c| c["role"].as_str().unwrap()).collect();
+    let mut roles: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["role"].as_str().unwrap())
+        .collect();
     roles.sort();
     assert_eq!(roles, ["collaborator", "owner"]);
-    assert_eq!(p.call_as(&alice, "DELETE", "/apps/alices/collaborators/bob@example.test", None).0, 200);
+    assert_eq!(
+        p.call_as(
+            &alice,
+            "DELETE",
+            "/apps/alices/collaborators/bob@example.test",
+            None
+        )
+        .0,
+        200
+    );
     assert_eq!(p.call_as(&bob, "GET", "/apps/alices", None).0, 403);
 }
 
@@ -168,7 +333,15 @@ fn only_owner_and_collaborators_see_an_app() {
 fn pagination_follows_heroku_ranges() {
     let p = TestPlatform::start();
     for i in 0..5 {
-        assert_eq!(p.call("POST", "/apps", Some(json!({"name": format!("page-app-{i}")}))).0, 201);
+        assert_eq!(
+            p.call(
+                "POST",
+                "/apps",
+                Some(json!({"name": format!("page-app-{i}")}))
+            )
+            .0,
+            201
+        );
     }
     let r = p
         .request("GET", "/apps", Some(&p.token))
@@ -181,16 +354,39 @@ fn pagination_follows_heroku_ranges() {
     let mut names = Vec::new();
     let mut range = Some("name ..; max=2".to_string());
     while let Some(rg) = range.take() {
-        let r = p.request("GET", "/apps", Some(&p.token)).header("Range", &rg).send().unwrap();
-        range = r.headers().get("next-range").map(|v| v.to_str().unwrap().to_string());
+        let r = p
+            .request("GET", "/apps", Some(&p.token))
+            .header("Range", &rg)
+            .send()
+            .unwrap();
+        range = r
+            .headers()
+            .get("next-range")
+            .map(|v| v.to_str().unwrap().to_string());
         let status = r.status().as_u16();
         let (_, page) = parse(r);
-        assert_eq!(status == 206, range.is_some(), "206 exactly when more remain");
-        names.extend(page.as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_string()));
+        assert_eq!(
+            status == 206,
+            range.is_some(),
+            "206 exactly when more remain"
+        );
+        names.extend(
+            page.as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["name"].as_str().unwrap().to_string()),
+        );
     }
-    assert_eq!(names, (0..5).map(|i| format!("page-app-{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        names,
+        (0..5).map(|i| format!("page-app-{i}")).collect::<Vec<_>>()
+    );
     // Empty Range header (the CLI sends one) is the default page.
-    let r = p.request("GET", "/apps", Some(&p.token)).header("Range", "").send().unwrap();
+    let r = p
+        .request("GET", "/apps", Some(&p.token))
+        .header("Range", "")
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.headers().get("next-range").is_none());
 }

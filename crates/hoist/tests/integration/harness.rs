@@ -91,7 +91,11 @@ impl TestPlatform {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("hoist server exited with {status}:\n{}", self.server_log());
             }
-            assert!(Instant::now() < deadline, "server not healthy in 30 s:\n{}", self.server_log());
+            assert!(
+                Instant::now() < deadline,
+                "server not healthy in 30 s:\n{}",
+                self.server_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -99,7 +103,10 @@ impl TestPlatform {
     /// Sends SIGTERM and waits for a clean exit; returns the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(s)) = child.try_wait() {
@@ -151,7 +158,13 @@ impl TestPlatform {
         parse(r.send().expect("request"))
     }
 
-    pub fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub fn call_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut r = self.request(method, path, Some(token));
         if let Some(b) = body {
             r = r.json(&b);
@@ -181,7 +194,10 @@ pub fn parse(resp: Response) -> (u16, Value) {
         .to_string();
     let text = resp.text().unwrap_or_default();
     if !text.is_empty() {
-        assert!(ct.starts_with("application/json"), "status {status}: content-type {ct:?} for {text}");
+        assert!(
+            ct.starts_with("application/json"),
+            "status {status}: content-type {ct:?} for {text}"
+        );
     }
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
@@ -189,7 +205,11 @@ pub fn parse(resp: Response) -> (u16, Value) {
 impl Drop for TestPlatform {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("---- hoist server log ({}) ----\n{}", self.log_path().display(), self.server_log());
+            eprintln!(
+                "---- hoist server log ({}) ----\n{}",
+                self.log_path().display(),
+                self.server_log()
+            );
         }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -200,10 +220,16 @@ impl Drop for TestPlatform {
 
 /// Runs a command; panics with its output when it fails.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{cmd:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
     stdout + &stderr
 }
 

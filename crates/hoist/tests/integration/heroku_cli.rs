@@ -39,13 +39,19 @@ impl Heroku<'_> {
             .env("CI", "true")
             .output()
             .expect("run heroku");
-        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
         (out.status.code().unwrap_or(-1), text)
     }
 
     fn ok(&self, args: &[&str]) -> String {
         let (code, out) = self.run(args);
-        assert_eq!(code, 0, "heroku {args:?} failed:\n{out}\nserver log:\n{}", self.p.server_log());
+        assert_eq!(
+            code,
+            0,
+            "heroku {args:?} failed:\n{out}\nserver log:\n{}",
+            self.p.server_log()
+        );
         out
     }
 }
@@ -57,7 +63,11 @@ fn heroku_cli_manages_apps_config_releases_and_rollback() {
         return;
     };
     let p = TestPlatform::start();
-    let h = Heroku { bin, p: &p, home: tempfile::tempdir().unwrap() };
+    let h = Heroku {
+        bin,
+        p: &p,
+        home: tempfile::tempdir().unwrap(),
+    };
 
     let out = h.ok(&["apps:create", "cli-demo"]);
     assert!(out.contains("cli-demo"), "{out}");
@@ -70,7 +80,15 @@ fn heroku_cli_manages_apps_config_releases_and_rollback() {
     let out = h.ok(&["config:unset", "FOO", "-a", "cli-demo"]);
     assert!(out.contains("done, v3"), "{out}");
     let out = h.ok(&["releases", "-a", "cli-demo"]);
-    for expected in ["v3", "Remove FOO config vars", "v2", "Set BAZ, FOO config vars", "v1", "Initial release", "Current: v3"] {
+    for expected in [
+        "v3",
+        "Remove FOO config vars",
+        "v2",
+        "Set BAZ, FOO config vars",
+        "v1",
+        "Initial release",
+        "Current: v3",
+    ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
     let out = h.ok(&["releases:info", "v2", "-a", "cli-demo"]);
@@ -80,10 +98,16 @@ fn heroku_cli_manages_apps_config_releases_and_rollback() {
     let cfg = p.call("GET", "/apps/cli-demo/config-vars", None).1;
     assert_eq!(cfg["FOO"], "bar", "rollback restored v2's config");
     let out = h.ok(&["apps:info", "-a", "cli-demo"]);
-    assert!(out.contains("cli-demo") && out.contains("admin@hoist.local"), "{out}");
+    assert!(
+        out.contains("cli-demo") && out.contains("admin@hoist.local"),
+        "{out}"
+    );
     h.ok(&["domains:add", "www.cli-demo.test", "-a", "cli-demo"]);
     let out = h.ok(&["domains", "-a", "cli-demo"]);
-    assert!(out.contains("cli-demo.localhost") && out.contains("www.cli-demo.test"), "{out}");
+    assert!(
+        out.contains("cli-demo.localhost") && out.contains("www.cli-demo.test"),
+        "{out}"
+    );
     p.new_user("pal@example.test");
     h.ok(&["access:add", "pal@example.test", "-a", "cli-demo"]);
     let out = h.ok(&["access", "-a", "cli-demo"]);
