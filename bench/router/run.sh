@@ -140,15 +140,16 @@ awk -v r="$R_RPS" -v n="$N_RPS" -v d="$D_RPS" -v rp="$R_P99" -v np="$N_P99" -v d
 echo "== idle keep-alive connections =="
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 BEFORE=$(rss_kb "$ROUTER_PID")
-"$EX/bench_idle" "127.0.0.1:$ROUTER_PORT" bench.localhost "$IDLE" 30 >"$TMP/idle.out" &
+"$EX/bench_idle" "127.0.0.1:$ROUTER_PORT" bench.localhost "$IDLE" 40 >"$TMP/idle.out" &
 IDLE_PID=$!
 PIDS+=($IDLE_PID)
 for _ in $(seq 1 600); do
   grep -q ready "$TMP/idle.out" 2>/dev/null && break
   sleep 0.1
 done
-# The router parks connections idle for 1 s (drops hyper's per-connection buffers).
-sleep 3
+# The router parks connections idle for 1 s (drops hyper's per-connection buffers)
+# and returns freed heap pages every 5 s: measure after both happened.
+sleep 7
 AFTER=$(rss_kb "$ROUTER_PID")
 echo "client: $(cat "$TMP/idle.out")"
 awk -v b="$BEFORE" -v a="$AFTER" -v n="$IDLE" 'BEGIN {

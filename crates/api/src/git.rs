@@ -35,6 +35,7 @@ pub const SOURCE_LIMITS: hoist_build::UnpackLimits = hoist_build::UnpackLimits {
     max_bytes: 2 << 30,
     max_entries: 500_000,
     max_depth: 64,
+    allow_outside_symlinks: false,
 };
 
 pub const HOOK_STATUS_PREFIX: &str = "\u{1}hoist-push-status: ";

@@ -32,6 +32,11 @@ pub struct UnpackLimits {
     pub max_entries: u64,
     /// Path components of the deepest entry.
     pub max_depth: usize,
+    /// Accept symlinks that point outside the tree (absolute or climbing targets).
+    /// Only for slugs: their links resolve inside the dyno's container (a venv's
+    /// `python3 -> /usr/bin/python3`), and extraction never follows links, so they
+    /// cannot redirect writes on the host. Never for sources or buildpacks.
+    pub allow_outside_symlinks: bool,
 }
 
 /// Limits used by [`unpack_slug`]: a 500 MB compressed slug may expand a lot.
@@ -39,6 +44,7 @@ pub const SLUG_UNPACK_LIMITS: UnpackLimits = UnpackLimits {
     max_bytes: 4 << 30,
     max_entries: 1_000_000,
     max_depth: 64,
+    allow_outside_symlinks: true,
 };
 
 /// Longest GNU long name / link name / PAX header accepted.
@@ -69,7 +75,9 @@ pub fn unpack_tar_gz(
         .tempdir_in(&parent)
         .ctx(|| format!("creating a temp dir in {}", parent.display()))?;
     let root_mode = extract_into(GzDecoder::new(reader), tmp.path(), limits)?;
-    verify_symlinks(tmp.path(), tmp.path())?;
+    if !limits.allow_outside_symlinks {
+        verify_symlinks(tmp.path(), tmp.path())?;
+    }
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(root_mode))
         .ctx(|| format!("chmod {}", tmp.path().display()))?;
     let tmp_path = tmp.keep();
@@ -385,7 +393,14 @@ fn extract_into(reader: impl Read, root: &Path, limits: &UnpackLimits) -> Result
                     return Err(BuildError::unsafe_entry(&shown, "symlink without a name"));
                 }
                 let link = raw_link.unwrap_or_default();
-                check_link_target(comps.len() - 1, &link, &shown)?;
+                if !limits.allow_outside_symlinks {
+                    check_link_target(comps.len() - 1, &link, &shown)?;
+                } else if link.is_empty() || link.contains(&0) {
+                    return Err(BuildError::unsafe_entry(
+                        &shown,
+                        "empty or invalid link target",
+                    ));
+                }
                 no_data(size, &shown)?;
                 ensure_parents(root, &comps, &shown)?;
                 clear_slot(&target, &shown)?;

@@ -38,6 +38,7 @@ const BUILDPACK_UNPACK_LIMITS: UnpackLimits = UnpackLimits {
     max_bytes: 1 << 30,
     max_entries: 100_000,
     max_depth: 32,
+    allow_outside_symlinks: false,
 };
 
 /// Copies the repository's `buildpacks/` directory into the data directory, replacing

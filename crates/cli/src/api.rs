@@ -58,10 +58,15 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str, token: Option<String>) -> CliResult<Self> {
-        let http = Client::builder()
+        let mut builder = Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(Duration::from_secs(10))
-            .timeout(None)
+            .timeout(None);
+        // A proxy from the environment must not capture a platform on this machine.
+        if is_loopback(base) {
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .build()
             .map_err(|e| CliError::failed(format!("Could not set up the HTTP client: {e}")))?;
         Ok(Api {
@@ -215,6 +220,18 @@ impl Api {
     }
 }
 
+fn is_loopback(url: &str) -> bool {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 /// Turns a non-2xx streaming response into an API error.
 pub fn check_status(
     resp: reqwest::blocking::Response,
@@ -313,6 +330,14 @@ pub fn network_error(target: &str, e: &reqwest::Error) -> CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_urls() {
+        assert!(is_loopback("http://127.0.0.1:5000"));
+        assert!(is_loopback("http://localhost:5000"));
+        assert!(is_loopback("http://[::1]:5000"));
+        assert!(!is_loopback("https://paas.example.org"));
+    }
 
     #[test]
     fn segments_are_escaped() {

@@ -76,6 +76,15 @@ pub enum Command {
         /// Do not add a git remote.
         #[arg(long)]
         no_remote: bool,
+        /// Buildpack to set on the new app.
+        #[arg(short = 'b', long)]
+        buildpack: Option<String>,
+    },
+    /// Open the app in a web browser.
+    #[command(name = "apps:open", alias = "open")]
+    AppsOpen {
+        /// Path to open, e.g. /admin.
+        path: Option<String>,
     },
     /// Show details of an app.
     #[command(name = "apps:info", alias = "info")]
@@ -167,7 +176,7 @@ pub enum Command {
         target: Option<String>,
     },
     /// Stop a process type or one dyno.
-    #[command(name = "ps:stop", alias = "stop")]
+    #[command(name = "ps:stop", aliases = ["stop", "ps:kill", "kill"])]
     PsStop {
         #[arg(value_name = "TYPE|DYNO")]
         target: String,
@@ -248,6 +257,12 @@ pub enum Command {
     /// Git credential helper: answers "get" with the API token.
     #[command(name = "git:credentials")]
     GitCredentials { operation: String },
+    /// Clone an app's repository (with a "hoist" remote).
+    #[command(name = "git:clone")]
+    GitClone {
+        /// Directory to clone into (default: the app name).
+        directory: Option<std::path::PathBuf>,
+    },
 
     // ---- logs, builds, run ----------------------------------------------------------
     /// Show app logs.

@@ -116,6 +116,33 @@ pub fn set_remote(dir: Option<&Path>, remote: &str, url: &str) -> CliResult<()> 
     Ok(())
 }
 
+/// The credential helper command git runs: `!hoist git:credentials` when `hoist` on
+/// PATH is this program (or when we cannot tell), else this binary's absolute path,
+/// so that pushes work even when hoist is not installed on PATH.
+pub fn credential_helper() -> String {
+    let bare = "!hoist git:credentials".to_string();
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return bare;
+    };
+    if !me.file_name().is_some_and(|n| n == "hoist") {
+        return bare;
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("hoist"))
+            .find(|p| p.is_file())
+            .and_then(|p| std::fs::canonicalize(p).ok())
+    });
+    if on_path.as_deref() == Some(me.as_path()) {
+        return bare;
+    }
+    let path = me.to_string_lossy();
+    if path.contains(['\'', '"', ' ', '\\']) {
+        return bare;
+    }
+    format!("!{path} git:credentials")
+}
+
 /// `HEAD`'s commit, when `dir` is a repository with at least one commit.
 pub fn head_sha(dir: &Path) -> Option<String> {
     git(Some(dir), &["rev-parse", "HEAD"])

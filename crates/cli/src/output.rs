@@ -32,6 +32,8 @@ impl Style {
 
     /// `=== title` section header.
     pub fn header(&self, title: &str) {
+        // Keep the whole line bold even where a coloured app name resets styles.
+        let title = title.replace("\x1b[0m", "\x1b[0m\x1b[1m");
         println!("{}", Self::paint(self.color, "1", &format!("=== {title}")));
     }
 

@@ -139,6 +139,30 @@ impl BannerSkipper {
     }
 }
 
+/// In raw mode Ctrl-C goes to the dyno as byte 0x03; four of them within a second
+/// mean the user wants out even if the remote side does not react.
+#[derive(Debug, Default)]
+struct CtrlC {
+    recent: std::collections::VecDeque<std::time::Instant>,
+}
+
+impl CtrlC {
+    /// Returns true when this input makes four Ctrl-C within one second.
+    fn feed(&mut self, input: &[u8], now: std::time::Instant) -> bool {
+        for _ in input.iter().filter(|&&b| b == 0x03) {
+            self.recent.push_back(now);
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > std::time::Duration::from_secs(1))
+        {
+            self.recent.pop_front();
+        }
+        self.recent.len() >= 4
+    }
+}
+
 /// A parsed `rendezvous://host:port/secret` URL.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Target {
@@ -297,6 +321,7 @@ fn pump<I: Read + AsFd, O: Write>(
     let mut banner = BannerSkipper::default();
     let mut scanner = ExitScanner::new();
     let mut input_open = true;
+    let mut interrupts = CtrlC::default();
     let mut buf = vec![0u8; 16 * 1024];
     let tls_err =
         |e: std::io::Error| CliError::failed(format!("Connection to the dyno failed: {e}"));
@@ -364,6 +389,13 @@ fn pump<I: Read + AsFd, O: Write>(
                 input_open = false;
             } else {
                 conn.writer().write_all(&buf[..n])?;
+                if interrupts.feed(&buf[..n], std::time::Instant::now()) {
+                    while conn.wants_write() {
+                        conn.write_tls(sock).map_err(tls_err)?;
+                    }
+                    eprintln!("\r\nDisconnected (Ctrl-C pressed four times).\r");
+                    return Ok(130);
+                }
             }
         }
     }
@@ -415,6 +447,19 @@ mod tests {
         let (out, st) = run(&["\u{FFFF} heroku-command-exit-status: 7".as_bytes()]);
         assert_eq!(out, b"");
         assert_eq!(st, Some(7));
+    }
+
+    #[test]
+    fn four_ctrl_c_within_a_second_disconnect() {
+        let t0 = std::time::Instant::now();
+        let later = |ms| t0 + std::time::Duration::from_millis(ms);
+        let mut c = CtrlC::default();
+        assert!(!c.feed(b"\x03\x03", t0));
+        assert!(!c.feed(b"ls\x03", later(500)));
+        assert!(c.feed(b"\x03", later(900)));
+        let mut c = CtrlC::default();
+        assert!(!c.feed(b"\x03\x03\x03", t0));
+        assert!(!c.feed(b"\x03", later(1500)), "the first three expired");
     }
 
     #[test]

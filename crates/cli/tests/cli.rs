@@ -4,7 +4,8 @@
 //! exercise the current CLI code, while the server is the prebuilt
 //! `target/debug/hoist` (the tests skip, with a note, when it has not been built).
 //!
-//! Run: `cargo build -p hoist && cargo test -p hoist-cli --test cli [FILTER]`.
+//! Run: `cargo build -p hoist && cargo test -p hoist-cli --test cli [FILTER]`
+//! (`HOIST_TEST_SERVER_BIN` overrides where the server binary is looked for).
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -12,7 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-type TestFn = fn(&Platform);
+/// Server tests get the shared `hoist server`; mock tests script the API themselves.
+enum Kind {
+    Server(fn(&Platform)),
+    Mock(fn()),
+}
 
 fn main() {
     if std::env::var_os("HOIST_CLI_EXEC").is_some() {
@@ -22,45 +27,63 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: &[(&str, TestFn)] = &[
-        ("apps_lifecycle", apps_lifecycle),
+    let tests: &[(&str, Kind)] = &[
+        ("apps_lifecycle", Kind::Server(apps_lifecycle)),
         (
             "config_vars_and_release_versions",
-            config_vars_and_release_versions,
+            Kind::Server(config_vars_and_release_versions),
         ),
-        ("releases_and_rollback", releases_and_rollback),
-        ("access_with_a_second_account", access_with_a_second_account),
-        ("domains_maintenance_features", domains_maintenance_features),
+        ("releases_and_rollback", Kind::Server(releases_and_rollback)),
+        (
+            "access_with_a_second_account",
+            Kind::Server(access_with_a_second_account),
+        ),
+        (
+            "domains_maintenance_features",
+            Kind::Server(domains_maintenance_features),
+        ),
         (
             "buildpacks_set_add_remove_clear",
-            buildpacks_set_add_remove_clear,
+            Kind::Server(buildpacks_set_add_remove_clear),
         ),
-        ("git_remote_and_credentials", git_remote_and_credentials),
+        (
+            "git_remote_and_credentials",
+            Kind::Server(git_remote_and_credentials),
+        ),
         (
             "login_with_password_writes_netrc",
-            login_with_password_writes_netrc,
+            Kind::Server(login_with_password_writes_netrc),
         ),
-        ("errors_and_exit_codes", errors_and_exit_codes),
-        ("dynos_without_a_deploy", dynos_without_a_deploy),
+        ("errors_and_exit_codes", Kind::Server(errors_and_exit_codes)),
+        (
+            "dynos_without_a_deploy",
+            Kind::Server(dynos_without_a_deploy),
+        ),
         (
             "mock_deploy_uploads_source_and_streams_build",
-            mock_deploy_uploads_source_and_streams_build,
+            Kind::Mock(mock_deploy_uploads_source_and_streams_build),
         ),
-        ("mock_logs_session_and_stream", mock_logs_session_and_stream),
+        (
+            "mock_logs_session_and_stream",
+            Kind::Mock(mock_logs_session_and_stream),
+        ),
         (
             "mock_run_attached_over_rendezvous",
-            mock_run_attached_over_rendezvous,
+            Kind::Mock(mock_run_attached_over_rendezvous),
         ),
-        ("mock_run_detached", mock_run_detached),
+        ("mock_run_detached", Kind::Mock(mock_run_detached)),
         (
             "mock_ps_routes_and_scale_body",
-            mock_ps_routes_and_scale_body,
+            Kind::Mock(mock_ps_routes_and_scale_body),
         ),
         (
             "mock_addons_create_confirmation_retry",
-            mock_addons_create_confirmation_retry,
+            Kind::Mock(mock_addons_create_confirmation_retry),
         ),
-        ("mock_apps_follow_next_range", mock_apps_follow_next_range),
+        (
+            "mock_apps_follow_next_range",
+            Kind::Mock(mock_apps_follow_next_range),
+        ),
     ];
     let selected: Vec<_> = tests
         .iter()
@@ -68,7 +91,7 @@ fn main() {
         .collect();
     println!("running {} tests", selected.len());
     // Scripted-API tests need no server; the rest skip when it is not built.
-    let platform = if selected.iter().any(|(n, _)| !n.starts_with("mock_")) {
+    let platform = if selected.iter().any(|(_, k)| matches!(k, Kind::Server(_))) {
         let p = Platform::start();
         if p.is_none() {
             println!(
@@ -82,15 +105,16 @@ fn main() {
     };
     let mut failed = Vec::new();
     for (name, test) in selected {
-        let Some(p) = platform.as_ref().or(if name.starts_with("mock_") {
-            Some(&NO_PLATFORM)
-        } else {
-            None
-        }) else {
-            println!("test {name} ... skipped");
-            continue;
+        let result = match (test, platform.as_ref()) {
+            (Kind::Mock(t), _) => std::panic::catch_unwind(t),
+            (Kind::Server(t), Some(p)) => {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t(p)))
+            }
+            (Kind::Server(_), None) => {
+                println!("test {name} ... skipped");
+                continue;
+            }
         };
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(p)));
         match result {
             Ok(()) => println!("test {name} ... ok"),
             Err(_) => {
@@ -113,6 +137,9 @@ fn main() {
 // ---- harness ----------------------------------------------------------------------
 
 fn server_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("HOIST_TEST_SERVER_BIN") {
+        return PathBuf::from(bin);
+    }
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return PathBuf::from(dir).join("debug/hoist");
     }
@@ -713,6 +740,17 @@ fn buildpacks_set_add_remove_clear(p: &Platform) {
         .code(2);
     u.hoist(&["buildpacks:clear", "-a", &app]).ok();
     assert!(list(&u).is_empty());
+    let other = app_name("bp2");
+    let out = u.hoist(&["apps:create", &other, "-b", "heroku/go"]).ok();
+    assert!(
+        out.stderr
+            .contains("Setting buildpack to heroku/go... done"),
+        "{out}"
+    );
+    let v = json(&u.hoist(&["buildpacks", "--json", "-a", &other]).ok());
+    assert_eq!(v[0]["buildpack"]["url"], "heroku/go");
+    u.hoist(&["apps:destroy", "-a", &other, "--confirm", &other])
+        .ok();
     u.hoist(&["apps:destroy", "-a", &app, "--confirm", &app])
         .ok();
 }
@@ -858,6 +896,27 @@ fn login_with_password_writes_netrc(p: &Platform) {
     assert_eq!(
         u.hoist(&["auth:whoami"]).ok().stdout.trim(),
         "admin@hoist.local"
+    );
+
+    // git asks the helper about the URL it was configured for, even when
+    // HOIST_API_URL now points elsewhere: the netrc entry for that host answers.
+    let mut cmd = u.command(&["git:credentials", "get"]);
+    let mut child = cmd
+        .env("HOIST_API_URL", "http://127.0.0.1:1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("protocol=http\nhost={machine}\n\n").as_bytes())
+        .unwrap();
+    let o = wait_bounded(child, Duration::from_secs(60), &["git:credentials"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("username=hoist\npassword={}\n", p.token)
     );
 
     u.hoist(&["logout"]).ok();
@@ -1089,7 +1148,7 @@ fn not_found() -> Resp {
     )
 }
 
-fn mock_deploy_uploads_source_and_streams_build(_: &Platform) {
+fn mock_deploy_uploads_source_and_streams_build() {
     use serde_json::json;
     for final_status in ["succeeded", "failed"] {
         let status = final_status.to_string();
@@ -1163,7 +1222,7 @@ fn mock_deploy_uploads_source_and_streams_build(_: &Platform) {
     }
 }
 
-fn mock_logs_session_and_stream(_: &Platform) {
+fn mock_logs_session_and_stream() {
     use serde_json::json;
     let api = Mock::start(|r, base| {
         if r.is("POST", "/apps/demo/log-sessions") {
@@ -1264,7 +1323,7 @@ fn rendezvous_peer(
     (port, ca.pem(), join)
 }
 
-fn mock_run_attached_over_rendezvous(_: &Platform) {
+fn mock_run_attached_over_rendezvous() {
     use serde_json::json;
     let (port, ca_pem, peer) =
         rendezvous_peer("hi there\n\u{FFFF} heroku-command-exit-status: 3\n".as_bytes());
@@ -1318,7 +1377,7 @@ fn mock_run_attached_over_rendezvous(_: &Platform) {
     assert!(out.stderr.contains("HOIST_CA_FILE"), "{out}");
 }
 
-fn mock_run_detached(_: &Platform) {
+fn mock_run_detached() {
     use serde_json::json;
     let api = Mock::start(|r, _| {
         if r.is("POST", "/apps/demo/dynos") {
@@ -1344,7 +1403,7 @@ fn mock_run_detached(_: &Platform) {
     assert_eq!(body["command"], "rake db:migrate");
 }
 
-fn mock_ps_routes_and_scale_body(_: &Platform) {
+fn mock_ps_routes_and_scale_body() {
     use serde_json::json;
     let api = Mock::start(|r, _| {
         if r.is("PATCH", "/apps/demo/formation") {
@@ -1396,7 +1455,7 @@ fn mock_ps_routes_and_scale_body(_: &Platform) {
     );
 }
 
-fn mock_addons_create_confirmation_retry(_: &Platform) {
+fn mock_addons_create_confirmation_retry() {
     use serde_json::json;
     let api = Mock::start(|r, _| {
         if r.is("POST", "/apps/demo/addons") && r.json().get("confirm").is_none() {
@@ -1442,7 +1501,7 @@ fn mock_addons_create_confirmation_retry(_: &Platform) {
     assert_eq!(bodies[1]["confirm"], "demo");
 }
 
-fn mock_apps_follow_next_range(_: &Platform) {
+fn mock_apps_follow_next_range() {
     use serde_json::json;
     let api = Mock::start(|r, _| {
         let app =

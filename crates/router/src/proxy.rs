@@ -494,42 +494,39 @@ async fn forward(
             .unwrap_or_default();
         let status = resp.status();
 
-        if status == StatusCode::SWITCHING_PROTOCOLS {
-            if upgrade.is_some() {
-                let (client_tx, client_upgrade) = oneshot::channel();
-                *conn.upgrade.lock() = Some(client_tx);
-                let backend_upgrade = hyper::upgrade::on(&mut resp);
-                let (mut rparts, _) = resp.into_parts();
-                strip_hop_by_hop(&mut rparts.headers);
-                rparts
-                    .headers
-                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                if let Some(proto) = upgrade {
-                    rparts.headers.insert(header::UPGRADE, proto);
-                }
-                rparts.extensions = http::Extensions::new();
-                let mut ctx = ctx;
-                ctx.finish(Outcome {
-                    code: None,
-                    status: 101,
-                    dyno: Some(&backend.dyno),
-                    connect: Some(connect),
-                    service: Some(service),
-                    bytes: Some(0),
-                    sock: None,
-                });
-                let idle = shared.cfg.idle_timeout;
-                let state = conn.state.clone();
-                tokio::spawn(async move {
-                    let _in_flight = in_flight;
-                    if let (Ok((c, prefix)), Ok(b)) = tokio::join!(client_upgrade, backend_upgrade)
-                    {
-                        tunnel(c, prefix, b, state, idle).await;
-                    }
-                });
-                let guard = ctx.guard.take();
-                return Response::from_parts(rparts, RespBody::full(Bytes::new(), guard));
+        if status == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
+            let (client_tx, client_upgrade) = oneshot::channel();
+            *conn.upgrade.lock() = Some(client_tx);
+            let backend_upgrade = hyper::upgrade::on(&mut resp);
+            let (mut rparts, _) = resp.into_parts();
+            strip_hop_by_hop(&mut rparts.headers);
+            rparts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(proto) = upgrade {
+                rparts.headers.insert(header::UPGRADE, proto);
             }
+            rparts.extensions = http::Extensions::new();
+            let mut ctx = ctx;
+            ctx.finish(Outcome {
+                code: None,
+                status: 101,
+                dyno: Some(&backend.dyno),
+                connect: Some(connect),
+                service: Some(service),
+                bytes: Some(0),
+                sock: None,
+            });
+            let idle = shared.cfg.idle_timeout;
+            let state = conn.state.clone();
+            tokio::spawn(async move {
+                let _in_flight = in_flight;
+                if let (Ok((c, prefix)), Ok(b)) = tokio::join!(client_upgrade, backend_upgrade) {
+                    tunnel(c, prefix, b, state, idle).await;
+                }
+            });
+            let guard = ctx.guard.take();
+            return Response::from_parts(rparts, RespBody::full(Bytes::new(), guard));
         }
 
         let (mut rparts, body) = resp.into_parts();
@@ -796,7 +793,7 @@ impl Body for ReqBody {
     fn size_hint(&self) -> SizeHint {
         match &self.state {
             ReqState::Streaming(b) => b.size_hint(),
-            _ => self.hint.clone(),
+            _ => self.hint,
         }
     }
 }

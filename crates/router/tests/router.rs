@@ -1002,11 +1002,11 @@ async fn closes_slow_header_senders() {
         .await
         .unwrap();
     let mut buf = Vec::new();
-    // The router closes the connection instead of waiting forever.
-    let n = tokio::time::timeout(LIMIT, s.read_to_end(&mut buf))
+    // The router closes the connection instead of waiting forever (else this times out).
+    let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut buf))
         .await
-        .unwrap();
-    assert!(matches!(n, Ok(_)) || n.is_err());
+        .expect("slow header sender still connected");
+    assert!(!String::from_utf8_lossy(&buf).contains(" 200 "));
     h.shutdown().await;
 }
 

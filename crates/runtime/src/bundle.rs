@@ -132,7 +132,8 @@ pub fn write_bundle(input: &BundleInput<'_>) -> Result<PathBuf, RuntimeError> {
             mounts.push(bind_ro(host, host));
         }
     }
-    for d in ["/etc/ssl", "/etc/ca-certificates"] {
+    // /etc/alternatives holds only symlinks; Debian routes /usr/bin/php, java, ... through it.
+    for d in ["/etc/ssl", "/etc/ca-certificates", "/etc/alternatives"] {
         if Path::new(d).is_dir() {
             mounts.push(bind_ro(Path::new(d), Path::new(d)));
         }

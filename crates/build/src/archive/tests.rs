@@ -7,6 +7,7 @@ const LIMITS: UnpackLimits = UnpackLimits {
     max_bytes: 10 << 20,
     max_entries: 1000,
     max_depth: 32,
+    allow_outside_symlinks: false,
 };
 
 /// An entry for hand-made (possibly malicious) tarballs.
@@ -602,4 +603,27 @@ proptest! {
             Err(_) => prop_assert!(!a.dest().exists()),
         }
     }
+}
+
+#[test]
+fn slugs_may_link_outside_but_sources_may_not() {
+    // A venv's python3 -> /usr/bin/python3 resolves inside the dyno's container.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    b.append_link(&mut h, "python3", "/usr/bin/python3")
+        .unwrap();
+    let raw = b.into_inner().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(unpack_tar_gz(gz(&raw).as_slice(), &dir.path().join("src"), &LIMITS).is_err());
+    unpack_tar_gz(
+        gz(&raw).as_slice(),
+        &dir.path().join("slug"),
+        &crate::SLUG_UNPACK_LIMITS,
+    )
+    .unwrap();
+    let link = std::fs::read_link(dir.path().join("slug/python3")).unwrap();
+    assert_eq!(link, std::path::Path::new("/usr/bin/python3"));
 }

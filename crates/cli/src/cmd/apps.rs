@@ -64,6 +64,7 @@ pub fn create(
     name: Option<String>,
     region: Option<String>,
     no_remote: bool,
+    buildpack: Option<String>,
 ) -> CliResult<()> {
     let name = name.or_else(|| ctx.app_flag().map(str::to_string));
     let mut body = json!({});
@@ -88,6 +89,14 @@ pub fn create(
         u if u.is_empty() => git::app_git_url(ctx.api.base(), &app_name),
         u => u,
     };
+    if let Some(bp) = buildpack {
+        let action = Action::start(&format!("Setting buildpack to {bp}"));
+        ctx.api.put(
+            &app_path(&app_name, &["buildpack-installations"]),
+            &json!({ "updates": [{ "buildpack": bp }] }),
+        )?;
+        action.done("");
+    }
     if ctx.json {
         print_json(&app);
     } else {
@@ -157,7 +166,10 @@ pub fn info(ctx: &Ctx, name: Option<String>) -> CliResult<()> {
         ("Maintenance", s(&app, "/maintenance")),
         ("Owner", owner.clone()),
         ("Region", s(&app, "/region/name")),
-        ("Released At", s(&app, "/released_at")),
+        (
+            "Released At",
+            crate::output::format_time(&s(&app, "/released_at")),
+        ),
         ("Slug Size", human_size(&app, "/slug_size")),
         ("Stack", s(&app, "/stack/name")),
         ("Web URL", s(&app, "/web_url")),
@@ -259,7 +271,10 @@ pub fn rename(ctx: &Ctx, new_name: &str) -> CliResult<()> {
 /// Makes git ask `hoist git:credentials` for the token when talking to our API.
 fn configure_credential_helper(ctx: &Ctx) -> CliResult<()> {
     let key = format!("credential.{}.helper", ctx.api.base());
-    git::git_checked(None, &["config", "--local", &key, "!hoist git:credentials"])?;
+    git::git_checked(
+        None,
+        &["config", "--local", &key, &git::credential_helper()],
+    )?;
     Ok(())
 }
 
@@ -276,5 +291,67 @@ pub fn git_remote(ctx: &Ctx) -> CliResult<()> {
     git::set_remote(None, remote, &url)?;
     configure_credential_helper(ctx)?;
     println!("set git remote {remote} to {url}");
+    Ok(())
+}
+
+pub fn open(ctx: &Ctx, path: Option<String>) -> CliResult<()> {
+    let app = ctx.app()?;
+    let info = ctx.api.get(&app_path(&app, &[]))?;
+    let mut url = s(&info, "/web_url");
+    if let Some(p) = path {
+        url = format!(
+            "{}/{}",
+            url.trim_end_matches('/'),
+            p.trim_start_matches('/')
+        );
+    }
+    println!("{url}");
+    // Best effort: there may be no browser (a server, CI); the URL is printed anyway.
+    let _ = std::process::Command::new("xdg-open")
+        .arg(&url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    Ok(())
+}
+
+pub fn git_clone(ctx: &Ctx, directory: Option<std::path::PathBuf>) -> CliResult<()> {
+    let app = ctx
+        .app_flag()
+        .map(str::to_string)
+        .ok_or_else(|| CliError::usage("Which app? Use hoist git:clone -a APP [DIRECTORY]."))?;
+    let info = ctx.api.get(&app_path(&app, &[]))?;
+    let name = s(&info, "/name");
+    let url = git::app_git_url(ctx.api.base(), &name);
+    let dir = directory.unwrap_or_else(|| std::path::PathBuf::from(&name));
+    let dir_text = dir.to_string_lossy().into_owned();
+    // git prints its own progress; the credential helper is passed for this clone
+    // and then saved in the new repository's config.
+    let helper = format!(
+        "credential.{}.helper={}",
+        ctx.api.base(),
+        git::credential_helper()
+    );
+    let status = std::process::Command::new("git")
+        .args([
+            "-c",
+            &helper,
+            "clone",
+            "-o",
+            ctx.remote_name(),
+            &url,
+            &dir_text,
+        ])
+        .status()
+        .map_err(|e| CliError::failed(format!("Could not run git: {e}")))?;
+    if !status.success() {
+        return Err(CliError::failed(format!("git clone {url} failed.")));
+    }
+    let key = format!("credential.{}.helper", ctx.api.base());
+    git::git_checked(
+        Some(&dir),
+        &["config", "--local", &key, &git::credential_helper()],
+    )?;
     Ok(())
 }

@@ -226,14 +226,30 @@ pub fn git_credentials(ctx: &Ctx, operation: &str) -> CliResult<()> {
         return Ok(());
     }
     let request = parse_credential_request(&input);
-    if !credential_matches(ctx.api.base(), &request) {
-        return Ok(());
-    }
-    if let Some(token) = ctx.api.token() {
+    if let Some(token) = credential_token(ctx.api.base(), ctx.api.token(), &request) {
         println!("username=hoist");
         println!("password={token}");
     }
     Ok(())
+}
+
+/// The token for a credential request: ours when it is for our API, else the
+/// ~/.netrc entry saved for exactly that host (git only asks this helper for the
+/// URL it was configured for, which may differ from the current HOIST_API_URL).
+fn credential_token(
+    api_url: &str,
+    token: Option<&str>,
+    request: &[(String, String)],
+) -> Option<String> {
+    if credential_matches(api_url, request) {
+        return token.map(str::to_string);
+    }
+    let host = request
+        .iter()
+        .find(|(k, _)| k == "host")
+        .map(|(_, v)| v.as_str())?;
+    let text = netrc::read(&netrc::default_path()?).ok()?;
+    netrc::lookup(&text, host)?.password
 }
 
 #[cfg(test)]

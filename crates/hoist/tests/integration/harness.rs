@@ -240,3 +240,129 @@ pub fn exists_on_path(bin: &str) -> Option<PathBuf> {
             .find(|p| Path::new(p).is_file())
     })
 }
+
+impl TestPlatform {
+    /// Copies a directory into a fresh git repository with one commit on `main`.
+    pub fn git_repo_from(&self, src: &Path) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("repo dir");
+        run(Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", src.display()))
+            .arg(dir.path()));
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        git(dir.path(), &["add", "-A"]);
+        git(dir.path(), &["commit", "-q", "-m", "deploy"]);
+        dir
+    }
+
+    pub fn git_url(&self, app: &str) -> String {
+        format!(
+            "http://hoist:{}@127.0.0.1:{}/{app}.git",
+            self.token, self.api_port
+        )
+    }
+
+    /// `git push <app> <refspec>`; returns (success, combined output).
+    pub fn push(&self, repo: &Path, app: &str, refspec: &str) -> (bool, String) {
+        let out = Command::new("git")
+            .current_dir(repo)
+            .args(["push", &self.git_url(app), refspec])
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .expect("git push");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+
+    /// GET through the router with the app's Host header.
+    pub fn get_app(&self, host: &str, path: &str) -> Result<(u16, String), String> {
+        let resp = self
+            .client
+            .get(format!("http://127.0.0.1:{}{path}", self.router_port))
+            .header("Host", host)
+            .send()
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().unwrap_or_default()))
+    }
+
+    /// Polls the router until the app answers 200 (or panics with the app's log).
+    pub fn wait_for_app(&self, app: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let host = format!("{app}.localhost");
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match self.get_app(&host, "/") {
+                Ok((200, body)) => return body,
+                Ok((s, body)) => {
+                    last = format!("{s}: {}", body.chars().take(200).collect::<String>())
+                }
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "{app} did not answer 200 within {timeout:?} (last: {last})\napp log:\n{}",
+            self.app_log(app)
+        );
+    }
+
+    /// The app's log history through a log session (non-tail).
+    pub fn app_log(&self, app: &str) -> String {
+        let (s, body) = self.call(
+            "POST",
+            &format!("/apps/{app}/log-sessions"),
+            Some(serde_json::json!({"lines": 1500})),
+        );
+        if s != 201 {
+            return format!("(no log session: {s} {body})");
+        }
+        let url = body["logplex_url"].as_str().unwrap_or_default().to_string();
+        match self.client.get(&url).send().and_then(|r| r.text()) {
+            Ok(t) => t
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Err(e) => format!("(log stream failed: {e})"),
+        }
+    }
+
+    /// Polls `GET /apps/{app}/dynos` until `pred` holds.
+    pub fn wait_for_dynos(
+        &self,
+        app: &str,
+        timeout: Duration,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, body) = self.call("GET", &format!("/apps/{app}/dynos"), None);
+            let list = body.as_array().cloned().unwrap_or_default();
+            if pred(&list) {
+                return list;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dynos of {app} never matched: {list:?}\napp log:\n{}",
+                self.app_log(app)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    run(Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Hoist Test")
+        .env("GIT_AUTHOR_EMAIL", "test@hoist.local")
+        .env("GIT_COMMITTER_NAME", "Hoist Test")
+        .env("GIT_COMMITTER_EMAIL", "test@hoist.local"))
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

@@ -2,5 +2,6 @@
 //! processes on free loopback ports and drives them over HTTP, git and the CLIs.
 
 mod api;
+mod deploy;
 mod harness;
 mod heroku_cli;
