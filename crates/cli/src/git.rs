@@ -124,7 +124,7 @@ pub fn credential_helper() -> String {
     let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
         return bare;
     };
-    if !me.file_name().is_some_and(|n| n == "hoist") {
+    if me.file_name().is_none_or(|n| n != "hoist") {
         return bare;
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {

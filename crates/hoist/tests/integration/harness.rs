@@ -13,6 +13,7 @@ pub struct TestPlatform {
     pub dir: tempfile::TempDir,
     pub api_port: u16,
     pub router_port: u16,
+    extra_args: Vec<String>,
     pub token: String,
     child: Option<Child>,
     client: Client,
@@ -31,12 +32,18 @@ pub fn hoist_bin() -> PathBuf {
 
 impl TestPlatform {
     pub fn start() -> TestPlatform {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `hoist server` flags (e.g. short timeouts).
+    pub fn start_with(extra: &[&str]) -> TestPlatform {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut p = TestPlatform {
             dir,
             api_port: free_port(),
             router_port: free_port(),
             token: String::new(),
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             client: Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -74,6 +81,7 @@ impl TestPlatform {
             .arg(format!("127.0.0.1:{}", self.api_port))
             .arg("--router-addr")
             .arg(format!("127.0.0.1:{}", self.router_port))
+            .args(&self.extra_args)
             .env("HOIST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
@@ -97,6 +105,14 @@ impl TestPlatform {
                 self.server_log()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9` of the daemon: dynos must survive it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 
@@ -365,4 +381,48 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Deploys a tiny app made only of a Procfile (and optional files), built by the
+/// test's shell buildpack: seconds instead of a language build.
+pub fn deploy_procfile(
+    p: &TestPlatform,
+    app: &str,
+    procfile: &str,
+    files: &[(&str, &str)],
+) -> (bool, String) {
+    let (s, body) = p.call("POST", "/apps", Some(serde_json::json!({"name": app})));
+    assert!(s == 201 || s == 409, "{body}");
+    let bp = repo_root().join("crates/hoist/tests/fixtures/shell-buildpack");
+    let bp = std::fs::canonicalize(bp).expect("fixture buildpack");
+    let (s, body) = p.call(
+        "PUT",
+        &format!("/apps/{app}/buildpack-installations"),
+        Some(serde_json::json!({"updates": [{"buildpack": bp.display().to_string()}]})),
+    );
+    assert_eq!(s, 200, "{body}");
+    let src = tempfile::tempdir().expect("src");
+    std::fs::write(src.path().join("Procfile"), procfile).expect("Procfile");
+    for (name, content) in files {
+        std::fs::write(src.path().join(name), content).expect("file");
+    }
+    let repo = p.git_repo_from(src.path());
+    // Each call makes a fresh history: force-push it, as redeploying any tree should work.
+    p.push(repo.path(), app, "+main:main")
+}
+
+/// Polls the app's log until it contains `needle`.
+pub fn wait_for_log(p: &TestPlatform, app: &str, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let log = p.app_log(app);
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never appeared in the log of {app}:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

@@ -3,5 +3,6 @@
 
 mod api;
 mod deploy;
+mod dynos;
 mod harness;
 mod heroku_cli;
