@@ -538,7 +538,14 @@ impl Loop {
         let _ = self.store.delete_dyno(id);
         let runtime = self.runtime.clone();
         let cid = id.to_string();
+        // An attached session may still be reading the last output from the shim.
+        let linger = if rec.spec.attach {
+            Duration::from_secs(30)
+        } else {
+            Duration::ZERO
+        };
         tokio::spawn(async move {
+            tokio::time::sleep(linger).await;
             let _ = runtime.remove(&cid).await;
         });
         if let Some(one_off) = rec.one_off.as_mut() {

@@ -2,6 +2,7 @@
 //! per-dyno supervisor, and every other command is the CLI client.
 
 mod githook;
+mod rendezvous;
 mod server;
 
 fn main() {

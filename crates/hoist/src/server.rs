@@ -52,6 +52,10 @@ pub struct ServerArgs {
     /// Restart every dyno daily like Heroku's cycling (`false` to switch off).
     #[arg(long, env = "HOIST_DAILY_CYCLING", default_value_t = true, action = clap::ArgAction::Set)]
     pub daily_cycling: bool,
+    /// Address of the TLS rendezvous endpoint for attached one-off dynos
+    /// (`hoist run`, `heroku run`); port 0 picks a free one.
+    #[arg(long, env = "HOIST_RENDEZVOUS_ADDR", default_value = "127.0.0.1:0")]
+    pub rendezvous_addr: SocketAddr,
     /// Email of the owner account created on first start.
     #[arg(long, env = "HOIST_ADMIN_EMAIL", default_value = "admin@hoist.local")]
     pub admin_email: String,
@@ -118,6 +122,9 @@ struct ServerPlatform {
     manager: tokio::sync::OnceCell<DynoManager>,
     router_metrics: Arc<hoist_router::Metrics>,
     api_url: String,
+    rendezvous: Arc<crate::rendezvous::Pending>,
+    /// `host:port` clients use to reach the rendezvous endpoint.
+    rendezvous_host: String,
 }
 
 impl ServerPlatform {
@@ -209,10 +216,9 @@ impl Operations for ServerPlatform {
     }
     fn run(&self, req: OneOffDyno) -> BoxFuture<'static, Result<OneOffStarted, String>> {
         let manager = self.manager().cloned();
+        let pending = self.rendezvous.clone();
+        let rendezvous_host = self.rendezvous_host.clone();
         Box::pin(async move {
-            if req.attach {
-                return Err("Attached one-off dynos (hoist run / heroku run) are not supported by this server yet; use run:detached and hoist logs.".into());
-            }
             let m = manager.ok_or("the dyno manager is not running")?;
             let started = m
                 .run_one_off(OneOffRequest {
@@ -220,18 +226,24 @@ impl Operations for ServerPlatform {
                     command: req.command,
                     env: req.env,
                     size: req.size,
-                    attach: false,
-                    tty: false,
+                    attach: req.attach,
+                    tty: req.tty,
                     process_type: "run".into(),
                     release_version: None,
                     output: None,
                     time_to_live: req.time_to_live,
                 })
                 .await?;
+            let attach_url = req.attach.then(|| {
+                format!(
+                    "rendezvous://{rendezvous_host}/{}",
+                    pending.register(&started.id)
+                )
+            });
             Ok(OneOffStarted {
                 name: started.name,
                 size: started.size.name().to_string(),
-                attach_url: None,
+                attach_url,
             })
         })
     }
@@ -353,7 +365,25 @@ async fn run(args: ServerArgs) -> Result<()> {
             manager: manager_cell.clone(),
         }),
     ));
+    let rendezvous_listener = tokio::net::TcpListener::bind(args.rendezvous_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the rendezvous endpoint to {}",
+                args.rendezvous_addr
+            )
+        })?;
+    let rendezvous_port = rendezvous_listener.local_addr()?.port();
+    let public_host = url_host(&api_url).unwrap_or_else(|| api_addr.ip().to_string());
+    let tls = crate::rendezvous::tls_config(
+        &args.data_dir,
+        &[public_host.clone(), "127.0.0.1".into(), "localhost".into()],
+    )
+    .context("setting up TLS for one-off dyno sessions")?;
+    let pending = Arc::new(crate::rendezvous::Pending::default());
     let server_platform = Arc::new(ServerPlatform {
+        rendezvous: pending.clone(),
+        rendezvous_host: format!("{public_host}:{rendezvous_port}"),
         store: store.clone(),
         data_dir: args.data_dir.clone(),
         logs: logs.clone(),
@@ -384,6 +414,12 @@ async fn run(args: ServerArgs) -> Result<()> {
     if !args.daily_cycling {
         mcfg.cycle_after = None;
     }
+    tokio::spawn(crate::rendezvous::serve(
+        rendezvous_listener,
+        tls,
+        pending,
+        runtime.clone(),
+    ));
     let manager = DynoManager::start(
         mcfg,
         store.clone(),
@@ -497,4 +533,19 @@ fn install_buildpacks(data_dir: &Path) -> Result<()> {
     std::fs::rename(&tmp, &dest)?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
+}
+
+/// The host part of a URL such as `http://127.0.0.1:5000`.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?.to_string()
+    } else {
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(h, _)| h)
+            .to_string()
+    };
+    (!host.is_empty()).then_some(host)
 }

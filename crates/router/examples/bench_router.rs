@@ -44,7 +44,16 @@ fn main() -> std::io::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let router = Router::new(RouterConfig::default(), table, Arc::new(NoHooks));
+        // ROUTER_WORKERS=n overrides the worker thread count (default: one per CPU).
+        let workers = std::env::var("ROUTER_WORKERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let cfg = RouterConfig {
+            workers,
+            ..RouterConfig::default()
+        };
+        let router = Router::new(cfg, table, Arc::new(NoHooks));
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
         eprintln!("bench_router listening on 127.0.0.1:{port}");
         router

@@ -204,7 +204,7 @@ async fn worker(
     mut queue: mpsc::UnboundedReceiver<Accepted>,
     stop_rx: watch::Receiver<bool>,
 ) {
-    let client = proxy::dyno_client(&shared.cfg);
+    let client = Arc::new(proxy::dyno_client(&shared.cfg));
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let mut builder = http1::Builder::new();
     builder

@@ -67,7 +67,7 @@ pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     pub(crate) local_port: u16,
     pub(crate) state: Arc<ConnState>,
-    pub(crate) client: DynoClient,
+    pub(crate) client: Arc<DynoClient>,
     /// Set by a handler that answered 101: the connection loop hands the client
     /// socket (and any bytes already read) to the tunnel.
     pub(crate) upgrade: Mutex<Option<oneshot::Sender<(ClientIo, Bytes)>>>,

@@ -423,6 +423,8 @@ struct Shim {
     exit: Option<(i32, bool)>,
     collect_deadline: Option<Instant>,
     acked: bool,
+    /// An attach client received the exit status (attached dynos wait for one).
+    attach_served: bool,
 }
 
 impl Shim {
@@ -454,6 +456,7 @@ impl Shim {
             exit: None,
             collect_deadline: None,
             acked: false,
+            attach_served: false,
         };
         if let Err(e) = shim.launch() {
             // Report like a failed container start: message on stderr, status 127.
@@ -763,7 +766,10 @@ impl Shim {
             .attach
             .as_ref()
             .is_none_or(|c| c.exit_sent && self.attach_box.is_empty());
-        self.acked && attach_done
+        // An attached dyno's client may connect after the command already ended
+        // (`heroku run 'echo hi'`): keep its output until one has been served.
+        let attach_served = !self.cfg.attach || self.attach_served;
+        self.acked && attach_done && attach_served
     }
 
     fn accept(&mut self) {
@@ -1083,6 +1089,9 @@ impl Shim {
                         true,
                     );
                     c.exit_sent = true;
+                    if role == proto::ROLE_ATTACH {
+                        self.attach_served = true;
+                    }
                 }
             }
             if outbox.flush(&c.stream).is_err() {

@@ -1,9 +1,10 @@
 //! The official Heroku CLI (npm package `heroku`) as a real client of Hoist's API.
 //! CI installs it; set HOIST_SKIP_HEROKU_CLI=1 to skip locally without it.
 
-use crate::harness::{exists_on_path, TestPlatform};
+use crate::harness::{deploy_procfile, exists_on_path, TestPlatform};
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 fn heroku_bin() -> Option<PathBuf> {
     if std::env::var_os("HOIST_SKIP_HEROKU_CLI").is_some() {
@@ -36,6 +37,8 @@ impl Heroku<'_> {
             .env("HEROKU_UPDATE_INSTRUCTIONS", "disabled")
             .env("HEROKU_SKIP_NEW_VERSION_CHECK", "true")
             .env("NO_COLOR", "1")
+            .env("NODE_EXTRA_CA_CERTS", self.p.data_dir().join("ca.pem"))
+            .stdin(std::process::Stdio::null())
             .env("CI", "true")
             .output()
             .expect("run heroku");
@@ -119,4 +122,74 @@ fn heroku_cli_manages_apps_config_releases_and_rollback() {
     assert!(out.contains("Couldn't find that app"), "{out}");
     h.ok(&["apps:destroy", "cli-demo", "--confirm", "cli-demo"]);
     assert_eq!(p.call("GET", "/apps/cli-demo", None).0, 404);
+}
+
+#[test]
+fn heroku_cli_runs_ps_scale_logs_and_one_off_dynos() {
+    let Some(bin) = heroku_bin() else {
+        eprintln!("skipping: HOIST_SKIP_HEROKU_CLI is set");
+        return;
+    };
+    let p = TestPlatform::start();
+    let h = Heroku {
+        bin,
+        p: &p,
+        home: tempfile::tempdir().unwrap(),
+    };
+    let (ok, out) = deploy_procfile(
+        &p,
+        "cli-dynos",
+        "web: exec python3 -m http.server $PORT\n",
+        &[("index.html", "hi\n")],
+    );
+    assert!(ok, "{out}");
+    p.wait_for_app("cli-dynos", Duration::from_secs(60));
+
+    let out = h.ok(&["ps", "-a", "cli-dynos"]);
+    assert!(out.contains("web.1: up"), "{out}");
+    h.ok(&["ps:scale", "web=2", "-a", "cli-dynos"]);
+    p.wait_for_dynos("cli-dynos", Duration::from_secs(60), |d| {
+        d.iter().filter(|x| x["state"] == "up").count() == 2
+    });
+    let out = h.ok(&["ps", "-a", "cli-dynos"]);
+    assert!(out.contains("web.2: up"), "{out}");
+
+    // Attached one-off dyno over the TLS rendezvous, exit status carried back.
+    let (code, out) = h.run(&["run", "echo hello from $DYNO; exit 3", "-a", "cli-dynos"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("hello from run."), "{out}");
+    let out = h.ok(&["run:detached", "echo detached ran", "-a", "cli-dynos"]);
+    assert!(out.contains("run."), "{out}");
+    crate::harness::wait_for_log(&p, "cli-dynos", "detached ran", Duration::from_secs(30));
+
+    let out = h.ok(&["logs", "-n", "200", "-a", "cli-dynos"]);
+    for expected in [
+        "heroku[web.1]: State changed from starting to up",
+        "app[api]: Release v2 created",
+        "heroku[router]: at=info",
+    ] {
+        assert!(
+            out.contains(expected),
+            "missing {expected:?} in heroku logs:\n{out}"
+        );
+    }
+    let out = h.ok(&[
+        "logs",
+        "-n",
+        "50",
+        "--source",
+        "app",
+        "--dyno",
+        "web",
+        "-a",
+        "cli-dynos",
+    ]);
+    assert!(!out.contains("heroku["), "source filter: {out}");
+    h.ok(&["ps:restart", "-a", "cli-dynos"]);
+    crate::harness::wait_for_log(
+        &p,
+        "cli-dynos",
+        "Restart all dynos",
+        Duration::from_secs(10),
+    );
 }

@@ -1,0 +1,201 @@
+//! Heroku's rendezvous protocol for attached one-off dynos (`heroku run`, `hoist run`):
+//! the client opens TLS to `rendezvous://host:port/<secret>`, writes the secret and
+//! `\r\n`, receives `rendezvous\r\n` once paired, then raw bytes flow both ways. The
+//! exit status travels in-band as `\u{FFFF} heroku-command-exit-status: N`, which the
+//! Heroku CLI scans for. The certificate comes from a CA the server keeps in its data
+//! directory (`ca.pem`), so clients trust it with `NODE_EXTRA_CA_CERTS` / `HOIST_CA_FILE`.
+
+use anyhow::{Context, Result};
+use hoist_runtime::{AttachEvent, Runtime};
+use parking_lot::Mutex;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::collections::HashMap;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+/// Secrets waiting for their client, with the dyno they open.
+#[derive(Default)]
+pub struct Pending {
+    map: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl Pending {
+    /// Registers a dyno; returns the one-time secret.
+    pub fn register(&self, dyno_id: &str) -> String {
+        let secret = hoist_store::new_token();
+        let mut map = self.map.lock();
+        map.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(300));
+        map.insert(secret.clone(), (dyno_id.to_string(), Instant::now()));
+        secret
+    }
+
+    fn take(&self, secret: &str) -> Option<String> {
+        self.map.lock().remove(secret).map(|(id, _)| id)
+    }
+}
+
+/// Loads (or creates on first start) the platform CA and issues this start's server
+/// certificate for the given host names / IPs.
+pub fn tls_config(data_dir: &Path, hosts: &[String]) -> Result<rustls::ServerConfig> {
+    let ca_pem_path = data_dir.join("ca.pem");
+    let ca_key_path = data_dir.join("ca.key");
+    // The CA is its key plus fixed parameters: re-signing them after a restart yields a
+    // certificate with the same subject and key, so leaves chain to the saved ca.pem.
+    let ca_params = || -> Result<CertificateParams> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Hoist platform CA");
+        Ok(params)
+    };
+    let (ca_key, ca_params) = if ca_key_path.exists() && ca_pem_path.exists() {
+        let key =
+            KeyPair::from_pem(&std::fs::read_to_string(&ca_key_path)?).context("reading ca.key")?;
+        (key, ca_params()?)
+    } else {
+        let key = KeyPair::generate()?;
+        let params = ca_params()?;
+        let cert = params.self_signed(&key)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&ca_key_path)?;
+        std::io::Write::write_all(&mut f, key.serialize_pem().as_bytes())?;
+        std::fs::write(&ca_pem_path, cert.pem())?;
+        info!(path = %ca_pem_path.display(), "created the platform CA for one-off dyno sessions");
+        (key, ca_params()?)
+    };
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let leaf_key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(hosts.to_vec())?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, "Hoist rendezvous");
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca_cert, &ca_key)?;
+    let cfg = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(leaf_cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )?;
+    Ok(cfg)
+}
+
+pub async fn serve(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    pending: Arc<Pending>,
+    runtime: Arc<dyn Runtime>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    loop {
+        let Ok((tcp, peer)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let pending = pending.clone();
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            if let Err(e) = session(acceptor, tcp, pending, runtime).await {
+                warn!(%peer, error = format!("{e:#}"), "rendezvous session ended with an error");
+            }
+        });
+    }
+}
+
+async fn session(
+    acceptor: tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    pending: Arc<Pending>,
+    runtime: Arc<dyn Runtime>,
+) -> Result<()> {
+    let tls = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await??;
+    let (rd, mut wr) = tokio::io::split(tls);
+    let mut rd = BufReader::new(rd);
+    let mut line = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        (&mut rd).take(512).read_until(b'\n', &mut line),
+    )
+    .await??;
+    let secret = String::from_utf8_lossy(&line).trim().to_string();
+    let Some(dyno_id) = pending.take(&secret) else {
+        wr.write_all(b"! unknown or expired rendezvous secret\r\n")
+            .await?;
+        return Ok(());
+    };
+    let attached = runtime
+        .attach(&dyno_id)
+        .await
+        .context("attaching to the dyno")?;
+    let (mut input, mut output) = attached.split();
+    let tty = input.is_tty();
+    // Paired: this line alone, before any program output (the CLI drops the first chunk).
+    wr.write_all(b"rendezvous\r\n").await?;
+    wr.flush().await?;
+    let to_dyno = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = rd.read(&mut buf).await?;
+            if n == 0 {
+                let _ = input.close_stdin().await;
+                return Ok::<_, std::io::Error>(());
+            }
+            let mut data = &buf[..n];
+            // Without a tty the CLI marks end of input with EOT.
+            if !tty {
+                if let Some(pos) = data.iter().position(|b| *b == 0x04) {
+                    data = &data[..pos];
+                    if !data.is_empty() {
+                        input.write(data).await?;
+                    }
+                    input.close_stdin().await?;
+                    // Keep draining so the socket stays healthy; ignore the rest.
+                    while rd.read(&mut buf).await? > 0 {}
+                    return Ok(());
+                }
+            }
+            input.write(data).await?;
+        }
+    };
+    let from_dyno = async move {
+        while let Some(ev) = output.next().await {
+            match ev {
+                AttachEvent::Output { data, .. } => {
+                    wr.write_all(&data).await?;
+                    wr.flush().await?;
+                }
+                AttachEvent::Exited { status, .. } => {
+                    let marker = format!("\u{FFFF} heroku-command-exit-status: {status}\n");
+                    wr.write_all(marker.as_bytes()).await?;
+                    wr.flush().await?;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let _ = wr.shutdown().await;
+        Ok::<_, std::io::Error>(())
+    };
+    // Input may end long before output (EOT after a pipe); output ends the session.
+    let mut input_task = tokio::spawn(to_dyno);
+    let r = from_dyno.await;
+    // Let the client close its side first: dropping a socket with unread bytes makes the
+    // kernel send a reset, which the Heroku CLI reports as a crash.
+    if tokio::time::timeout(Duration::from_secs(5), &mut input_task)
+        .await
+        .is_err()
+    {
+        input_task.abort();
+    }
+    r?;
+    Ok(())
+}
