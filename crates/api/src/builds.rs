@@ -195,38 +195,14 @@ async fn create_build(
         }
         st.store.set_buildpacks(&app.id, &urls)?;
     }
-    let slot = st.deployer.claim(&app)?;
-    let (build, log) = st.deployer.start_build(
-        &app,
-        &who,
-        req.source_blob.version.as_deref(),
-        Some(&req.source_blob.url),
-    )?;
-    let body = views::build(&st.cfg, &app, &build);
-    let st2 = st.clone();
-    let url = req.source_blob.url.clone();
-    tokio::spawn(async move {
-        let src = st2
-            .deployer
-            .source_root()
-            .join(uuid::Uuid::new_v4().to_string());
-        log.push("-----> Fetching source");
-        match fetch_source(&st2, &url, &src).await {
-            Ok(()) => {
-                let web_url = st2.cfg.web_url(&app.name);
-                let _ = st2
-                    .deployer
-                    .run(slot, app, who, build, log, src, web_url)
-                    .await;
-            }
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&src);
-                log.push(&format!(" !     {e}"));
-                let _ = st2.store.finish_build(&build.id, "failed", None, None);
-                log.finish();
-            }
-        }
-    });
+    let body = start_source_build(
+        &st,
+        app,
+        who,
+        req.source_blob.url.clone(),
+        req.source_blob.version.clone(),
+    )
+    .await?;
     Ok(json(StatusCode::CREATED, body))
 }
 
@@ -280,4 +256,44 @@ async fn build_output(
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(body)
         .map_err(ApiError::internal)?)
+}
+
+/// Claims the app's build slot, records the build and runs it in the background from
+/// a tarball URL; returns the build as JSON.
+pub(crate) async fn start_source_build(
+    st: &SharedState,
+    app: hoist_store::App,
+    who: hoist_store::Account,
+    url: String,
+    version: Option<String>,
+) -> ApiResult<serde_json::Value> {
+    let slot = st.deployer.claim(&app)?;
+    let (build, log) = st
+        .deployer
+        .start_build(&app, &who, version.as_deref(), Some(&url))?;
+    let body = views::build(&st.cfg, &app, &build);
+    let st2 = st.clone();
+    tokio::spawn(async move {
+        let src = st2
+            .deployer
+            .source_root()
+            .join(uuid::Uuid::new_v4().to_string());
+        log.push("-----> Fetching source");
+        match fetch_source(&st2, &url, &src).await {
+            Ok(()) => {
+                let web_url = st2.cfg.web_url(&app.name);
+                let _ = st2
+                    .deployer
+                    .run(slot, app, who, build, log, src, web_url)
+                    .await;
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&src);
+                log.push(&format!(" !     {e}"));
+                let _ = st2.store.finish_build(&build.id, "failed", None, None);
+                log.finish();
+            }
+        }
+    });
+    Ok(body)
 }

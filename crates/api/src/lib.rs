@@ -15,6 +15,7 @@ mod ops;
 mod range;
 mod releases;
 mod views;
+mod webhook;
 
 pub use auth::Auth;
 pub use error::{ApiError, ApiResult};
@@ -159,6 +160,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(builds::routes())
         .merge(git::routes())
         .merge(ops::routes())
+        .merge(webhook::routes())
         .fallback(|| async { ApiError::not_found("resource") })
         .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -256,3 +256,150 @@ fn scale_restart_config_and_rollback_drive_real_dynos() {
     let (s, _) = p.get_app("nothing-here.localhost", "/").unwrap();
     assert_eq!(s, 404);
 }
+
+/// A gzipped tarball of `dir` (as `hoist deploy` or a code host would send).
+fn tarball(dir: &std::path::Path) -> Vec<u8> {
+    let out = std::process::Command::new("tar")
+        .args(["-czf", "-", "--exclude=.git", "-C"])
+        .arg(dir)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn wait_for_build(p: &TestPlatform, app: &str, id: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, b) = p.call("GET", &format!("/apps/{app}/builds/{id}"), None);
+        if b["status"] != "pending" {
+            return b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "build {id} never finished"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn build_api_and_signed_webhooks_deploy_tarballs() {
+    let p = TestPlatform::start();
+    assert_eq!(
+        p.call("POST", "/apps", Some(json!({"name": "tarred"}))).0,
+        201
+    );
+    let tgz = tarball(&repo_root().join("examples/go"));
+
+    // Upload to Hoist itself, then build from the source URL.
+    let (s, src) = p.call("POST", "/sources", None);
+    assert_eq!(s, 201, "{src}");
+    let put = src["source_blob"]["put_url"].as_str().unwrap();
+    let r = reqwest::blocking::Client::new()
+        .put(put)
+        .body(tgz.clone())
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let get_url = src["source_blob"]["get_url"].as_str().unwrap();
+    let (s, build) = p.call(
+        "POST",
+        "/apps/tarred/builds",
+        Some(json!({"source_blob": {"url": get_url, "version": "v1.0"}})),
+    );
+    assert_eq!(s, 201, "{build}");
+    let out = reqwest::blocking::get(build["output_stream_url"].as_str().unwrap())
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        out.contains("Go app detected") && out.contains("Released v2"),
+        "{out}"
+    );
+    let done = wait_for_build(&p, "tarred", build["id"].as_str().unwrap());
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(p
+        .wait_for_app("tarred", Duration::from_secs(60))
+        .contains("Hello from Go"));
+
+    // A code host's push event: served from a local HTTP server, signed with the app's secret.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = tgz.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(1) {
+            use std::io::{Read, Write};
+            let mut s = stream.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                served.len()
+            );
+            let _ = s.write_all(&served);
+        }
+    });
+    let (_, hook) = p.call("GET", "/apps/tarred/webhook", None);
+    let secret = hook["secret"].as_str().unwrap();
+    let event = json!({
+        "ref": "refs/heads/main",
+        "after": "0123456789abcdef0123456789abcdef01234567",
+        "repository": {"archive_url": format!("http://127.0.0.1:{port}/repo/{{archive_format}}{{/ref}}")},
+    })
+    .to_string();
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(event.as_bytes());
+    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let send = |sig: &str| {
+        reqwest::blocking::Client::new()
+            .post(p.url("/apps/tarred/webhooks/push"))
+            .header("X-Hub-Signature-256", sig)
+            .header("Content-Type", "application/json")
+            .body(event.clone())
+            .send()
+            .unwrap()
+    };
+    assert_eq!(
+        send("sha256=00").status().as_u16(),
+        401,
+        "bad signatures are refused"
+    );
+    let r = send(&sig);
+    assert_eq!(r.status().as_u16(), 202);
+    let b: serde_json::Value = r.json().unwrap();
+    let done = wait_for_build(&p, "tarred", b["id"].as_str().unwrap());
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (_, rel) = p.call("GET", "/apps/tarred/releases/3", None);
+    assert_eq!(rel["description"], "Deploy 0123456", "{rel}");
+
+    // A tarball with a path-traversal entry fails the build and changes nothing.
+    let evil = tempfile::tempdir().unwrap();
+    let evil_tgz = evil.path().join("evil.tgz");
+    let ok = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import tarfile,io,sys\nt=tarfile.open(sys.argv[1],'w:gz')\ni=tarfile.TarInfo('../escape.txt');d=b'x';i.size=1\nt.addfile(i,io.BytesIO(d))\nt.close()")
+        .arg(&evil_tgz)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let (_, src) = p.call("POST", "/sources", None);
+    let put = src["source_blob"]["put_url"].as_str().unwrap();
+    reqwest::blocking::Client::new()
+        .put(put)
+        .body(std::fs::read(&evil_tgz).unwrap())
+        .send()
+        .unwrap();
+    let (_, build) = p.call(
+        "POST",
+        "/apps/tarred/builds",
+        Some(json!({"source_blob": {"url": src["source_blob"]["get_url"]}})),
+    );
+    let done = wait_for_build(&p, "tarred", build["id"].as_str().unwrap());
+    assert_eq!(done["status"], "failed", "{done}");
+    let (_, rels) = p.call("GET", "/apps/tarred/releases", None);
+    assert_eq!(rels.as_array().unwrap().len(), 3);
+}
