@@ -94,10 +94,10 @@ async fn get_source(State(st): State<SharedState>, Path(id): Path<String>) -> Ap
     let file = tokio::fs::File::open(sources_dir(&st).join(format!("{id}.tgz")))
         .await
         .map_err(|_| ApiError::not_found("source"))?;
-    Ok(Response::builder()
+    Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .body(Body::from_stream(tokio_util::io::ReaderStream::new(file)))
-        .map_err(ApiError::internal)?)
+        .map_err(ApiError::internal)
 }
 
 #[derive(Deserialize)]
@@ -252,10 +252,10 @@ async fn build_output(
         Some(log) => Body::from_stream(log.stream()),
         None => Body::from(std::fs::read(st.deployer.build_log_path(&id)).unwrap_or_default()),
     };
-    Ok(Response::builder()
+    Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(body)
-        .map_err(ApiError::internal)?)
+        .map_err(ApiError::internal)
 }
 
 /// Claims the app's build slot, records the build and runs it in the background from
@@ -282,10 +282,14 @@ pub(crate) async fn start_source_build(
         match fetch_source(&st2, &url, &src).await {
             Ok(()) => {
                 let web_url = st2.cfg.web_url(&app.name);
-                let _ = st2
-                    .deployer
-                    .run(slot, app, who, build, log, src, web_url)
-                    .await;
+                let job = crate::deploy::BuildJob {
+                    slot,
+                    app,
+                    user: who,
+                    build,
+                    log,
+                };
+                let _ = st2.deployer.run(job, src, web_url).await;
             }
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&src);

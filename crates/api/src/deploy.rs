@@ -36,6 +36,15 @@ impl Drop for BuildSlot {
     }
 }
 
+/// A claimed build slot and the build it runs.
+pub struct BuildJob {
+    pub slot: BuildSlot,
+    pub app: App,
+    pub user: Account,
+    pub build: Build,
+    pub log: Arc<BuildLog>,
+}
+
 pub struct Deployed {
     pub build: Build,
     pub release: Release,
@@ -111,14 +120,17 @@ impl Deployer {
     /// Runs the build of `source_dir` (consumed) and creates the release.
     pub async fn run(
         self: &Arc<Self>,
-        _slot: BuildSlot,
-        app: App,
-        user: Account,
-        build: Build,
-        log: Arc<BuildLog>,
+        job: BuildJob,
         source_dir: PathBuf,
         web_url: String,
     ) -> Result<Deployed, String> {
+        let BuildJob {
+            slot: _slot,
+            app,
+            user,
+            build,
+            log,
+        } = job;
         let result = self
             .run_inner(&app, &user, &build, &log, source_dir, &web_url)
             .await;
@@ -199,12 +211,14 @@ impl Deployer {
             .store
             .create_slug(
                 &app.id,
-                &outcome.slug.id,
-                outcome.slug.size as i64,
-                &outcome.process_types,
-                Some(&outcome.buildpack_description),
-                version.as_deref(),
-                &self.cfg.stack,
+                &hoist_store::NewSlug {
+                    checksum: &outcome.slug.id,
+                    size: outcome.slug.size as i64,
+                    process_types: &outcome.process_types,
+                    description: Some(&outcome.buildpack_description),
+                    commit: version.as_deref(),
+                    stack: &self.cfg.stack,
+                },
             )
             .map_err(|e| e.to_string())?;
         log.push("-----> Launching...");

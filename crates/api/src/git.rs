@@ -323,10 +323,14 @@ async fn hook_push(
     let web_url = st.cfg.web_url(&app.name);
     let run_log = log.clone();
     tokio::spawn(async move {
-        let ok = deployer
-            .run(slot, app, user, build, run_log, src, web_url)
-            .await
-            .is_ok();
+        let job = crate::deploy::BuildJob {
+            slot,
+            app,
+            user,
+            build,
+            log: run_log,
+        };
+        let ok = deployer.run(job, src, web_url).await.is_ok();
         let _ = tx.send(ok);
     });
     let stream = log.stream().chain(futures::stream::once(async move {

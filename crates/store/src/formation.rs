@@ -202,7 +202,17 @@ mod tests {
             ("release".to_string(), "migrate".to_string()),
         ]);
         let slug = s
-            .create_slug(&app.id, "c", 1, &types, None, None, "heroku-24")
+            .create_slug(
+                &app.id,
+                &crate::NewSlug {
+                    checksum: "c",
+                    size: 1,
+                    process_types: &types,
+                    description: None,
+                    commit: None,
+                    stack: "heroku-24",
+                },
+            )
             .unwrap();
         s.create_release(
             &app.id,

@@ -99,6 +99,18 @@ fn slug_by_id(c: &Connection, id: &str) -> Result<Slug> {
     Ok(slug)
 }
 
+/// What a new slug row records.
+#[derive(Debug, Clone)]
+pub struct NewSlug<'a> {
+    /// sha256 of the compressed slug (its file name).
+    pub checksum: &'a str,
+    pub size: i64,
+    pub process_types: &'a BTreeMap<String, String>,
+    pub description: Option<&'a str>,
+    pub commit: Option<&'a str>,
+    pub stack: &'a str,
+}
+
 /// What a new release is made of.
 #[derive(Debug, Clone)]
 pub struct NewRelease {
@@ -415,22 +427,13 @@ impl Store {
         })
     }
 
-    pub fn create_slug(
-        &self,
-        app_id: &str,
-        checksum: &str,
-        size: i64,
-        process_types: &BTreeMap<String, String>,
-        description: Option<&str>,
-        commit: Option<&str>,
-        stack: &str,
-    ) -> Result<Slug> {
+    pub fn create_slug(&self, app_id: &str, new: &NewSlug<'_>) -> Result<Slug> {
         let id = self.write(|tx| {
             let id = new_id();
             tx.execute(
                 "INSERT INTO slugs (id, app_id, checksum, size, process_types, buildpack_provided_description, commit_sha, stack, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![id, app_id, checksum, size, serde_json::to_string(process_types)?, description, commit, stack, now()],
+                params![id, app_id, new.checksum, new.size, serde_json::to_string(new.process_types)?, new.description, new.commit, new.stack, now()],
             )?;
             Ok(id)
         })?;
@@ -633,12 +636,14 @@ mod tests {
         let slug = s
             .create_slug(
                 &app.id,
-                "abc",
-                10,
-                &types,
-                None,
-                Some("1a2b3c4"),
-                "heroku-24",
+                &NewSlug {
+                    checksum: "abc",
+                    size: 10,
+                    process_types: &types,
+                    description: None,
+                    commit: Some("1a2b3c4"),
+                    stack: "heroku-24",
+                },
             )
             .unwrap();
         s.update_config(&app.id, &changes(&[("A", Some("1"))]), &u.id)

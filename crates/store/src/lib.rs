@@ -16,7 +16,7 @@ mod schema;
 pub use accounts::{hash_token, new_token};
 pub use apps::generate_app_name;
 pub use ledger::{
-    validate_config_change, NewRelease, MAX_CONFIG_TOTAL_BYTES, MAX_CONFIG_VALUE_BYTES,
+    validate_config_change, NewRelease, NewSlug, MAX_CONFIG_TOTAL_BYTES, MAX_CONFIG_VALUE_BYTES,
 };
 pub use model::*;
 pub use resources::validate_hostname;

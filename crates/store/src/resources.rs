@@ -195,28 +195,6 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use crate::testutil::{owner_and_app, store};
-
-    #[test]
-    fn domains_are_validated_and_unique() {
-        let (_d, s) = store();
-        let (_u, app) = owner_and_app(&s);
-        let d = s
-            .add_domain(&app.id, "WWW.Example.test.", "localhost")
-            .unwrap();
-        assert_eq!(d.hostname, "www.example.test");
-        assert!(s
-            .add_domain(&app.id, "www.example.test", "localhost")
-            .is_err());
-        assert!(s.add_domain(&app.id, "bad host", "localhost").is_err());
-        assert!(s.add_domain(&app.id, "x.localhost", "localhost").is_err());
-        s.remove_domain(&app.id, "www.example.test").unwrap();
-        assert!(s.domains(&app.id).unwrap().is_empty());
-    }
-}
-
 const ADDON_SELECT: &str = "SELECT d.id, d.name, d.app_id, a.name, d.service, d.plan, d.state, d.created_at, d.updated_at FROM addons d JOIN apps a ON a.id = d.app_id";
 
 fn addon_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::Addon> {
@@ -263,5 +241,27 @@ impl Store {
             }
             Ok(out)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{owner_and_app, store};
+
+    #[test]
+    fn domains_are_validated_and_unique() {
+        let (_d, s) = store();
+        let (_u, app) = owner_and_app(&s);
+        let d = s
+            .add_domain(&app.id, "WWW.Example.test.", "localhost")
+            .unwrap();
+        assert_eq!(d.hostname, "www.example.test");
+        assert!(s
+            .add_domain(&app.id, "www.example.test", "localhost")
+            .is_err());
+        assert!(s.add_domain(&app.id, "bad host", "localhost").is_err());
+        assert!(s.add_domain(&app.id, "x.localhost", "localhost").is_err());
+        s.remove_domain(&app.id, "www.example.test").unwrap();
+        assert!(s.domains(&app.id).unwrap().is_empty());
     }
 }
