@@ -72,9 +72,18 @@ fn is_simple_command(command: &str) -> bool {
     if command.contains([';', '&', '|', '(', ')', '\n', '`', '<', '>', '#']) {
         return false;
     }
+    // Builtins without a program of the same name cannot be `exec`ed (`exit 5`, `cd x`).
+    const BUILTINS: [&str; 24] = [
+        "exit", "cd", "export", "source", ".", "eval", "set", "unset", "return", "trap", "ulimit",
+        "umask", "wait", "read", "alias", "shift", "let", "declare", "local", "readonly", "type",
+        "hash", "builtin", "command",
+    ];
     let first = command.split_whitespace().next().unwrap_or("");
     // `FOO=bar cmd` is an assignment prefix, which `exec` would treat as a command name.
-    !first.is_empty() && !first.contains('=') && !KEYWORDS.contains(&first)
+    !first.is_empty()
+        && !first.contains('=')
+        && !KEYWORDS.contains(&first)
+        && !BUILTINS.contains(&first)
 }
 
 #[cfg(test)]
@@ -88,5 +97,7 @@ mod tests {
         assert!(!wrapper_script("cd x && ./run", "/app").contains("exec cd"));
         assert!(!wrapper_script("FOO=1 node app.js", "/app").contains("exec FOO"));
         assert!(!wrapper_script("exec node", "/app").contains("exec exec"));
+        assert!(wrapper_script("exit 5", "/app").ends_with("; exit 5"));
+        assert!(!wrapper_script("cd /tmp", "/app").contains("exec cd"));
     }
 }
