@@ -46,9 +46,9 @@ pub struct ServerArgs {
     /// Seconds between SIGTERM and SIGKILL when stopping a dyno (Heroku: 30).
     #[arg(long, env = "HOIST_STOP_GRACE", default_value_t = 30)]
     pub stop_grace: u64,
-    /// Minutes without a request before an eco app sleeps (Heroku: 30).
-    #[arg(long, env = "HOIST_IDLE_MINUTES", default_value_t = 30)]
-    pub idle_minutes: u64,
+    /// Seconds without a request before an eco app sleeps (Heroku: 30 minutes).
+    #[arg(long, env = "HOIST_IDLE_SECONDS", default_value_t = 1800)]
+    pub idle_seconds: u64,
     /// Restart every dyno daily like Heroku's cycling (`false` to switch off).
     #[arg(long, env = "HOIST_DAILY_CYCLING", default_value_t = true, action = clap::ArgAction::Set)]
     pub daily_cycling: bool,
@@ -410,7 +410,7 @@ async fn run(args: ServerArgs) -> Result<()> {
     let mut mcfg = ManagerConfig::new(args.data_dir.clone());
     mcfg.boot_timeout = Duration::from_secs(args.boot_timeout);
     mcfg.stop_grace = Duration::from_secs(args.stop_grace);
-    mcfg.idle_after = Duration::from_secs(args.idle_minutes * 60);
+    mcfg.idle_after = Duration::from_secs(args.idle_seconds);
     if !args.daily_cycling {
         mcfg.cycle_after = None;
     }

@@ -216,3 +216,36 @@ fn scaling_to_an_unknown_type_or_negative_quantity_is_refused() {
     );
     assert_eq!(s, 422, "{body}");
 }
+
+#[test]
+fn eco_apps_sleep_when_idle_and_wake_on_the_next_request() {
+    let p = TestPlatform::start_with(&["--idle-seconds", "3"]);
+    let (ok, out) = deploy_procfile(&p, "sleepy", WEB, &[("index.html", "awake\n")]);
+    assert!(ok, "{out}");
+    let (s, body) = p.call(
+        "PATCH",
+        "/apps/sleepy/formation",
+        Some(json!({"updates": [{"type": "web", "size": "eco"}]})),
+    );
+    assert_eq!(s, 200, "{body}");
+    p.wait_for_app("sleepy", Duration::from_secs(60));
+    wait_for_log(&p, "sleepy", "Idling", Duration::from_secs(30));
+    p.wait_for_dynos("sleepy", Duration::from_secs(30), |d| d.is_empty());
+    // The router holds the request, wakes the app and forwards once a dyno is up.
+    let (s, body) = p.get_app("sleepy.localhost", "/").unwrap();
+    assert_eq!((s, body.trim()), (200, "awake"));
+    let log = p.app_log("sleepy");
+    assert!(log.contains("Unidling"), "{log}");
+}
+
+#[test]
+fn standard_apps_never_sleep() {
+    let p = TestPlatform::start_with(&["--idle-seconds", "1"]);
+    let (ok, out) = deploy_procfile(&p, "awake", WEB, &[]);
+    assert!(ok, "{out}");
+    p.wait_for_app("awake", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!p.app_log("awake").contains("Idling"));
+    let (_, d) = p.call("GET", "/apps/awake/dynos", None);
+    assert_eq!(d.as_array().unwrap().len(), 1);
+}
