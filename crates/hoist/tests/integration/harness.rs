@@ -231,6 +231,37 @@ impl Drop for TestPlatform {
             let _ = c.kill();
             let _ = c.wait();
         }
+        self.remove_dynos();
+    }
+}
+
+impl TestPlatform {
+    /// Dynos outlive the daemon by design; a finished test removes its own.
+    fn remove_dynos(&self) {
+        use sha2::Digest;
+        let canon = std::fs::canonicalize(self.data_dir()).unwrap_or_else(|_| self.data_dir());
+        let h = sha2::Sha256::digest(canon.to_string_lossy().as_bytes());
+        let hex: String = h[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let root = format!("/run/hoist/runc-{hex}");
+        if let Ok(out) = Command::new("runc").args(["--root", &root, "list", "-q"]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = Command::new("runc").args(["--root", &root, "kill", "--all", id, "KILL"]).output();
+                let _ = Command::new("runc").args(["--root", &root, "delete", "--force", id]).output();
+            }
+        }
+        let _ = Command::new("pkill").arg("-9").arg("-f").arg(format!("shim {}", self.data_dir().display())).output();
+        let _ = std::fs::remove_dir_all(&root);
+        // Overlay mounts of the dynos' /app live under the data directory.
+        if let Ok(mounts) = std::fs::read_to_string("/proc/mounts") {
+            let dir = self.data_dir().display().to_string();
+            for line in mounts.lines() {
+                if let Some(target) = line.split_whitespace().nth(1) {
+                    if target.starts_with(&dir) {
+                        let _ = Command::new("umount").arg("-l").arg(target).output();
+                    }
+                }
+            }
+        }
     }
 }
 
