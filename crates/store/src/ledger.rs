@@ -710,6 +710,7 @@ mod tests {
             include_str!("accounts.rs"),
             include_str!("formation.rs"),
             include_str!("resources.rs"),
+            include_str!("addons.rs"),
             include_str!("lib.rs"),
         ];
         let needle_update = ["UPDATE", " releases SET"].concat();

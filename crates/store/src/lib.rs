@@ -6,6 +6,7 @@
 //! path updates a release except its status, and triggers in the schema enforce it.
 
 mod accounts;
+mod addons;
 mod apps;
 mod formation;
 mod ledger;
@@ -14,6 +15,7 @@ mod resources;
 mod schema;
 
 pub use accounts::{hash_token, new_token};
+pub use addons::{validate_attachment_name, NewAddon};
 pub use apps::generate_app_name;
 pub use ledger::{
     validate_config_change, NewRelease, NewSlug, MAX_CONFIG_TOTAL_BYTES, MAX_CONFIG_VALUE_BYTES,
