@@ -5,7 +5,7 @@
 //! 1. Provision latency: `provision("postgresql:mini")` until the returned URL answers
 //!    `SELECT 1` (through `psql`), with the managed server already running; compared
 //!    with the floor `createuser` + `createdb` against the same server.
-//! 2. Memory of the server process group (postmaster = group leader) with no add-ons,
+//! 2. Memory of the server process tree (postmaster + children) with no add-ons,
 //!    with N idle add-ons, and with N add-ons holding one open connection each.
 //!
 //! Uses a fresh temporary data dir and the default (production) server settings.
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hoist_addons::{group_memory_kb, AddonsConfig, Registry};
+use hoist_addons::{tree_memory_kb, AddonsConfig, Registry};
 
 fn psql_ok(url: &str) -> bool {
     Command::new("psql")
@@ -41,7 +41,7 @@ fn stats(name: &str, mut v: Vec<Duration>) {
 }
 
 fn mem(label: &str, pgid: i32, base: Option<(u64, u64)>, n: u64) -> (u64, u64) {
-    let (rss, pss, procs) = group_memory_kb(pgid);
+    let (rss, pss, procs) = tree_memory_kb(pgid);
     print!(
         "{label:<42} processes {procs:>3}  RSS {:>7} kB  PSS {:>7} kB",
         rss, pss

@@ -33,7 +33,7 @@ mod registry;
 mod scram;
 
 pub use names::generate_addon_name;
-pub use process::group_memory_kb;
+pub use process::tree_memory_kb;
 pub use registry::{AddonsConfig, ManagedStatus, Registry};
 
 /// A plan of a service, e.g. `postgresql:mini`.

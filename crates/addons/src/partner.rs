@@ -301,7 +301,7 @@ impl PartnerProvider {
         }
         if !status.is_success() {
             let msg = json.get("message").and_then(|m| m.as_str()).unwrap_or("");
-            return Err(self.err(&format!("answered {status} {msg}").trim_end().to_string()));
+            return Err(self.err(format!("answered {status} {msg}").trim_end()));
         }
         Ok((status.as_u16(), json))
     }

@@ -189,33 +189,52 @@ pub(crate) async fn run(
     }
 }
 
-/// Memory of a managed server: (RSS kB, PSS kB, process count) summed over every
-/// process whose process group is `pgid` (the postmaster's pid: pg_ctl makes it a
-/// session leader). PSS counts shared buffers once, RSS once per process.
-pub fn group_memory_kb(pgid: i32) -> (u64, u64, usize) {
-    let mut rss = 0;
-    let mut pss = 0;
-    let mut count = 0;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return (0, 0, 0);
+/// Memory of a managed server: (RSS kB, PSS kB, process count) summed over `root`
+/// and all its descendants (PostgreSQL backends make themselves process-group
+/// leaders, so the process tree is the unit, not the group). PSS counts shared
+/// buffers once; RSS counts them once per process that touched them.
+pub fn tree_memory_kb(root: i32) -> (u64, u64, usize) {
+    let mut parent = std::collections::HashMap::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // Fields after the ")": state ppid ...
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            if let Some(ppid) = rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<i32>().ok())
+            {
+                parent.insert(pid, ppid);
+            }
+        }
+    }
+    let in_tree = |mut pid: i32| {
+        for _ in 0..64 {
+            if pid == root {
+                return true;
+            }
+            match parent.get(&pid) {
+                Some(&p) if p > 1 => pid = p,
+                _ => return false,
+            }
+        }
+        false
     };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the ")" : state ppid pgrp ...
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(2).and_then(|g| g.parse::<i32>().ok()) != Some(pgid) {
+    let (mut rss, mut pss, mut count) = (0, 0, 0);
+    for &pid in parent.keys() {
+        if !in_tree(pid) {
             continue;
         }
         count += 1;

@@ -359,12 +359,11 @@ impl RedisProvider {
                 AddonError::io(format!("connecting to Redis on port {}", inst.port), e)
             })?;
             let mut conn = RespConn::new(stream);
-            match conn
+            if let Reply::Error(e) = conn
                 .call(&["AUTH", ADMIN_USER, &inst.admin_password])
                 .await?
             {
-                Reply::Error(e) => return Err(AddonError::Provider(format!("Redis AUTH: {e}"))),
-                _ => {}
+                return Err(AddonError::Provider(format!("Redis AUTH: {e}")));
             }
             match conn.call(args).await? {
                 Reply::Error(e) => Err(AddonError::Provider(format!("Redis {}: {e}", args[0]))),

@@ -195,7 +195,7 @@ impl Registry {
             loop {
                 tokio::time::sleep(interval).await;
                 registry.start_managed_servers().await;
-                if round % 10 == 0 {
+                if round.is_multiple_of(10) {
                     if let Err(e) = registry.postgres.check_quotas().await {
                         warn!(error = %e, "PostgreSQL quota check failed");
                     }

@@ -3,6 +3,7 @@
 //! `/<app>.git` (see `git`). This crate owns no state of its own: it reads and writes
 //! the store and tells the rest of the platform through [`Platform`].
 
+mod addons;
 mod apps;
 mod auth;
 pub mod buildlog;
@@ -133,6 +134,7 @@ pub trait Operations: Send + Sync + 'static {
 
 pub struct ApiState {
     pub ops: Option<Arc<dyn Operations>>,
+    pub addons: Option<Arc<hoist_addons::Registry>>,
     pub store: Arc<Store>,
     pub cfg: ApiConfig,
     pub platform: Arc<dyn Platform>,
@@ -161,6 +163,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(git::routes())
         .merge(ops::routes())
         .merge(webhook::routes())
+        .merge(addons::routes())
         .fallback(|| async { ApiError::not_found("resource") })
         .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -446,7 +446,29 @@ async fn run(args: ServerArgs) -> Result<()> {
         },
         platform.clone(),
     );
+    // Add-on providers: managed PostgreSQL/Redis servers keep running across daemon
+    // restarts; boot re-adopts them (or starts them again after a reboot).
+    let mut addons_cfg = hoist_addons::AddonsConfig::default();
+    addons_cfg.partner.callback_base_url =
+        Some(format!("{}/addon-callbacks", api_url.trim_end_matches('/')));
+    let addons = Arc::new(
+        hoist_addons::Registry::new(&args.data_dir, addons_cfg)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("loading add-on providers")?,
+    );
+    for e in addons.manifest_errors() {
+        tracing::warn!("add-on partner manifest skipped: {e}");
+    }
+    {
+        let addons = addons.clone();
+        tokio::spawn(async move {
+            let status = addons.start_managed_servers().await;
+            tracing::info!(?status, "managed add-on servers checked");
+            addons.supervise(Duration::from_secs(10));
+        });
+    }
     let state = Arc::new(ApiState {
+        addons: Some(addons),
         ops: Some(server_platform.clone() as Arc<dyn Operations>),
         deployer,
         data_dir: args.data_dir.clone(),

@@ -15,14 +15,19 @@ use hoist_addons::{AddonsConfig, Registry};
 
 /// Small managed servers so several test data dirs fit in memory.
 pub fn test_config() -> AddonsConfig {
-    let mut cfg = AddonsConfig::default();
-    cfg.postgres = PostgresConfig {
-        shared_buffers_mb: 16,
-        max_connections: 60,
-        ..PostgresConfig::default()
+    let partner = hoist_addons::partner::PartnerConfig {
+        timeout: Duration::from_millis(800),
+        ..Default::default()
     };
-    cfg.partner.timeout = Duration::from_millis(800);
-    cfg
+    AddonsConfig {
+        postgres: PostgresConfig {
+            shared_buffers_mb: 16,
+            max_connections: 60,
+            ..PostgresConfig::default()
+        },
+        partner,
+        ..AddonsConfig::default()
+    }
 }
 
 pub fn registry(dir: &Path, cfg: AddonsConfig) -> Registry {

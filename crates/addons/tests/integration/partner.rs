@@ -12,8 +12,10 @@ use serde_json::{json, Value};
 use crate::{registry, test_config};
 
 /// (method, resource id or "", Authorization header, body)
+type Call = (String, String, String, Value);
+
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, String, String, Value)>>>);
+struct Seen(Arc<Mutex<Vec<Call>>>);
 
 impl Seen {
     fn record(&self, method: &str, id: &str, headers: &HeaderMap, body: Value) {
@@ -27,7 +29,7 @@ impl Seen {
             .unwrap()
             .push((method.into(), id.into(), auth, body));
     }
-    fn all(&self) -> Vec<(String, String, String, Value)> {
+    fn all(&self) -> Vec<Call> {
         self.0.lock().unwrap().clone()
     }
 }

@@ -100,6 +100,25 @@ async fn redis_provision_limits_readopt_deprovision() {
         50 * 1024 * 1024
     );
 
+    // The supervisor restarts a server that dies while the daemon runs.
+    let reg = std::sync::Arc::new(reg);
+    let supervisor = reg.supervise(std::time::Duration::from_millis(100));
+    kill9(new_pid);
+    let mut restarted = None;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        restarted = reg
+            .redis()
+            .server_pid(&p.provider_id)
+            .filter(|&p| p != new_pid);
+        if restarted.is_some() {
+            break;
+        }
+    }
+    supervisor.abort();
+    assert!(restarted.is_some(), "supervisor did not restart redis");
+    assert_eq!(cli(&url, &["get", "k"]).1.trim(), "v");
+
     // Deprovision stops the server and removes its data.
     let redis = reg.get("redis").unwrap();
     redis.deprovision(&p.provider_id).await.unwrap();

@@ -243,13 +243,24 @@ impl TestPlatform {
         let h = sha2::Sha256::digest(canon.to_string_lossy().as_bytes());
         let hex: String = h[..6].iter().map(|b| format!("{b:02x}")).collect();
         let root = format!("/run/hoist/runc-{hex}");
-        if let Ok(out) = Command::new("runc").args(["--root", &root, "list", "-q"]).output() {
+        if let Ok(out) = Command::new("runc")
+            .args(["--root", &root, "list", "-q"])
+            .output()
+        {
             for id in String::from_utf8_lossy(&out.stdout).lines() {
-                let _ = Command::new("runc").args(["--root", &root, "kill", "--all", id, "KILL"]).output();
-                let _ = Command::new("runc").args(["--root", &root, "delete", "--force", id]).output();
+                let _ = Command::new("runc")
+                    .args(["--root", &root, "kill", "--all", id, "KILL"])
+                    .output();
+                let _ = Command::new("runc")
+                    .args(["--root", &root, "delete", "--force", id])
+                    .output();
             }
         }
-        let _ = Command::new("pkill").arg("-9").arg("-f").arg(format!("shim {}", self.data_dir().display())).output();
+        let _ = Command::new("pkill")
+            .arg("-9")
+            .arg("-f")
+            .arg(format!("shim {}", self.data_dir().display()))
+            .output();
         let _ = std::fs::remove_dir_all(&root);
         // Overlay mounts of the dynos' /app live under the data directory.
         if let Ok(mounts) = std::fs::read_to_string("/proc/mounts") {

@@ -1,6 +1,7 @@
 //! One integration-test binary (links once): every module starts real `hoist server`
 //! processes on free loopback ports and drives them over HTTP, git and the CLIs.
 
+mod addons;
 mod api;
 mod deploy;
 mod dynos;
