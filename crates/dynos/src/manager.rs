@@ -379,6 +379,8 @@ impl Loop {
                 let apps: Vec<String> = self.dirty.drain().collect();
                 for app in apps {
                     self.reconcile(&app).await;
+                    // Store reads are synchronous: let API requests run between apps.
+                    tokio::task::yield_now().await;
                 }
                 self.publish();
             }
@@ -734,7 +736,8 @@ impl Loop {
                 self.dirty.insert(app);
             }
         }
-        if now.duration_since(self.last_full) > Duration::from_secs(5) {
+        // A safety net for missed notifications; changes themselves arrive as commands.
+        if now.duration_since(self.last_full) > Duration::from_secs(30) {
             self.last_full = now;
             if let Ok(apps) = self.store.all_apps() {
                 self.dirty.extend(apps.into_iter().map(|a| a.id));
