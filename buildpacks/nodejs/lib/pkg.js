@@ -2,6 +2,7 @@
 // Runs on the stack's node. Usage:
 //   node pkg.js get FILE KEY.PATH          -> prints the value (strings as-is, else JSON)
 //   node pkg.js has-script FILE NAME       -> exit 0 when scripts[NAME] exists
+//   node pkg.js scripts FILE               -> the names of all scripts, one per line
 //   node pkg.js satisfies VERSION RANGE    -> exit 0 when VERSION satisfies RANGE
 //   node pkg.js pick RANGE INDEX_FILE      -> prints the highest version in a
 //                                             nodejs.org-style index.json satisfying RANGE
@@ -106,6 +107,14 @@ function main(argv) {
       }
       if (v === undefined || v === null) return 0;
       process.stdout.write(typeof v === 'string' ? v : JSON.stringify(v));
+      return 0;
+    }
+    case 'scripts': {
+      // All script names, one per line: one node start instead of one per question.
+      const s = readJson(args[0]).scripts;
+      if (s && typeof s === 'object') {
+        process.stdout.write(Object.keys(s).filter((k) => typeof s[k] === 'string').join('\n'));
+      }
       return 0;
     }
     case 'has-script': {
