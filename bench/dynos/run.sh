@@ -6,8 +6,20 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -p hoist -p hoist-runtime --examples >/dev/null 2>&1 || cargo build --release -p hoist >/dev/null
 HOIST=$PWD/target/release/hoist
-work=$(mktemp -d); trap 'kill $srv 2>/dev/null; sleep 1; rm -rf "$work"' EXIT
+work=$(mktemp -d); trap cleanup EXIT
 chmod 755 "$work"
+# Dynos outlive the daemon by design: destroy the benchmark's apps, then stop it.
+cleanup() {
+  if [[ -n "${token:-}" ]]; then
+    for a in $(curl -sf -H "Authorization: Bearer $token" http://127.0.0.1:$api/apps | python3 -c 'import json,sys; print(" ".join(a["name"] for a in json.load(sys.stdin)))' 2>/dev/null); do
+      curl -sf -X DELETE -H "Authorization: Bearer $token" http://127.0.0.1:$api/apps/$a >/dev/null || true
+    done
+    sleep 2
+  fi
+  kill "${srv:-}" 2>/dev/null || true
+  sleep 1
+  rm -rf "$work"
+}
 api=$((20000 + RANDOM % 20000)); router=$((api + 1))
 "$HOIST" server --data-dir "$work/data" --api-addr 127.0.0.1:$api --router-addr 127.0.0.1:$router >"$work/server.log" 2>&1 &
 srv=$!
@@ -27,9 +39,14 @@ for _ in $(seq 600); do [ "$(up)" = 20 ] && break; sleep 0.05; done
 t1=$(date +%s%N)
 n=$(up)
 echo "ps:scale web=20 until $n/20 up: $(( (t1 - t0) / 1000000 )) ms (target < 5000 ms)"
-shim_kb=$(ps -C hoist -o rss=,args= | awk '/ shim /{s+=$1; n++} END {printf "%d %d", s, n}')
-read -r total count <<<"$shim_kb"
-[ "$count" -gt 0 ] && echo "shim RSS: $count shims, $((total / count)) KB each on average (target < 3072 KB per dyno)"
+# RSS counts the hoist binary's shared pages in every shim; PSS splits them fairly.
+rss=0; pss=0; count=0
+for pid in $(pgrep -f "hoist shim $work"); do
+  r=$(awk '/^VmRSS:/{print $2}' /proc/$pid/status 2>/dev/null || echo 0)
+  s=$(awk '/^Pss:/{print $2}' /proc/$pid/smaps_rollup 2>/dev/null || echo 0)
+  rss=$((rss + r)); pss=$((pss + s)); count=$((count + 1))
+done
+[ "$count" -gt 0 ] && echo "shim memory: $count shims, RSS $((rss / count)) KB, PSS $((pss / count)) KB each on average (target < 3072 KB RSS per dyno)"
 cd - >/dev/null
 if [ -x target/release/examples/start_bench ]; then
   echo "dyno start vs bare runc run (30 runs):"
