@@ -30,6 +30,7 @@ pub fn routes() -> Router<SharedState> {
         )
         .route("/addons/{addon}", get(info_global))
         .route("/addons/{addon}/info", get(provider_info))
+        .route("/addons/{addon}/addon-attachments", get(addon_attachments))
         .route("/actions/addons/resolve", post(resolve))
         .route(
             "/actions/addon-attachments/resolve",
@@ -631,4 +632,24 @@ async fn callback(
     st.store.set_addon_state(&addon.id, "provisioned")?;
     released(&st, &owner, &releases);
     Ok(json(StatusCode::OK, json!({"message": "ok"})))
+}
+
+/// Every attachment of one add-on the caller can see.
+async fn addon_attachments(
+    State(st): State<SharedState>,
+    Auth(who): Auth,
+    Path(addon): Path<String>,
+) -> ApiResult<Response> {
+    let addon = addon_for(&st, &who, None, &addon)?;
+    let mut out = Vec::new();
+    for app in st.store.apps_for(&who.id)? {
+        out.extend(
+            st.store
+                .attachments_for_app(&app.id)?
+                .iter()
+                .filter(|t| t.addon.id == addon.id)
+                .map(views::attachment),
+        );
+    }
+    Ok(json(StatusCode::OK, out))
 }

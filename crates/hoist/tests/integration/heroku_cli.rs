@@ -185,6 +185,32 @@ fn heroku_cli_runs_ps_scale_logs_and_one_off_dynos() {
         "cli-dynos",
     ]);
     assert!(!out.contains("heroku["), "source filter: {out}");
+    // Add-ons through the official CLI, backed by the platform's own PostgreSQL.
+    let out = h.ok(&["addons:create", "postgresql:mini", "-a", "cli-dynos"]);
+    assert!(out.contains("DATABASE_URL"), "{out}");
+    let (_, list) = p.call("GET", "/apps/cli-dynos/addons", None);
+    let name = list[0]["name"].as_str().unwrap().to_string();
+    let out = h.ok(&["addons", "-a", "cli-dynos"]);
+    assert!(out.contains(&name), "{out}");
+    let out = h.ok(&["addons:info", &name, "-a", "cli-dynos"]);
+    assert!(
+        out.contains("postgresql:mini") && out.contains("DATABASE"),
+        "{out}"
+    );
+    let out = h.ok(&[
+        "addons:destroy",
+        &name,
+        "-a",
+        "cli-dynos",
+        "--confirm",
+        "cli-dynos",
+    ]);
+    assert!(out.contains("done"), "{out}");
+    assert!(p
+        .call("GET", "/apps/cli-dynos/config-vars", None)
+        .1
+        .get("DATABASE_URL")
+        .is_none());
     h.ok(&["ps:restart", "-a", "cli-dynos"]);
     crate::harness::wait_for_log(
         &p,
