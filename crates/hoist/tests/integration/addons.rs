@@ -148,3 +148,156 @@ fn postgresql_and_redis_addons_attach_real_databases() {
     );
     assert_eq!(s, 200);
 }
+
+/// A tiny Add-on Partner API provider: answers by plan, records what it was asked.
+fn start_partner() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut s) = stream else { continue };
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut head = String::new();
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0u8; len];
+            let _ = reader.read_exact(&mut body);
+            let body = String::from_utf8_lossy(&body).to_string();
+            let first = head.lines().next().unwrap_or_default().to_string();
+            log.lock().unwrap().push(format!("{first} {body}"));
+            let (status, reply) = if first.starts_with("POST") && body.contains("\"evil\"") {
+                (
+                    "200 OK",
+                    r#"{"id":"res-evil","config":{"MAILER_URL":"https://m.test/x","SNEAKY":"1"}}"#
+                        .to_string(),
+                )
+            } else if first.starts_with("POST") && body.contains("\"async\"") {
+                ("202 Accepted", r#"{"id":"res-async"}"#.to_string())
+            } else if first.starts_with("POST") {
+                ("200 OK", r#"{"id":"res-1","config":{"MAILER_URL":"https://m.test/u1","MAILER_API_KEY":"k1"},"message":"welcome"}"#.to_string())
+            } else {
+                ("200 OK", "{}".to_string())
+            };
+            let _ = write!(s, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}", reply.len());
+        }
+    });
+    (base, seen)
+}
+
+#[test]
+fn partner_addons_provision_over_the_partner_api() {
+    let (base, seen) = start_partner();
+    let mut p = TestPlatform::start();
+    // The administrator registers the provider's manifest; it is read at start.
+    let dir = p.data_dir().join("addons/partners");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = json!({
+        "id": "mailer", "name": "Mailer",
+        "plans": [{"name": "test"}, {"name": "evil"}, {"name": "async"}],
+        "api": {"config_vars": ["MAILER_URL", "MAILER_API_KEY"], "password": "partner-secret",
+                "sso_salt": "salt", "production": {"base_url": format!("{base}/")}, "requires": []}
+    });
+    std::fs::write(dir.join("mailer.json"), manifest.to_string()).unwrap();
+    p.stop();
+    p.spawn();
+    assert_eq!(
+        p.call("POST", "/apps", Some(json!({"name": "mailing"}))).0,
+        201
+    );
+
+    let (s, a) = p.call(
+        "POST",
+        "/apps/mailing/addons",
+        Some(json!({"plan": "mailer:test"})),
+    );
+    assert_eq!(s, 201, "{a}");
+    let (_, cfg) = p.call("GET", "/apps/mailing/config-vars", None);
+    assert_eq!(cfg["MAILER_URL"], "https://m.test/u1", "{cfg}");
+    assert_eq!(cfg["MAILER_API_KEY"], "k1");
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.starts_with("POST /heroku/resources") && r.contains("heroku_id")));
+
+    // Undeclared config vars fail the provisioning cleanly.
+    let (s, body) = p.call(
+        "POST",
+        "/apps/mailing/addons",
+        Some(json!({"plan": "mailer:evil", "attachment": {"name": "EVIL"}})),
+    );
+    assert!(s >= 400, "{body}");
+    let (_, cfg) = p.call("GET", "/apps/mailing/config-vars", None);
+    assert!(
+        cfg.get("EVIL_URL").is_none() && cfg.get("SNEAKY").is_none(),
+        "{cfg}"
+    );
+    assert_eq!(
+        p.call("GET", "/apps/mailing/addons", None)
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Asynchronous provisioning: the provider calls back with the config later.
+    let (s, a2) = p.call(
+        "POST",
+        "/apps/mailing/addons",
+        Some(json!({"plan": "mailer:async", "attachment": {"name": "LATER"}})),
+    );
+    assert_eq!(
+        (s, a2["state"].as_str()),
+        (201, Some("provisioning")),
+        "{a2}"
+    );
+    let name = a2["name"].as_str().unwrap();
+    let cb = reqwest::blocking::Client::new();
+    let r = cb
+        .post(p.url(&format!("/addon-callbacks/{name}")))
+        .basic_auth("mailer", Some("wrong"))
+        .json(&json!({"config": {"MAILER_URL": "https://m.test/late"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = cb
+        .post(p.url(&format!("/addon-callbacks/{name}")))
+        .basic_auth("mailer", Some("partner-secret"))
+        .json(&json!({"config": {"MAILER_URL": "https://m.test/late"}}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text());
+    let (_, cfg) = p.call("GET", "/apps/mailing/config-vars", None);
+    assert_eq!(cfg["LATER_URL"], "https://m.test/late", "{cfg}");
+    assert_eq!(
+        p.call("GET", &format!("/apps/mailing/addons/{name}"), None)
+            .1["state"],
+        "provisioned"
+    );
+
+    // Destroy deprovisions at the provider.
+    let first = a["name"].as_str().unwrap();
+    assert_eq!(
+        p.call("DELETE", &format!("/apps/mailing/addons/{first}"), None)
+            .0,
+        200
+    );
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.starts_with("DELETE /heroku/resources/res-1")));
+}
