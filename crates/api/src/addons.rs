@@ -653,3 +653,47 @@ async fn addon_attachments(
     }
     Ok(json(StatusCode::OK, out))
 }
+
+/// Partners that never call back: an add-on still `provisioning` after `max_age` is
+/// deprovisioned and removed, so no half-attached add-on stays behind.
+pub async fn sweep_stale_provisioning(st: SharedState, max_age: std::time::Duration) {
+    let mut tick =
+        tokio::time::interval(std::cmp::min(max_age, std::time::Duration::from_secs(30)));
+    loop {
+        tick.tick().await;
+        let cutoff = (chrono::Utc::now() - chrono::Duration::from_std(max_age).unwrap_or_default())
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let Ok(stale) = st.store.stale_provisioning_addons(&cutoff) else {
+            continue;
+        };
+        for addon in stale {
+            if let (Some(reg), Ok(Some(pid))) =
+                (st.addons.as_ref(), st.store.addon_provider_id(&addon.id))
+            {
+                if let Some(provider) = reg.get(&addon.service) {
+                    let _ = provider.deprovision(&pid).await;
+                }
+            }
+            let owner = match st
+                .store
+                .app(&addon.app_id)
+                .and_then(|a| st.store.account(&a.owner_id))
+            {
+                Ok(o) => o,
+                Err(_) => continue,
+            };
+            if let Ok(releases) = st.store.destroy_addon(&addon.id, &owner.id) {
+                st.platform.api_event(
+                    &addon.app_id,
+                    &format!(
+                        "{} was not provisioned within {} s; removed",
+                        addon.name,
+                        max_age.as_secs()
+                    ),
+                );
+                released(&st, &owner, &releases);
+            }
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! `/<app>.git` (see `git`). This crate owns no state of its own: it reads and writes
 //! the store and tells the rest of the platform through [`Platform`].
 
-mod addons;
+pub mod addons;
 mod apps;
 mod auth;
 pub mod buildlog;

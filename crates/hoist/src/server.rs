@@ -56,6 +56,10 @@ pub struct ServerArgs {
     /// (`hoist run`, `heroku run`); port 0 picks a free one.
     #[arg(long, env = "HOIST_RENDEZVOUS_ADDR", default_value = "127.0.0.1:0")]
     pub rendezvous_addr: SocketAddr,
+    /// Seconds an add-on may stay `provisioning` (partner never called back) before it
+    /// is deprovisioned and removed.
+    #[arg(long, env = "HOIST_ADDON_PROVISION_TIMEOUT", default_value_t = 600)]
+    pub addon_provision_timeout: u64,
     /// Email of the owner account created on first start.
     #[arg(long, env = "HOIST_ADMIN_EMAIL", default_value = "admin@hoist.local")]
     pub admin_email: String,
@@ -484,6 +488,11 @@ async fn run(args: ServerArgs) -> Result<()> {
         },
         platform,
     });
+    let provision_timeout = args.addon_provision_timeout;
+    tokio::spawn(hoist_api::addons::sweep_stale_provisioning(
+        state.clone(),
+        Duration::from_secs(provision_timeout),
+    ));
     let app = hoist_api::router(state).merge(logs.stream_router());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -40,6 +40,26 @@ pub fn validate_attachment_name(name: &str) -> Result<()> {
     }
 }
 
+/// The config vars that the app's current attachments provide (`DATABASE_URL`, ...).
+pub(crate) fn attachment_vars(
+    tx: &Transaction<'_>,
+    app_id: &str,
+) -> Result<BTreeMap<String, String>> {
+    let rows: Vec<(String, String)> = {
+        let mut st = tx.prepare("SELECT t.name, d.config FROM addon_attachments t JOIN addons d ON d.id = t.addon_id WHERE t.app_id = ?1")?;
+        let rows = st.query_map([app_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut out = BTreeMap::new();
+    for (name, raw) in rows {
+        let config: BTreeMap<String, String> = serde_json::from_str(&raw)?;
+        for (k, v) in config {
+            out.insert(format!("{name}_{k}"), v);
+        }
+    }
+    Ok(out)
+}
+
 fn addon_config(tx: &Transaction<'_>, addon_id: &str) -> Result<BTreeMap<String, String>> {
     let raw: String = tx.query_row("SELECT config FROM addons WHERE id = ?1", [addon_id], |r| {
         r.get(0)
@@ -333,6 +353,18 @@ impl Store {
         })
     }
 
+    /// Add-ons still `provisioning` that were created before `cutoff` (RFC 3339).
+    pub fn stale_provisioning_addons(&self, cutoff: &str) -> Result<Vec<Addon>> {
+        let ids: Vec<String> = self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id FROM addons WHERE state = 'provisioning' AND created_at < ?1",
+            )?;
+            let rows = st.query_map([cutoff], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        ids.iter().map(|id| self.addon(id)).collect()
+    }
+
     pub fn set_addon_state(&self, addon_id: &str, state: &str) -> Result<()> {
         self.write(|tx| {
             tx.execute(
@@ -514,5 +546,21 @@ mod tests {
         );
         assert!(!s.config_vars(&app.id).unwrap().contains_key("DATABASE_URL"));
         assert!(validate_attachment_name("bad-name").is_err());
+        // Rollback keeps the config of add-ons attached now.
+        let cfg2 = BTreeMap::from([("URL".to_string(), "redis://r".to_string())]);
+        let before = s.current_release(&app.id).unwrap().unwrap().version;
+        let r = NewAddon {
+            name: "redis-one-1",
+            service: "redis",
+            plan: "mini",
+            state: "provisioned",
+            provider_id: None,
+            config: &cfg2,
+            attachment: "REDIS",
+        };
+        s.create_addon(&app.id, &r, &u.id).unwrap();
+        let rb = s.rollback(&app.id, &before.to_string(), &u.id).unwrap();
+        assert_eq!(rb.config["REDIS_URL"], "redis://r");
+        assert_eq!(s.config_vars(&app.id).unwrap()["REDIS_URL"], "redis://r");
     }
 }

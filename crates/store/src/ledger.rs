@@ -362,13 +362,20 @@ impl Store {
                     }
                 )));
             }
+            // Rollback does not add or remove add-ons: the config vars of the add-ons
+            // attached now stay as they are, whatever the target release had.
+            let addon_vars = crate::addons::attachment_vars(tx, app_id)?;
+            let mut config = target.config.clone();
+            config.retain(|k, _| !addon_vars.contains_key(k));
+            config.extend(addon_vars);
             tx.execute("DELETE FROM config_vars WHERE app_id = ?1", [app_id])?;
-            for (k, v) in &target.config {
+            for (k, v) in &config {
                 tx.execute(
                     "INSERT INTO config_vars (app_id, key, value) VALUES (?1, ?2, ?3)",
                     params![app_id, k, v],
                 )?;
             }
+            let target = Release { config, ..target };
             insert_release(
                 tx,
                 app_id,

@@ -199,7 +199,7 @@ fn start_partner() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
 #[test]
 fn partner_addons_provision_over_the_partner_api() {
     let (base, seen) = start_partner();
-    let mut p = TestPlatform::start();
+    let mut p = TestPlatform::start_with(&["--addon-provision-timeout", "3"]);
     // The administrator registers the provider's manifest; it is read at start.
     let dir = p.data_dir().join("addons/partners");
     std::fs::create_dir_all(&dir).unwrap();
@@ -287,6 +287,32 @@ fn partner_addons_provision_over_the_partner_api() {
             .1["state"],
         "provisioned"
     );
+
+    // A partner that never calls back: the add-on is removed after the timeout.
+    let (s, a3) = p.call(
+        "POST",
+        "/apps/mailing/addons",
+        Some(json!({"plan": "mailer:async", "attachment": {"name": "NEVER"}})),
+    );
+    assert_eq!(s, 201, "{a3}");
+    let never = a3["name"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while p
+        .call("GET", &format!("/apps/mailing/addons/{never}"), None)
+        .0
+        == 200
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a never-provisioned add-on was not removed"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.starts_with("DELETE /heroku/resources/res-async")));
 
     // Destroy deprovisions at the provider.
     let first = a["name"].as_str().unwrap();
