@@ -4,7 +4,7 @@
 # bare `runc run` of an equivalent bundle (crates/runtime/examples/start_bench.rs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release -p hoist >/dev/null 2>&1
+cargo build --release -p hoist -p hoist-runtime --bins >/dev/null 2>&1
 cargo build --release -p hoist-runtime --examples >/dev/null 2>&1
 source bench/lib.sh
 start_hoist
@@ -24,7 +24,7 @@ n=$(up)
 echo "ps:scale web=20 until $n/20 up: $(( (t1 - t0) / 1000000 )) ms (target < 5000 ms)"
 # RSS counts the hoist binary's shared pages in every shim; PSS splits them fairly.
 rss=0; pss=0; count=0
-for pid in $(pgrep -f "hoist shim $work"); do
+for pid in $(pgrep -f "shim $work"); do
   r=$(awk '/^VmRSS:/{print $2}' /proc/$pid/status 2>/dev/null || echo 0)
   s=$(awk '/^Pss:/{print $2}' /proc/$pid/smaps_rollup 2>/dev/null || echo 0)
   rss=$((rss + r)); pss=$((pss + s)); count=$((count + 1))

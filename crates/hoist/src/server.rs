@@ -399,7 +399,15 @@ async fn run(args: ServerArgs) -> Result<()> {
 
     // Dyno runtime and manager.
     let hoist_exe = std::env::current_exe().context("locating the hoist binary")?;
-    let mut rt_cfg = RuntimeConfig::new(&args.data_dir, &hoist_exe);
+    // The lean `hoist-shim` binary (built beside `hoist`) supervises dynos when present:
+    // it maps far fewer pages per dyno than the whole platform binary.
+    let lean_shim = hoist_exe.with_file_name("hoist-shim");
+    let shim_exe = if lean_shim.is_file() {
+        lean_shim
+    } else {
+        hoist_exe.clone()
+    };
+    let mut rt_cfg = RuntimeConfig::new(&args.data_dir, &shim_exe);
     rt_cfg.runc_root = runc_root(&args.data_dir);
     let runtime: Arc<dyn Runtime> = match args.runtime.as_str() {
         "runc" => Arc::new(RuncRuntime::new(rt_cfg).map_err(|e| anyhow::anyhow!("{e}")).context(
