@@ -109,8 +109,8 @@ impl LogHub {
             {
                 let mut st = app.state.lock();
                 for line in lines {
-                    let seq = st.next_seq;
-                    st.next_seq += 1;
+                    let seq = seq_for(st.next_seq, &line);
+                    st.next_seq = seq + 1;
                     st.ring.push_back(Arc::new(Entry {
                         seq,
                         received: Instant::now(),
@@ -121,7 +121,7 @@ impl LogHub {
             apps.insert(name, Arc::new(app));
         }
 
-        Ok(LogHub {
+        let hub = LogHub {
             inner: Arc::new(Inner {
                 cfg,
                 apps: RwLock::new(apps),
@@ -132,7 +132,9 @@ impl LogHub {
                 drain_tls: Mutex::new(None),
                 runtime: tokio::runtime::Handle::try_current().ok(),
             }),
-        })
+        };
+        hub.load_sessions();
+        Ok(hub)
     }
 
     /// Accepts one line for `app_id`. Never waits: slow tails and drains drop (and
@@ -149,12 +151,13 @@ impl LogHub {
 
         let app = self.app(app_id);
         let mut st = app.state.lock();
+        let seq = seq_for(st.next_seq, &line);
         let entry = Arc::new(Entry {
-            seq: st.next_seq,
+            seq,
             received: Instant::now(),
             line,
         });
-        st.next_seq += 1;
+        st.next_seq = seq + 1;
         if st.ring.len() >= inner.cfg.history_lines.max(1) {
             st.ring.pop_front();
         }
@@ -217,7 +220,61 @@ impl LogHub {
             },
         );
         inc(&self.inner.metrics.sessions_created);
+        self.save_sessions(&sessions);
         token
+    }
+
+    /// Sessions are capability URLs the CLI reconnects to: keep them across restarts.
+    fn save_sessions(&self, sessions: &HashMap<String, Session>) {
+        let now = Instant::now();
+        let wall = unix_now();
+        let saved: SavedSessions = sessions
+            .iter()
+            .map(|(t, s)| {
+                let left = s.expires.saturating_duration_since(now).as_secs();
+                (t.clone(), s.app_id.clone(), s.req.clone(), wall + left)
+            })
+            .collect();
+        let path = self.inner.cfg.dir.join("sessions.json");
+        let tmp = self.inner.cfg.dir.join("sessions.json.tmp");
+        if let Ok(json) = serde_json::to_vec(&saved) {
+            use std::os::unix::fs::OpenOptionsExt;
+            let written = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, &json));
+            if written.is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+    }
+
+    fn load_sessions(&self) {
+        let Ok(raw) = std::fs::read(self.inner.cfg.dir.join("sessions.json")) else {
+            return;
+        };
+        let Ok(saved) = serde_json::from_slice::<SavedSessions>(&raw) else {
+            return;
+        };
+        let wall = unix_now();
+        let now = Instant::now();
+        let mut sessions = self.inner.sessions.lock();
+        for (token, app_id, req, expires) in saved {
+            if expires > wall {
+                let expires = now + Duration::from_secs(expires - wall);
+                sessions.insert(
+                    token,
+                    Session {
+                        app_id,
+                        req,
+                        expires,
+                    },
+                );
+            }
+        }
     }
 
     /// Replaces the app's drains. Drains whose id, URL and token are unchanged keep
@@ -452,6 +509,22 @@ impl LogHub {
     pub(crate) fn count_sent(&self, n: u64) {
         add(&self.inner.metrics.sse_lines_sent, n);
     }
+}
+
+/// Event ids follow the line's time in microseconds (kept strictly increasing), so a
+/// client's `Last-Event-ID` still means the same line after a daemon restart.
+fn seq_for(next: u64, line: &LogLine) -> u64 {
+    let micros = u64::try_from(line.time.timestamp_micros()).unwrap_or(0);
+    next.max(micros)
+}
+
+/// Sessions on disk: `(token, app_id, request, expiry as Unix seconds)`.
+type SavedSessions = Vec<(String, String, SessionRequest, u64)>;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn last_matching(ring: &VecDeque<Arc<Entry>>, filter: &LogFilter, n: usize) -> Vec<Arc<Entry>> {

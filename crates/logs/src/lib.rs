@@ -80,7 +80,7 @@ pub enum LogError {
 }
 
 /// Which lines a session or history query wants, with Logplex's semantics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogFilter {
     /// `app` or `heroku` (the syslog APP-NAME).
     pub source: Option<LogSource>,
@@ -109,7 +109,7 @@ impl LogFilter {
 }
 
 /// A `POST /apps/{app}/log-sessions` request, already parsed by the API.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionRequest {
     /// Lines of history to send first (the CLI sends 100 by default).
     pub lines: usize,
