@@ -7,3 +7,4 @@ mod deploy;
 mod dynos;
 mod harness;
 mod heroku_cli;
+mod logs;

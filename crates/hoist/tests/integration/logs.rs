@@ -1,0 +1,119 @@
+//! The log stream across components: a syslog drain started by the test receives every
+//! line of a dyno, in order, across a daemon restart.
+
+use crate::harness::{deploy_procfile, TestPlatform};
+use serde_json::json;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Collects the messages of RFC 6587 octet-counted syslog frames.
+fn syslog_receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let out = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(20) {
+            let Ok(mut conn) = conn else { continue };
+            let out = out.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                while let Ok(n) = conn.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    // `<len> <msg>` frames.
+                    loop {
+                        let Some(sp) = buf.iter().position(|b| *b == b' ') else {
+                            break;
+                        };
+                        let Ok(len) = std::str::from_utf8(&buf[..sp])
+                            .unwrap_or("x")
+                            .parse::<usize>()
+                        else {
+                            break;
+                        };
+                        if buf.len() < sp + 1 + len {
+                            break;
+                        }
+                        let msg = String::from_utf8_lossy(&buf[sp + 1..sp + 1 + len]).to_string();
+                        out.lock().unwrap().push(msg);
+                        buf.drain(..sp + 1 + len);
+                    }
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+fn lines_with(got: &Arc<Mutex<Vec<String>>>, prefix: &str) -> Vec<u32> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter_map(|m| {
+            m.trim_end()
+                .rsplit_once(' ')
+                .and_then(|(_, n)| n.strip_prefix(prefix))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect()
+}
+
+fn wait_lines(got: &Arc<Mutex<Vec<String>>>, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines_with(got, "line-").len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "drain got {:?}",
+            lines_with(got, "line-")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_syslog_drain_gets_every_line_in_order_across_a_daemon_restart() {
+    let (port, got) = syslog_receiver();
+    let mut p = TestPlatform::start();
+    let (ok, out) = deploy_procfile(
+        &p,
+        "drained",
+        "web: exec python3 -m http.server $PORT\n",
+        &[],
+    );
+    assert!(ok, "{out}");
+    let (s, d) = p.call(
+        "POST",
+        "/apps/drained/log-drains",
+        Some(json!({"url": format!("syslog://127.0.0.1:{port}")})),
+    );
+    assert_eq!(s, 201, "{d}");
+    assert!(d["token"].as_str().unwrap().starts_with("d."));
+    let run = |p: &TestPlatform, from: u32, to: u32| {
+        let (s, body) = p.call(
+            "POST",
+            "/apps/drained/dynos",
+            Some(json!({"command": format!("for i in $(seq {from} {to}); do echo line-$i; done"), "attach": false})),
+        );
+        assert_eq!(s, 201, "{body}");
+    };
+    run(&p, 1, 200);
+    wait_lines(&got, 200);
+    p.stop();
+    p.spawn();
+    run(&p, 201, 400);
+    wait_lines(&got, 400);
+    let seen = lines_with(&got, "line-");
+    assert_eq!(
+        seen,
+        (1..=400).collect::<Vec<_>>(),
+        "every line, once, in order"
+    );
+    // The drain token is the syslog HOSTNAME of each frame.
+    let token = d["token"].as_str().unwrap();
+    assert!(got.lock().unwrap().iter().any(|m| m.contains(token)));
+}
