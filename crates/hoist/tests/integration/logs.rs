@@ -26,10 +26,7 @@ fn syslog_receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
                     }
                     buf.extend_from_slice(&chunk[..n]);
                     // `<len> <msg>` frames.
-                    loop {
-                        let Some(sp) = buf.iter().position(|b| *b == b' ') else {
-                            break;
-                        };
+                    while let Some(sp) = buf.iter().position(|b| *b == b' ') {
                         let Ok(len) = std::str::from_utf8(&buf[..sp])
                             .unwrap_or("x")
                             .parse::<usize>()
