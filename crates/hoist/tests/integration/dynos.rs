@@ -15,10 +15,10 @@ fn dynos_survive_kill_9_of_the_daemon_and_are_readopted_not_duplicated() {
     p.call(
         "PATCH",
         "/apps/survivor/formation",
-        Some(json!({"updates": [{"type": "web", "quantity": 5}]})),
+        Some(json!({"updates": [{"type": "web", "quantity": 20}]})),
     );
-    let before = p.wait_for_dynos("survivor", Duration::from_secs(60), |d| {
-        d.len() == 5 && d.iter().all(|x| x["state"] == "up")
+    let before = p.wait_for_dynos("survivor", Duration::from_secs(90), |d| {
+        d.len() == 20 && d.iter().all(|x| x["state"] == "up")
     });
     let mut ids_before: Vec<String> = before
         .iter()
@@ -29,8 +29,8 @@ fn dynos_survive_kill_9_of_the_daemon_and_are_readopted_not_duplicated() {
     p.kill9();
     // Dynos keep serving while the daemon is gone (their ports are still bound).
     p.spawn();
-    let after = p.wait_for_dynos("survivor", Duration::from_secs(30), |d| {
-        d.len() == 5 && d.iter().all(|x| x["state"] == "up")
+    let after = p.wait_for_dynos("survivor", Duration::from_secs(60), |d| {
+        d.len() == 20 && d.iter().all(|x| x["state"] == "up")
     });
     let mut ids_after: Vec<String> = after
         .iter()
@@ -46,7 +46,7 @@ fn dynos_survive_kill_9_of_the_daemon_and_are_readopted_not_duplicated() {
     // Let a reconcile pass run and make sure nothing was duplicated.
     std::thread::sleep(Duration::from_secs(2));
     let (_, now) = p.call("GET", "/apps/survivor/dynos", None);
-    assert_eq!(now.as_array().unwrap().len(), 5, "{now}");
+    assert_eq!(now.as_array().unwrap().len(), 20, "{now}");
 }
 
 #[test]
@@ -248,4 +248,33 @@ fn standard_apps_never_sleep() {
     assert!(!p.app_log("awake").contains("Idling"));
     let (_, d) = p.call("GET", "/apps/awake/dynos", None);
     assert_eq!(d.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_dyno_that_fills_tmp_fails_alone() {
+    let p = TestPlatform::start();
+    let procfile = format!(
+        "{WEB}worker: dd if=/dev/zero of=/tmp/fill bs=1M count=2048; echo dd-exit=$?; exit 9\n"
+    );
+    let (ok, out) = deploy_procfile(&p, "filler", &procfile, &[("index.html", "fine\n")]);
+    assert!(ok, "{out}");
+    p.wait_for_app("filler", Duration::from_secs(60));
+    p.call(
+        "PATCH",
+        "/apps/filler/formation",
+        Some(json!({"updates": [{"type": "worker", "quantity": 1}]})),
+    );
+    let log = wait_for_log(
+        &p,
+        "filler",
+        "Process exited with status 9",
+        Duration::from_secs(60),
+    );
+    assert!(
+        log.contains("No space left on device"),
+        "/tmp is size-limited: {log}"
+    );
+    // The web dyno kept serving.
+    let (s, body) = p.get_app("filler.localhost", "/").unwrap();
+    assert_eq!((s, body.trim()), (200, "fine"));
 }
