@@ -120,6 +120,7 @@ impl DynoManager {
             sleeping: HashSet::new(),
             dirty: HashSet::new(),
             routes: HashMap::new(),
+            domains: Vec::new(),
             last_full: Instant::now() - Duration::from_secs(60),
         };
         l.adopt().await?;
@@ -226,6 +227,9 @@ struct Loop {
     sleeping: HashSet<String>,
     dirty: HashSet<String>,
     routes: HashMap<String, RouteInfo>,
+    /// Custom domains `(hostname, app_id)`, read once per reconcile batch so that
+    /// publishing the routing table (also on every stop) does no store I/O.
+    domains: Vec<(String, String)>,
     last_full: Instant,
 }
 
@@ -381,6 +385,9 @@ impl Loop {
                     self.reconcile(&app).await;
                     // Store reads are synchronous: let API requests run between apps.
                     tokio::task::yield_now().await;
+                }
+                if let Ok(domains) = self.store.all_domains() {
+                    self.domains = domains;
                 }
                 self.publish();
             }
@@ -1132,11 +1139,9 @@ impl Loop {
                 },
             );
         }
-        if let Ok(domains) = self.store.all_domains() {
-            for (host, app_id) in domains {
-                if let Some(info) = self.routes.get(&app_id) {
-                    table.custom_domains.insert(host, info.name.clone());
-                }
+        for (host, app_id) in &self.domains {
+            if let Some(info) = self.routes.get(app_id) {
+                table.custom_domains.insert(host.clone(), info.name.clone());
             }
         }
         self.table.publish(table);
