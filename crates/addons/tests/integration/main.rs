@@ -57,8 +57,24 @@ pub fn psql(url: &str, sql: &str) -> (bool, String) {
         .env("PGCONNECT_TIMEOUT", "5"))
 }
 
+/// SIGKILL, then wait until the process is really gone (or a zombie): the signal is
+/// delivered asynchronously, and a re-adoption check right after `kill` could still
+/// see the old process alive.
 pub fn kill9(pid: i32) {
     let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat)
+                if !stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Stops every managed server under a data dir when dropped (also when an assertion
