@@ -250,6 +250,13 @@ struct HookQuery {
     new: String,
 }
 
+/// Reads a refused upload to its end, so the hook sees the refusal rather than a
+/// connection closed under its request.
+async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    while let Some(Ok(_)) = stream.next().await {}
+}
+
 /// Called by the pre-receive hook with `git archive --format=tar.gz <new>` as body.
 /// Streams build output as plain text lines, then a status line for the hook.
 async fn hook_push(
@@ -274,9 +281,13 @@ async fn hook_push(
     };
     let (app, user) = match (st.store.app(&q.app), st.store.account(&q.user)) {
         (Ok(a), Ok(u)) => (a, u),
-        _ => return finish(vec!["!     Unknown app or user.".into()], false),
+        _ => {
+            drain(body).await;
+            return finish(vec!["!     Unknown app or user.".into()], false);
+        }
     };
     if q.git_ref != "refs/heads/main" && q.git_ref != "refs/heads/master" {
+        drain(body).await;
         return finish(
             vec![format!(
                 " !     Pushed to branch {}; only main or master deploy. Push with: git push hoist <branch>:main",
@@ -287,7 +298,10 @@ async fn hook_push(
     }
     let slot = match st.deployer.claim(&app) {
         Ok(s) => s,
-        Err(e) => return finish(vec![format!(" !     {}", e.message)], false),
+        Err(e) => {
+            drain(body).await;
+            return finish(vec![format!(" !     {}", e.message)], false);
+        }
     };
     let src = st
         .deployer

@@ -141,11 +141,17 @@ async fn session(
     // Paired: this line alone, before any program output (the CLI drops the first chunk).
     wr.write_all(b"rendezvous\r\n").await?;
     wr.flush().await?;
+    // Set once the client's input has ended (EOT or EOF). Closing our side before then
+    // races the Heroku CLI, which writes EOT when its stdin ends and crashes with EPIPE
+    // if the socket is already half-closed.
+    let input_done = Arc::new(tokio::sync::Notify::new());
+    let input_done_tx = input_done.clone();
     let to_dyno = async move {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             let n = rd.read(&mut buf).await?;
             if n == 0 {
+                input_done_tx.notify_one();
                 let _ = input.close_stdin().await;
                 return Ok::<_, std::io::Error>(());
             }
@@ -157,6 +163,7 @@ async fn session(
                     if !data.is_empty() {
                         input.write(data).await?;
                     }
+                    input_done_tx.notify_one();
                     input.close_stdin().await?;
                     // Keep draining so the socket stays healthy; ignore the rest.
                     while rd.read(&mut buf).await? > 0 {}
@@ -181,6 +188,10 @@ async fn session(
                 }
                 _ => {}
             }
+        }
+        // A tty client sends no EOT; a piped one does as soon as its stdin ends.
+        if !tty {
+            let _ = tokio::time::timeout(Duration::from_secs(3), input_done.notified()).await;
         }
         let _ = wr.shutdown().await;
         Ok::<_, std::io::Error>(())

@@ -1077,13 +1077,21 @@ impl Shim {
                 (&mut self.attach, &mut self.attach_box)
             };
             let Some(c) = conn else { continue };
+            // Flush first: the exit may only be queued once all output is out, and
+            // nothing else wakes the loop to queue it later (a client that sends
+            // nothing would wait for the poll timeout).
+            if outbox.flush(&c.stream).is_err() {
+                *conn = None;
+                outbox.off = 0;
+                continue;
+            }
             if let Some((status, oom)) = exit {
-                if outbox.is_empty() && outbox.dropped > 0 {
-                    let n = std::mem::take(&mut outbox.dropped);
-                    outbox.push(proto::frame(proto::DROPPED, &n.to_be_bytes()), true);
-                }
                 // The exit goes last, after all output, once per connection.
                 if outbox.is_empty() && !c.exit_sent {
+                    if outbox.dropped > 0 {
+                        let n = std::mem::take(&mut outbox.dropped);
+                        outbox.push(proto::frame(proto::DROPPED, &n.to_be_bytes()), true);
+                    }
                     outbox.push(
                         proto::frame(proto::EXITED, &proto::exited_payload(status, oom)),
                         true,

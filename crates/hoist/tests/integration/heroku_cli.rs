@@ -22,10 +22,9 @@ struct Heroku<'a> {
 }
 
 impl Heroku<'_> {
-    /// Runs `heroku args...`; returns (exit code, stdout + stderr).
-    fn run(&self, args: &[&str]) -> (i32, String) {
-        let out = Command::new(&self.bin)
-            .args(args)
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
             .env("HOME", self.home.path())
             .env("XDG_CACHE_HOME", self.home.path().join(".cache"))
             .env("XDG_CONFIG_HOME", self.home.path().join(".config"))
@@ -38,8 +37,15 @@ impl Heroku<'_> {
             .env("HEROKU_SKIP_NEW_VERSION_CHECK", "true")
             .env("NO_COLOR", "1")
             .env("NODE_EXTRA_CA_CERTS", self.p.data_dir().join("ca.pem"))
+            .env("CI", "true");
+        cmd
+    }
+
+    /// Runs `heroku args...`; returns (exit code, stdout + stderr).
+    fn run(&self, args: &[&str]) -> (i32, String) {
+        let out = self
+            .command(args)
             .stdin(std::process::Stdio::null())
-            .env("CI", "true")
             .output()
             .expect("run heroku");
         let text = String::from_utf8_lossy(&out.stdout).to_string()
@@ -158,6 +164,7 @@ fn heroku_cli_runs_ps_scale_logs_and_one_off_dynos() {
     let (code, out) = h.run(&["run", "echo hello from $DYNO; exit 3", "-a", "cli-dynos"]);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("hello from run."), "{out}");
+    rendezvous_waits_for_the_clients_eot(&p, "cli-dynos");
     let out = h.ok(&["run:detached", "echo detached ran", "-a", "cli-dynos"]);
     assert!(out.contains("run."), "{out}");
     crate::harness::wait_for_log(&p, "cli-dynos", "detached ran", Duration::from_secs(30));
@@ -218,4 +225,48 @@ fn heroku_cli_runs_ps_scale_logs_and_one_off_dynos() {
         "Restart all dynos",
         Duration::from_secs(10),
     );
+}
+
+/// The Heroku CLI writes EOT when its stdin ends, which can be after the command's exit
+/// status arrived; Node sockets are not half-open, so if the server has already closed
+/// its side the CLI dies with EPIPE (seen once in CI). This drives the rendezvous the
+/// way the CLI does, but always late, so the race is deterministic.
+fn rendezvous_waits_for_the_clients_eot(p: &TestPlatform, app: &str) {
+    let (status, dyno) = p.call(
+        "POST",
+        &format!("/apps/{app}/dynos"),
+        Some(serde_json::json!({"command": "echo late-eot", "attach": true})),
+    );
+    assert_eq!(status, 201, "{dyno}");
+    let url = dyno["attach_url"].as_str().expect("attach_url").to_string();
+    let script = r#"
+const tls = require('tls');
+const u = new URL(process.argv[1]);
+const c = tls.connect(Number(u.port), u.hostname, {});
+c.setEncoding('utf8');
+let seen = '';
+c.on('connect', () => c.write(u.pathname.slice(1) + '\r\n'));
+const t0 = Date.now();
+c.on('data', d => {
+  console.log((Date.now() - t0) + 'ms data ' + JSON.stringify(d));
+  seen += d;
+  if (/\uFFFF heroku-command-exit-status: \d+/.test(seen)) {
+    setTimeout(() => c.write('\u0004', err => {
+      if (err) { console.log('EOT write failed: ' + err.code); process.exit(1); }
+      console.log('EOT written'); process.exit(seen.includes('late-eot') ? 0 : 1);
+    }), 300);
+  }
+});
+c.on('error', e => { console.log('socket error: ' + e.code); process.exit(1); });
+c.on('close', () => { console.log((Date.now() - t0) + 'ms closed before EOT; got: ' + JSON.stringify(seen)); process.exit(1); });
+"#;
+    let out = Command::new("node")
+        .args(["-e", script, &url])
+        .env("NODE_EXTRA_CA_CERTS", p.data_dir().join("ca.pem"))
+        .output()
+        .expect("run node");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}\n{}", p.server_log());
+    assert!(text.contains("EOT written"), "{text}");
 }
