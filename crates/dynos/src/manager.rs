@@ -122,6 +122,7 @@ impl DynoManager {
             routes: HashMap::new(),
             domains: Vec::new(),
             last_full: Instant::now() - Duration::from_secs(60),
+            last_memory_sample: Instant::now(),
         };
         l.adopt().await?;
         tokio::spawn(l.run(rx, events));
@@ -197,7 +198,14 @@ struct Rec {
     one_off: Option<OneOff>,
     out: LineSplitter,
     err: LineSplitter,
+    /// Last R14 logged for this dyno (repeated at most every [`R14_EVERY`]).
+    r14_at: Option<Instant>,
 }
+
+/// How often the memory of running dynos is sampled for R14.
+const MEMORY_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// Heroku repeats R14 while a dyno stays over its quota, not on every sample.
+const R14_EVERY: Duration = Duration::from_secs(20);
 
 struct Crash {
     count: u32,
@@ -231,6 +239,7 @@ struct Loop {
     /// publishing the routing table (also on every stop) does no store I/O.
     domains: Vec<(String, String)>,
     last_full: Instant,
+    last_memory_sample: Instant,
 }
 
 fn now_str() -> String {
@@ -328,6 +337,7 @@ impl Loop {
                     one_off,
                     out: LineSplitter::new(self.cfg.max_line_bytes),
                     err: LineSplitter::new(self.cfg.max_line_bytes),
+                    r14_at: None,
                     spec: o.spec,
                 },
             );
@@ -743,12 +753,49 @@ impl Loop {
                 self.dirty.insert(app);
             }
         }
+        if now.duration_since(self.last_memory_sample) >= MEMORY_SAMPLE_EVERY {
+            self.last_memory_sample = now;
+            self.check_memory(now);
+        }
         // A safety net for missed notifications; changes themselves arrive as commands.
         if now.duration_since(self.last_full) > Duration::from_secs(30) {
             self.last_full = now;
             if let Ok(apps) = self.store.all_apps() {
                 self.dirty.extend(apps.into_iter().map(|a| a.id));
             }
+        }
+    }
+
+    /// R14: a dyno over its memory quota keeps running (up to the kill limit, R15) and
+    /// says so in its log, with the figure Heroku prints.
+    fn check_memory(&mut self, now: Instant) {
+        let mut over = Vec::new();
+        for rec in self.recs.values_mut() {
+            if rec.state == State::Stopping
+                || rec
+                    .r14_at
+                    .is_some_and(|t| now.duration_since(t) < R14_EVERY)
+            {
+                continue;
+            }
+            let Some(used) = self.runtime.memory_usage(&rec.spec) else {
+                continue;
+            };
+            let quota = rec.spec.size.memory_mb() * 1024 * 1024;
+            if used > quota {
+                rec.r14_at = Some(now);
+                let pct = used as f64 * 100.0 / quota as f64;
+                let mb = used as f64 / (1024.0 * 1024.0);
+                over.push((rec.spec.app_id.clone(), rec.spec.name.clone(), mb, pct));
+            }
+        }
+        for (app, name, mb, pct) in over {
+            self.log(
+                &app,
+                &name,
+                format!("Process running mem={mb:.0}M({pct:.1}%)"),
+            );
+            self.log(&app, &name, "Error R14 (Memory quota exceeded)");
         }
     }
 
@@ -1027,6 +1074,7 @@ impl Loop {
             one_off,
             out: LineSplitter::new(self.cfg.max_line_bytes),
             err: LineSplitter::new(self.cfg.max_line_bytes),
+            r14_at: None,
             spec,
         }
     }

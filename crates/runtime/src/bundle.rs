@@ -47,6 +47,23 @@ impl Cgroups {
         format!("/hoist/{}/{}", spec.app_name, spec.id)
     }
 
+    /// The dyno's anonymous memory in bytes (what Heroku reports as its memory: page
+    /// cache the kernel can drop does not count), from the memory cgroup's stats.
+    pub fn memory_usage(self, spec: &DynoSpec) -> Option<u64> {
+        let cg = Self::path(spec);
+        let (file, key) = match self {
+            Cgroups::V1 { .. } => (
+                format!("/sys/fs/cgroup/memory{cg}/memory.stat"),
+                "total_rss ",
+            ),
+            Cgroups::V2 => (format!("/sys/fs/cgroup{cg}/memory.stat"), "anon "),
+        };
+        let stat = std::fs::read_to_string(file).ok()?;
+        stat.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// The file holding the `oom_kill N` counter of the dyno's memory cgroup.
     pub fn oom_file(self, spec: &DynoSpec) -> PathBuf {
         let cg = Self::path(spec);
@@ -238,7 +255,9 @@ fn oci_spec(input: &BundleInput<'_>, mounts: Vec<Mount>) -> Result<Spec, Runtime
         .build()
         .map_err(oci)?;
 
-    let mem = (input.spec.size.memory_mb() * 1024 * 1024) as i64;
+    // Like Heroku, a dyno may exceed its quota (logged as R14 by the dyno manager) and
+    // is killed (R15) only at the size's hard limit.
+    let mem = (input.spec.size.kill_memory_mb() * 1024 * 1024) as i64;
     let mut memory = LinuxMemoryBuilder::default().limit(mem);
     // swap == limit means "no swap" for runc on both hierarchies; without swap
     // accounting on v1 runc would refuse the setting.

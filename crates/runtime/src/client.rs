@@ -702,6 +702,13 @@ impl Core {
         rx
     }
 
+    fn memory_usage(&self, spec: &DynoSpec) -> Option<u64> {
+        match &self.backend {
+            Backend::Runc { cgroups, .. } => cgroups.memory_usage(spec),
+            Backend::Process => None,
+        }
+    }
+
     async fn attach(&self, id: &str) -> Result<Attached, RuntimeError> {
         let dir = self.checked_dir(id)?;
         let spec: DynoSpec = fs::read(dir.join("spec.json"))
@@ -901,6 +908,9 @@ macro_rules! impl_runtime {
             }
             async fn attach(&self, id: &str) -> Result<Attached, RuntimeError> {
                 self.core.attach(id).await
+            }
+            fn memory_usage(&self, spec: &DynoSpec) -> Option<u64> {
+                self.core.memory_usage(spec)
             }
         }
     };

@@ -184,6 +184,10 @@ pub trait Runtime: Send + Sync + 'static {
     /// Stdio of an `attach=true` dyno. Output produced before attaching is kept (bounded)
     /// and delivered first. One attachment at a time; a new one replaces the old.
     async fn attach(&self, id: &str) -> Result<Attached, RuntimeError>;
+    /// Bytes of memory the dyno uses now (its memory cgroup), if the backend knows.
+    fn memory_usage(&self, _spec: &DynoSpec) -> Option<u64> {
+        None
+    }
 }
 
 /// Ids and app names end up in paths and cgroup names: `[a-z0-9-]`, 1..=63, no leading `-`.

@@ -349,7 +349,7 @@ async fn runc_memory_limit_kills_with_137_and_reports_oom() {
     let rt = RuncRuntime::new(env.cfg.clone()).unwrap();
     let mut rx = rt.subscribe();
     let id = "testapp-web-1-oom";
-    // Standard-1X has 512 MB; allocate up to 1.5 GB in 64 MB steps.
+    // Standard-1X has 512 MB and is killed at 1 GB (2x); allocate up to 1.5 GB in 64 MB steps.
     let cmd = "python3 -c 'chunks = []\nfor i in range(24):\n    chunks.append(b\"x\" * (64 << 20))\nprint(\"allocated everything\")'";
     rt.start(env.spec(id, cmd)).await.unwrap();
     let run = run_to_exit(&mut rx, id).await;

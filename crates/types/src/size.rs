@@ -45,6 +45,12 @@ impl DynoSize {
         }
     }
 
+    /// Where the memory cgroup kills the dyno (R15): twice the quota, as Heroku does
+    /// for these sizes. Between quota and this limit the dyno runs and logs R14.
+    pub fn kill_memory_mb(self) -> u64 {
+        self.memory_mb() * 2
+    }
+
     /// Relative CPU weight (cgroup shares).
     pub fn cpu_shares(self) -> u64 {
         match self {

@@ -278,3 +278,42 @@ fn a_dyno_that_fills_tmp_fails_alone() {
     let (s, body) = p.get_app("filler.localhost", "/").unwrap();
     assert_eq!((s, body.trim()), (200, "fine"));
 }
+
+#[test]
+fn a_dyno_over_its_memory_quota_logs_r14_and_keeps_running() {
+    let p = TestPlatform::start();
+    // 700 MB of touched memory: over the 512 MB quota, under the 1 GB kill limit.
+    let procfile = format!(
+        "{WEB}hog: python3 -c \"import time; x = b'x' * (700 << 20); print('holding', flush=True); time.sleep(600)\"\n"
+    );
+    let (ok, out) = deploy_procfile(&p, "hog", &procfile, &[("index.html", "fine\n")]);
+    assert!(ok, "{out}");
+    p.wait_for_app("hog", Duration::from_secs(60));
+    p.call(
+        "PATCH",
+        "/apps/hog/formation",
+        Some(json!({"updates": [{"type": "hog", "quantity": 1}]})),
+    );
+    let log = wait_for_log(
+        &p,
+        "hog",
+        "heroku[hog.1]: Error R14 (Memory quota exceeded)",
+        Duration::from_secs(60),
+    );
+    let mem_line = log
+        .lines()
+        .find(|l| l.contains("heroku[hog.1]: Process running mem="))
+        .unwrap_or_else(|| panic!("no memory figure before R14: {log}"));
+    let pct: f64 = mem_line
+        .rsplit('(')
+        .next()
+        .and_then(|v| v.strip_suffix("%)"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable percentage: {mem_line}"));
+    assert!((130.0..200.0).contains(&pct), "{mem_line}");
+    assert!(!log.contains("R15"), "{log}");
+    let (_, d) = p.call("GET", "/apps/hog/dynos/hog.1", None);
+    assert_eq!(d["state"], "up", "{d}");
+    // The web dyno never said R14.
+    assert!(!log.contains("heroku[web.1]: Error R14"), "{log}");
+}
