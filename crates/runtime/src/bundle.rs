@@ -20,6 +20,10 @@ use crate::{env, DynoSpec, RuntimeError, DYNO_GID, DYNO_UID};
 /// Where the shim binary is mounted inside containers to act as their init.
 pub const INIT_PATH: &str = "/.hoist/init";
 const TMP_SIZE: &str = "size=256m";
+/// Bound of the dyno's writable layer over `/app` (a tmpfs under the dyno dir).
+const LAYER_SIZE: &str = "size=512m";
+/// Directory (in the dyno dir) the writable layer's tmpfs is mounted on.
+pub(crate) const LAYER_DIR: &str = "layer";
 const NOFILE: u64 = 10000;
 
 /// Which cgroup hierarchy the host uses, decided once per runtime.
@@ -112,8 +116,21 @@ pub fn write_bundle(input: &BundleInput<'_>) -> Result<PathBuf, RuntimeError> {
         fs::write(&p, text).map_err(|e| io("writing", &p, e))?;
     }
 
-    let upper = dir.join("upper");
-    let work = dir.join("work");
+    // The writable layer lives on its own size-limited tmpfs, so a dyno that fills it
+    // gets ENOSPC alone instead of filling the host's disk. Its pages are charged to
+    // the dyno's memory cgroup, like those of /tmp.
+    let layer = dir.join(LAYER_DIR);
+    fs::create_dir_all(&layer).map_err(|e| io("creating", &layer, e))?;
+    nix::mount::mount(
+        Some("tmpfs"),
+        &layer,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(format!("mode=0755,{LAYER_SIZE}").as_str()),
+    )
+    .map_err(|e| io("mounting the writable layer on", &layer, e.into()))?;
+    let upper = layer.join("upper");
+    let work = layer.join("work");
     for p in [&upper, &work] {
         fs::create_dir_all(p).map_err(|e| io("creating", p, e))?;
     }

@@ -634,6 +634,11 @@ impl Core {
             }
         }
         lock(&self.conns).remove(id);
+        // Not mounted (process backend, failed start) is fine.
+        let _ = nix::mount::umount2(
+            &dir.join(bundle::LAYER_DIR),
+            nix::mount::MntFlags::MNT_DETACH,
+        );
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -254,7 +254,8 @@ fn standard_apps_never_sleep() {
 fn a_dyno_that_fills_tmp_fails_alone() {
     let p = TestPlatform::start();
     let procfile = format!(
-        "{WEB}worker: dd if=/dev/zero of=/tmp/fill bs=1M count=2048; echo dd-exit=$?; exit 9\n"
+        "{WEB}worker: dd if=/dev/zero of=/tmp/fill bs=1M count=2048; echo dd-exit=$?; exit 9\n\
+         layer: dd if=/dev/zero of=/app/fill bs=1M count=2048; echo dd-exit=$?; exit 8\n"
     );
     let (ok, out) = deploy_procfile(&p, "filler", &procfile, &[("index.html", "fine\n")]);
     assert!(ok, "{out}");
@@ -262,17 +263,27 @@ fn a_dyno_that_fills_tmp_fails_alone() {
     p.call(
         "PATCH",
         "/apps/filler/formation",
-        Some(json!({"updates": [{"type": "worker", "quantity": 1}]})),
+        Some(json!({"updates": [{"type": "worker", "quantity": 1}, {"type": "layer", "quantity": 1}]})),
     );
     let log = wait_for_log(
         &p,
         "filler",
-        "Process exited with status 9",
+        "heroku[worker.1]: Process exited with status 9",
         Duration::from_secs(60),
     );
     assert!(
-        log.contains("No space left on device"),
+        log.contains("app[worker.1]: dd: error writing '/tmp/fill': No space left on device"),
         "/tmp is size-limited: {log}"
+    );
+    let log = wait_for_log(
+        &p,
+        "filler",
+        "heroku[layer.1]: Process exited with status 8",
+        Duration::from_secs(60),
+    );
+    assert!(
+        log.contains("app[layer.1]: dd: error writing '/app/fill': No space left on device"),
+        "the writable layer over /app is size-limited: {log}"
     );
     // The web dyno kept serving.
     let (s, body) = p.get_app("filler.localhost", "/").unwrap();
