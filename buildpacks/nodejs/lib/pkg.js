@@ -117,6 +117,22 @@ function main(argv) {
       }
       return 0;
     }
+    case 'plan': {
+      // Everything compile asks package.json before installing, in one node start:
+      // this node's version, engines.node, whether this node satisfies it (yes/no/
+      // empty), packageManager, then the script names, one per line.
+      const pkg = readJson(args[0]);
+      const oneLine = (v) => (typeof v === 'string' ? v.replace(/[\r\n]+/g, ' ').trim() : '');
+      const node = process.version.replace(/^v/, '');
+      const engines = pkg.engines && typeof pkg.engines === 'object' ? pkg.engines : {};
+      const requested = oneLine(engines.node);
+      let ok = '';
+      if (requested) ok = loadSemver().satisfies(node, requested) ? 'yes' : 'no';
+      const s = pkg.scripts && typeof pkg.scripts === 'object' ? pkg.scripts : {};
+      const names = Object.keys(s).filter((k) => typeof s[k] === 'string' && !/[\r\n]/.test(k));
+      process.stdout.write([node, requested, ok, oneLine(pkg.packageManager), ...names].join('\n'));
+      return 0;
+    }
     case 'has-script': {
       const s = readJson(args[0]).scripts;
       return s && typeof s[args[1]] === 'string' ? 0 : 1;
