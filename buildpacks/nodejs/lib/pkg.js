@@ -1,9 +1,8 @@
 // package.json queries and Node.js version resolution for the Node.js buildpack.
 // Runs on the stack's node. Usage:
-//   node pkg.js get FILE KEY.PATH          -> prints the value (strings as-is, else JSON)
+//   node pkg.js plan FILE                  -> node version, engines.node, whether it is met,
+//                                            packageManager, then script names (one per line)
 //   node pkg.js has-script FILE NAME       -> exit 0 when scripts[NAME] exists
-//   node pkg.js scripts FILE               -> the names of all scripts, one per line
-//   node pkg.js satisfies VERSION RANGE    -> exit 0 when VERSION satisfies RANGE
 //   node pkg.js pick RANGE INDEX_FILE      -> prints the highest version in a
 //                                             nodejs.org-style index.json satisfying RANGE
 //   node pkg.js pick-list RANGE V1 V2 ...  -> same, from a list of versions
@@ -100,23 +99,6 @@ function readJson(file) {
 function main(argv) {
   const [cmd, ...args] = argv;
   switch (cmd) {
-    case 'get': {
-      let v = readJson(args[0]);
-      for (const k of args[1].split('.')) {
-        v = v !== null && typeof v === 'object' ? v[k] : undefined;
-      }
-      if (v === undefined || v === null) return 0;
-      process.stdout.write(typeof v === 'string' ? v : JSON.stringify(v));
-      return 0;
-    }
-    case 'scripts': {
-      // All script names, one per line: one node start instead of one per question.
-      const s = readJson(args[0]).scripts;
-      if (s && typeof s === 'object') {
-        process.stdout.write(Object.keys(s).filter((k) => typeof s[k] === 'string').join('\n'));
-      }
-      return 0;
-    }
     case 'plan': {
       // Everything compile asks package.json before installing, in one node start:
       // this node's version, engines.node, whether this node satisfies it (yes/no/
@@ -137,8 +119,6 @@ function main(argv) {
       const s = readJson(args[0]).scripts;
       return s && typeof s[args[1]] === 'string' ? 0 : 1;
     }
-    case 'satisfies':
-      return loadSemver().satisfies(args[0], args[1]) ? 0 : 1;
     case 'pick': {
       const index = readJson(args[1]);
       const versions = index.map((e) => String(e.version || '').replace(/^v/, '')).filter(Boolean);

@@ -226,15 +226,7 @@ async fn create(
     let app = app_for(&st, &who, &app)?;
     let reg = registry(&st)?;
     let req: CreateAddon = parse_body(&body)?;
-    let spec = match &req.plan {
-        Value::String(s) => s.clone(),
-        Value::Object(o) => o
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        _ => String::new(),
-    };
+    let spec = plan_spec(&req.plan);
     if spec.is_empty() || spec.len() > 128 {
         return Err(ApiError::invalid(
             "plan is required, e.g. \"postgresql:mini\".",
@@ -352,6 +344,20 @@ async fn provider_info(
     ))
 }
 
+/// `plan` as the Heroku API accepts it: `"service:plan"` or `{"name": "service:plan"}`;
+/// empty when it is neither.
+fn plan_spec(plan: &Value) -> String {
+    match plan {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        _ => String::new(),
+    }
+}
+
 #[derive(Deserialize)]
 struct ChangePlan {
     plan: Value,
@@ -366,15 +372,7 @@ async fn change_plan(
     let app = app_for(&st, &who, &app)?;
     let addon = addon_for(&st, &who, Some(&app), &addon)?;
     let req: ChangePlan = parse_body(&body)?;
-    let spec = match &req.plan {
-        Value::String(s) => s.clone(),
-        Value::Object(o) => o
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        _ => String::new(),
-    };
+    let spec = plan_spec(&req.plan);
     let plan = spec.rsplit(':').next().unwrap_or_default().to_string();
     let reg = registry(&st)?;
     let provider = reg

@@ -250,11 +250,14 @@ struct HookQuery {
     new: String,
 }
 
-/// Reads a refused upload to its end, so the hook sees the refusal rather than a
-/// connection closed under its request.
-async fn drain(body: Body) {
-    let mut stream = body.into_data_stream();
-    while let Some(Ok(_)) = stream.next().await {}
+/// Why a push to `git_ref` does not deploy, or `None` for main and master.
+pub fn branch_refusal(git_ref: &str) -> Option<String> {
+    (git_ref != "refs/heads/main" && git_ref != "refs/heads/master").then(|| {
+        format!(
+            " !     Pushed to branch {}; only main or master deploy. Push with: git push hoist <branch>:main",
+            git_ref.trim_start_matches("refs/heads/")
+        )
+    })
 }
 
 /// Called by the pre-receive hook with `git archive --format=tar.gz <new>` as body.
@@ -279,28 +282,25 @@ async fn hook_push(
         ));
         text.into_response()
     };
-    let (app, user) = match (st.store.app(&q.app), st.store.account(&q.user)) {
-        (Ok(a), Ok(u)) => (a, u),
-        _ => {
-            drain(body).await;
-            return finish(vec!["!     Unknown app or user.".into()], false);
-        }
+    let claimed = match (st.store.app(&q.app), st.store.account(&q.user)) {
+        (Ok(app), Ok(user)) => match branch_refusal(&q.git_ref) {
+            Some(refusal) => Err(refusal),
+            None => st
+                .deployer
+                .claim(&app)
+                .map(|slot| (app, user, slot))
+                .map_err(|e| format!(" !     {}", e.message)),
+        },
+        _ => Err("!     Unknown app or user.".into()),
     };
-    if q.git_ref != "refs/heads/main" && q.git_ref != "refs/heads/master" {
-        drain(body).await;
-        return finish(
-            vec![format!(
-                " !     Pushed to branch {}; only main or master deploy. Push with: git push hoist <branch>:main",
-                q.git_ref.trim_start_matches("refs/heads/")
-            )],
-            false,
-        );
-    }
-    let slot = match st.deployer.claim(&app) {
-        Ok(s) => s,
-        Err(e) => {
-            drain(body).await;
-            return finish(vec![format!(" !     {}", e.message)], false);
+    let (app, user, slot) = match claimed {
+        Ok(c) => c,
+        Err(refusal) => {
+            // Read the refused upload to its end, so the hook sees the refusal rather
+            // than a connection closed under its request.
+            let mut stream = body.into_data_stream();
+            while let Some(Ok(_)) = stream.next().await {}
+            return finish(vec![refusal], false);
         }
     };
     let src = st

@@ -119,6 +119,19 @@ pub fn print_json(v: &Value) {
     }
 }
 
+/// The strings of an array field (`config_vars`, `addon_plan_names`); empty if absent.
+pub fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A string field at a JSON pointer, or "".
 pub fn s(v: &Value, pointer: &str) -> String {
     match v.pointer(pointer) {

@@ -36,12 +36,9 @@ pub fn main(args: &[String]) -> i32 {
             status = 1;
             continue;
         }
-        if git_ref != "refs/heads/main" && git_ref != "refs/heads/master" {
-            // Refused here, before the tree is packed and uploaded for nothing.
-            println!(
-                " !     Pushed to branch {}; only main or master deploy. Push with: git push hoist <branch>:main",
-                git_ref.trim_start_matches("refs/heads/")
-            );
+        // Refused here, before the tree is packed and uploaded for nothing.
+        if let Some(refusal) = hoist_api::git::branch_refusal(&git_ref) {
+            println!("{refusal}");
             status = 1;
             continue;
         }

@@ -1080,12 +1080,8 @@ impl Shim {
             // Flush first: the exit may only be queued once all output is out, and
             // nothing else wakes the loop to queue it later (a client that sends
             // nothing would wait for the poll timeout).
-            if outbox.flush(&c.stream).is_err() {
-                *conn = None;
-                outbox.off = 0;
-                continue;
-            }
-            if let Some((status, oom)) = exit {
+            let mut ok = outbox.flush(&c.stream).is_ok();
+            if let Some((status, oom)) = exit.filter(|_| ok) {
                 // The exit goes last, after all output, once per connection.
                 if outbox.is_empty() && !c.exit_sent {
                     if outbox.dropped > 0 {
@@ -1100,9 +1096,10 @@ impl Shim {
                     if role == proto::ROLE_ATTACH {
                         self.attach_served = true;
                     }
+                    ok = outbox.flush(&c.stream).is_ok();
                 }
             }
-            if outbox.flush(&c.stream).is_err() {
+            if !ok {
                 *conn = None;
                 outbox.off = 0;
             }

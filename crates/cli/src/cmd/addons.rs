@@ -5,7 +5,7 @@ use super::{app_path, Action};
 use crate::api::seg;
 use crate::ctx::Ctx;
 use crate::error::{CliError, CliResult};
-use crate::output::{format_time, print_json, s};
+use crate::output::{format_time, print_json, s, strings};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
@@ -166,16 +166,7 @@ pub fn create(
     if !msg.is_empty() {
         eprintln!("{msg}");
     }
-    let vars: Vec<String> = addon
-        .get("config_vars")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let vars = strings(&addon, "config_vars");
     match s(&addon, "/state").as_str() {
         "provisioning" => eprintln!(
             "{} is being created in the background. The app will restart when complete...",
@@ -208,16 +199,7 @@ pub fn info(ctx: &Ctx, name: &str) -> CliResult<()> {
         return Ok(());
     }
     ctx.style.header(&s(&addon, "/name"));
-    let vars: Vec<String> = addon
-        .get("config_vars")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let vars = strings(&addon, "config_vars");
     ctx.style.object(&[
         ("Config vars", vars.join("\n")),
         ("Installed at", format_time(&s(&addon, "/created_at"))),
@@ -397,16 +379,7 @@ pub fn pg_info(ctx: &Ctx, database: Option<String>) -> CliResult<()> {
         if i > 0 {
             println!();
         }
-        let vars: Vec<String> = a
-            .get("config_vars")
-            .and_then(Value::as_array)
-            .map(|v| {
-                v.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let vars = strings(a, "config_vars");
         ctx.style.header(
             if vars.is_empty() {
                 s(a, "/name")

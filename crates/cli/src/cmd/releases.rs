@@ -3,7 +3,7 @@
 use super::{app_path, Action};
 use crate::ctx::Ctx;
 use crate::error::{CliError, CliResult};
-use crate::output::{ago, format_time, print_json, s};
+use crate::output::{ago, format_time, print_json, s, strings};
 use serde_json::{json, Value};
 
 fn version(r: &Value) -> i64 {
@@ -95,16 +95,7 @@ pub fn info(ctx: &Ctx, release: Option<String>) -> CliResult<()> {
         return Ok(());
     }
     ctx.style.header(&format!("Release v{v}"));
-    let addons: Vec<String> = r
-        .get("addon_plan_names")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let addons = strings(&r, "addon_plan_names");
     ctx.style.object(&[
         ("Add-ons", addons.join("\n")),
         ("Change", describe(&r)),
