@@ -314,24 +314,31 @@ async fn serve_client(
         if !finished {
             return;
         }
-        let parts = conn.into_parts();
-        let mut next = parts.io.into_inner();
+        // Only the socket and unread bytes are kept: everything else of hyper's state
+        // (service, buffers) is dropped here, before the connection parks.
+        let http1::Parts {
+            io: next, read_buf, ..
+        } = conn.into_parts();
+        let mut next = next.into_inner();
         if let Some(tx) = info.upgrade.lock().take() {
-            let _ = tx.send((next, parts.read_buf));
+            let _ = tx.send((next, read_buf));
             return;
         }
         // Not parking means the client closed or we are shutting down.
         if stopping || !parking {
             return;
         }
-        if parts.read_buf.is_empty() {
+        if read_buf.is_empty() {
+            // Even empty, it is a view of hyper's whole read buffer: let it go before
+            // waiting, or every parked connection keeps ~8 KiB alive.
+            drop(read_buf);
             tokio::select! {
                 ready = next.get_ref().readable() => if ready.is_err() { return },
                 _ = state.watchdog(idle, header) => return,
                 _ = stop_rx.changed() => return,
             }
         } else {
-            next.set_prefix(parts.read_buf);
+            next.set_prefix(read_buf);
         }
         io = next;
     }
