@@ -28,10 +28,21 @@ PASS=0
 FAIL=0
 PIDS=()
 
+# stop_group PID -> SIGTERM to the process group PID leads, SIGKILL after 10 s.
+stop_group() {
+  local pid=$1
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 40); do
+    kill -0 -- "-$pid" 2>/dev/null || break
+    sleep 0.25
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
 cleanup() {
   local pid
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do stop_group "$pid"; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -107,8 +118,11 @@ serve_and_get() {
   cmd=$(web_command "$app")
   [ -n "$cmd" ] || { echo "      no web command"; return 1; }
   port=$(free_port)
-  as_app "$app" PORT="$port" DYNO=web.1 bash -c \
-    'for f in .profile.d/*.sh; do [ -f "$f" ] && . "$f"; done; exec '"$cmd" \
+  # setsid: the web process gets its own process group, so stopping it stops every
+  # process it started (a JVM behind a start script, say), not just the first one.
+  (cd "$app" && exec setsid "${AS_USER[@]}" env -i HOME="$app" PATH="$BASE_PATH" \
+    LANG=C.UTF-8 PORT="$port" DYNO=web.1 bash -c \
+    'for f in .profile.d/*.sh; do [ -f "$f" ] && . "$f"; done; exec '"$cmd") \
     >"$(dirname "$app")/web.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
@@ -117,8 +131,7 @@ serve_and_get() {
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.25
   done
-  kill "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
+  stop_group "$pid"
   if [[ $body == "$expected"* ]]; then
     echo "      web: $cmd -> $body"
     return 0
