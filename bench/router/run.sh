@@ -137,6 +137,34 @@ awk -v r="$R_RPS" -v n="$N_RPS" -v d="$D_RPS" -v rp="$R_P99" -v np="$N_P99" -v d
   else printf "added p99: router %.3f ms, nginx %.3f ms\n", ra, na
 }'
 
+echo "== CPU per request (user / system, from /proc/<pid>/task/*/stat around one wrk run) =="
+# Sums utime and stime (clock ticks) over every thread of the given processes.
+cpu_ticks() {
+  local p t u=0 s=0
+  for p in "$@"; do
+    for t in /proc/"$p"/task/*/stat; do
+      read -r a b < <(awk '{print $14, $15}' "$t" 2>/dev/null || echo "0 0")
+      u=$((u + a)); s=$((s + b))
+    done
+  done
+  echo "$u $s"
+}
+cpu_per_request() {
+  local port=$1 name=$2 u0 s0 u1 s1 out reqs
+  shift 2
+  read -r u0 s0 < <(cpu_ticks "$@")
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "Host: bench.localhost" "http://127.0.0.1:$port/")
+  read -r u1 s1 < <(cpu_ticks "$@")
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  awk -v n="$name" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v r="$reqs" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    printf "%-14s user %6.1f us/req  system %6.1f us/req\n", n, u * 1e6 / hz / r, s * 1e6 / hz / r
+  }'
+}
+NGINX_PIDS=$(pgrep -f "nginx: (master|worker)" -d ' ' || true)
+# shellcheck disable=SC2086
+cpu_per_request "$NGINX_PORT" nginx $NGINX_PIDS
+cpu_per_request "$ROUTER_PORT" "hoist router" "$ROUTER_PID"
+
 echo "== idle keep-alive connections =="
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 BEFORE=$(rss_kb "$ROUTER_PID")
