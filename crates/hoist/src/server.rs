@@ -30,6 +30,15 @@ pub struct ServerArgs {
     /// Address of the HTTP router that serves apps.
     #[arg(long, env = "HOIST_ROUTER_ADDR", default_value = "127.0.0.1:8080")]
     pub router_addr: SocketAddr,
+    /// Also terminate TLS for apps on this address (HTTP/2 and HTTP/1.1 by ALPN);
+    /// off unless given. Certificates come from --router-tls-certs.
+    #[arg(long, env = "HOIST_ROUTER_TLS_ADDR")]
+    pub router_tls_addr: Option<SocketAddr>,
+    /// Directory of `<hostname>.crt` + `<hostname>.key` PEM pairs for the TLS router,
+    /// chosen by SNI (`*.<domain>.crt` for a wildcard, `default.crt` as fallback);
+    /// defaults to <data-dir>/certs.
+    #[arg(long, env = "HOIST_ROUTER_TLS_CERTS")]
+    pub router_tls_certs: Option<PathBuf>,
     /// Base domain: apps are reachable as <app>.<domain>.
     #[arg(long, env = "HOIST_DOMAIN", default_value = "localhost")]
     pub domain: String,
@@ -345,6 +354,25 @@ async fn run(args: ServerArgs) -> Result<()> {
         .await
         .with_context(|| format!("binding the router to {}", args.router_addr))?;
     let router_addr = router_listener.local_addr()?;
+    // TLS settings are checked before the server listens, so a bad certificate is a
+    // clear start-up error.
+    let router_tls = match args.router_tls_addr {
+        Some(addr) => {
+            let dir = args
+                .router_tls_certs
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("certs"));
+            let store = hoist_router::tls::CertStore::load_dir(&dir).with_context(|| {
+                format!("loading router TLS certificates from {}", dir.display())
+            })?;
+            let cfg = hoist_router::tls::server_config(store)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the TLS router to {addr}"))?;
+            Some((listener, cfg))
+        }
+        None => None,
+    };
     let api_url = args
         .api_url
         .clone()
@@ -519,6 +547,20 @@ async fn run(args: ServerArgs) -> Result<()> {
                 .await
         })
     };
+    let router_tls_task = router_tls.map(|(listener, cfg)| {
+        let router = router.clone();
+        let mut stop = stop_rx.clone();
+        if let Ok(addr) = listener.local_addr() {
+            eprintln!("TLS router on {addr} (HTTP/2 and HTTP/1.1)");
+        }
+        tokio::spawn(async move {
+            router
+                .serve_tls(listener, cfg, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    });
     info!(api = %api_addr, router = %router_addr, domain = %args.domain, data_dir = %args.data_dir.display(), "hoist server ready");
     eprintln!(
         "Hoist API listening on {api_url} (router on {router_addr}, apps at http://<app>.{}:{})",
@@ -533,6 +575,9 @@ async fn run(args: ServerArgs) -> Result<()> {
         .await
         .context("serving the API")?;
     let _ = router_task.await;
+    if let Some(t) = router_tls_task {
+        let _ = t.await;
+    }
     logs.shutdown().await;
     // Dynos keep running: the next start re-adopts them.
     info!("hoist server stopped");

@@ -13,6 +13,7 @@ mod conn;
 mod metrics;
 mod proxy;
 mod table;
+pub mod tls;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use hoist_types::LogLine;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -197,6 +198,108 @@ impl Router {
 
 type Accepted = (std::net::TcpStream, SocketAddr);
 
+impl Router {
+    /// Serves TLS connections (`tls` from [`tls::server_config`]) until `shutdown`
+    /// resolves: HTTP/2 or HTTP/1.1 as the client's ALPN asks, the same routing,
+    /// headers (`X-Forwarded-Proto: https`), timeouts and log lines as plain HTTP.
+    /// Runs on the caller's runtime; TLS is the less travelled path, so it does not
+    /// get the per-thread workers of [`Router::serve`].
+    pub async fn serve_tls(
+        &self,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let shared = self.shared.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let client = Arc::new(proxy::dyno_client(&shared.cfg));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "router TLS accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let info = Arc::new(ConnInfo {
+                peer,
+                local_port: stream.local_addr().map(|a| a.port()).unwrap_or(0),
+                state: ConnState::new(),
+                client: client.clone(),
+                upgrade: parking_lot::Mutex::new(None),
+                tls: true,
+            });
+            let (acceptor, shared, stop_rx, done_tx) = (
+                acceptor.clone(),
+                shared.clone(),
+                stop_rx.clone(),
+                done_tx.clone(),
+            );
+            tokio::spawn(async move {
+                let _done = done_tx;
+                shared.metrics.connection_opened();
+                serve_tls_client(stream, acceptor, info, &shared, stop_rx).await;
+                shared.metrics.connection_closed();
+            });
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        drop(done_tx);
+        let _ = tokio::time::timeout(shared.cfg.shutdown_grace, done_rx.recv()).await;
+        Ok(())
+    }
+}
+
+async fn serve_tls_client(
+    stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    info: Arc<ConnInfo>,
+    shared: &Arc<Shared>,
+    mut stop_rx: watch::Receiver<bool>,
+) {
+    let cfg = &shared.cfg;
+    let Ok(Ok(tls)) = tokio::time::timeout(cfg.header_read_timeout, acceptor.accept(stream)).await
+    else {
+        return;
+    };
+    let state = info.state.clone();
+    let io = TokioIo::new(Watched::new(tls, state.clone()));
+    let svc_shared = shared.clone();
+    let svc = service_fn(move |req| Box::pin(proxy::handle(svc_shared.clone(), info.clone(), req)));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_read_timeout)
+        .keep_alive(true)
+        .max_buf_size(cfg.max_head_bytes.max(64 * 1024));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(cfg.max_head_bytes).unwrap_or(u32::MAX));
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    let idle = cfg.idle_timeout;
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        // HTTP/2 frames (pings, settings) arrive between requests: only the idle rule
+        // applies here; hyper times out slow HTTP/1 heads itself.
+        _ = state.watchdog(idle, idle) => {}
+        _ = stop_rx.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(cfg.shutdown_grace, conn).await;
+        }
+    }
+}
+
 /// One worker thread: serves the connections it is handed until the queue closes,
 /// then waits (bounded) for them to finish.
 async fn worker(
@@ -231,6 +334,7 @@ async fn worker(
             state: state.clone(),
             client: client.clone(),
             upgrade: parking_lot::Mutex::new(None),
+            tls: false,
         });
         let io = Watched::new(stream, state);
         let done_tx = done_tx.clone();

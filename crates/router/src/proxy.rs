@@ -71,6 +71,19 @@ pub(crate) struct ConnInfo {
     /// Set by a handler that answered 101: the connection loop hands the client
     /// socket (and any bytes already read) to the tunnel.
     pub(crate) upgrade: Mutex<Option<oneshot::Sender<(ClientIo, Bytes)>>>,
+    /// Arrived over the TLS listener: `https` in headers and log lines, and upgrades
+    /// go through hyper's own upgrade mechanism.
+    pub(crate) tls: bool,
+}
+
+impl ConnInfo {
+    fn proto<'a>(&self, cfg: &'a RouterConfig) -> &'a str {
+        if self.tls {
+            "https"
+        } else {
+            &cfg.forwarded_proto
+        }
+    }
 }
 
 pub(crate) type ClientIo = Watched<tokio::net::TcpStream>;
@@ -100,6 +113,8 @@ struct Ctx {
     request_id: String,
     fwd: String,
     start: Instant,
+    /// `protocol=` of the log line.
+    tls: bool,
     done: bool,
     /// Taken by a 101 response: the connection ends with the upgrade.
     guard: Option<RequestGuard>,
@@ -178,7 +193,11 @@ impl Ctx {
             let _ = write!(line, "{b}");
         }
         line.push_str(" protocol=");
-        line.push_str(&self.shared.cfg.forwarded_proto);
+        line.push_str(if self.tls {
+            "https"
+        } else {
+            &self.shared.cfg.forwarded_proto
+        });
         if let Some(sock) = o.sock {
             let _ = write!(line, " sock={sock}");
         }
@@ -312,6 +331,7 @@ pub(crate) async fn handle(
         request_id,
         fwd,
         start,
+        tls: conn.tls,
         done: false,
         guard: Some(guard),
     };
@@ -394,9 +414,23 @@ async fn forward(
         return ctx.fail(Outcome::error(ErrorCode::H99));
     };
     let upgrade = upgrade_protocol(req.headers());
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // Over TLS the client side of an upgrade comes from hyper (HTTP/1.1 over TLS).
+    let client_on_upgrade = if conn.tls {
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
+    // HTTP/2 carries the host as :authority; the dyno speaks HTTP/1.1 and needs Host.
+    if !headers.contains_key(header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+                headers.insert(header::HOST, v);
+            }
+        }
+    }
     if let Some(proto) = &upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, proto.clone());
@@ -495,8 +529,6 @@ async fn forward(
         let status = resp.status();
 
         if status == StatusCode::SWITCHING_PROTOCOLS && upgrade.is_some() {
-            let (client_tx, client_upgrade) = oneshot::channel();
-            *conn.upgrade.lock() = Some(client_tx);
             let backend_upgrade = hyper::upgrade::on(&mut resp);
             let (mut rparts, _) = resp.into_parts();
             strip_hop_by_hop(&mut rparts.headers);
@@ -519,12 +551,28 @@ async fn forward(
             });
             let idle = shared.cfg.idle_timeout;
             let state = conn.state.clone();
-            tokio::spawn(async move {
-                let _in_flight = in_flight;
-                if let (Ok((c, prefix)), Ok(b)) = tokio::join!(client_upgrade, backend_upgrade) {
-                    tunnel(c, prefix, b, state, idle).await;
+            match client_on_upgrade {
+                Some(client_upgrade) => {
+                    tokio::spawn(async move {
+                        let _in_flight = in_flight;
+                        if let (Ok(c), Ok(b)) = tokio::join!(client_upgrade, backend_upgrade) {
+                            tunnel(TokioIo::new(c), Bytes::new(), b, state, idle).await;
+                        }
+                    });
                 }
-            });
+                None => {
+                    let (client_tx, client_upgrade) = oneshot::channel();
+                    *conn.upgrade.lock() = Some(client_tx);
+                    tokio::spawn(async move {
+                        let _in_flight = in_flight;
+                        if let (Ok((c, prefix)), Ok(b)) =
+                            tokio::join!(client_upgrade, backend_upgrade)
+                        {
+                            tunnel(c, prefix, b, state, idle).await;
+                        }
+                    });
+                }
+            }
             let guard = ctx.guard.take();
             return Response::from_parts(rparts, RespBody::full(Bytes::new(), guard));
         }
@@ -532,6 +580,9 @@ async fn forward(
         let (mut rparts, body) = resp.into_parts();
         strip_hop_by_hop(&mut rparts.headers);
         rparts.extensions = http::Extensions::new();
+        // A proxy answers in its own HTTP version: an HTTP/1.0 dyno must not turn the
+        // client's HTTP/1.1 keep-alive connection into a one-shot HTTP/1.0 exchange.
+        rparts.version = parts.version;
         let completion = Completion {
             ctx,
             dyno: backend.dyno.clone(),
@@ -550,8 +601,8 @@ async fn forward(
     }
 }
 
-async fn tunnel(
-    mut client: ClientIo,
+async fn tunnel<C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut client: C,
     prefix: Bytes,
     backend: Upgraded,
     state: Arc<ConnState>,
@@ -651,7 +702,7 @@ fn set_forwarding_headers(headers: &mut HeaderMap, cfg: &RouterConfig, conn: &Co
     if let Ok(v) = HeaderValue::from_str(&ctx.fwd) {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&cfg.forwarded_proto) {
+    if let Ok(v) = HeaderValue::from_str(conn.proto(cfg)) {
         headers.insert(X_FORWARDED_PROTO, v);
     }
     headers.insert(X_FORWARDED_PORT, HeaderValue::from(conn.local_port));

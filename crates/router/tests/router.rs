@@ -1093,3 +1093,188 @@ async fn parked_keep_alive_connection_serves_again() {
     assert_eq!(h.router.metrics().connections_open(), 1);
     h.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------
+// TLS termination (behind a flag): SNI certificates, HTTP/2 and HTTP/1.1 by ALPN
+
+struct TlsHarness {
+    addr: SocketAddr,
+    roots: Arc<tokio_rustls::rustls::RootCertStore>,
+    stop: Option<oneshot::Sender<()>>,
+    _certs: tempfile::TempDir,
+}
+
+/// Writes `<host>.crt`/`<host>.key` self-signed pairs and serves TLS on 127.0.0.1.
+async fn start_tls(router: Arc<Router>, hosts: &[&str]) -> TlsHarness {
+    let dir = tempfile::tempdir().unwrap();
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for host in hosts {
+        let k = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
+        std::fs::write(dir.path().join(format!("{host}.crt")), k.cert.pem()).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{host}.key")),
+            k.key_pair.serialize_pem(),
+        )
+        .unwrap();
+        roots.add(k.cert.der().clone()).unwrap();
+    }
+    let store = hoist_router::tls::CertStore::load_dir(dir.path()).unwrap();
+    let cfg = hoist_router::tls::server_config(store).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        router
+            .serve_tls(listener, cfg, async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    TlsHarness {
+        addr,
+        roots: Arc::new(roots),
+        stop: Some(stop),
+        _certs: dir,
+    }
+}
+
+async fn tls_connect(
+    t: &TlsHarness,
+    sni: &str,
+    alpn: &[u8],
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut cfg = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(t.roots.clone())
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = TcpStream::connect(t.addr).await?;
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    connector.connect(name, tcp).await
+}
+
+#[tokio::test]
+async fn tls_terminates_by_sni_and_speaks_http2_and_http1() {
+    let h = start(test_config()).await;
+    let web = echo_backend("web.1").await;
+    h.publish(
+        vec![app("myapp", RouteStatus::Up, &[("web.1", web)])],
+        &[("www.example.test", "myapp")],
+    );
+    let t = start_tls(h.router.clone(), &["myapp.localhost", "www.example.test"]).await;
+
+    // HTTP/2 by ALPN; the host travels as :authority and reaches the dyno as Host.
+    let tls = tls_connect(&t, "myapp.localhost", b"h2").await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("https://myapp.localhost/over-h2")
+        .body(full(""))
+        .unwrap();
+    let resp = tokio::time::timeout(LIMIT, send.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(body.contains("GET /over-h2"), "{body}");
+    assert!(body.contains("host: myapp.localhost\n"), "{body}");
+    assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
+    assert!(
+        body.contains(&format!("x-forwarded-port: {}\n", t.addr.port())),
+        "{body}"
+    );
+    h.hooks
+        .wait_line(&["path=\"/over-h2\"", "status=200 ", "protocol=https"])
+        .await;
+
+    // HTTP/1.1 by ALPN, on a custom domain with its own certificate.
+    let tls = tls_connect(&t, "www.example.test", b"http/1.1")
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("/over-h1")
+        .header("host", "www.example.test")
+        .body(full(""))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(body.contains("GET /over-h1"), "{body}");
+    assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
+
+    // No certificate for the name and no default: the handshake fails, nothing routes.
+    assert!(tls_connect(&t, "other.localhost", b"h2").await.is_err());
+    let _ = t.stop.unwrap().send(());
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn websocket_upgrade_over_tls() {
+    let h = start(test_config()).await;
+    let web = upgrade_backend(false).await;
+    h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", web)])], &[]);
+    let t = start_tls(h.router.clone(), &["myapp.localhost"]).await;
+    let mut s = tls_connect(&t, "myapp.localhost", b"http/1.1")
+        .await
+        .unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: myapp.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tokio::time::timeout(LIMIT, s.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let frame = [0x81u8, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+    for _ in 0..3 {
+        s.write_all(&frame).await.unwrap();
+        let mut echo = [0u8; 8];
+        tokio::time::timeout(LIMIT, s.read_exact(&mut echo))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(echo, frame);
+    }
+    h.hooks
+        .wait_line(&["path=\"/ws\"", "status=101 ", "protocol=https"])
+        .await;
+    let _ = t.stop.unwrap().send(());
+    h.shutdown().await;
+}

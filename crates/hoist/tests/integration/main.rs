@@ -8,3 +8,4 @@ mod dynos;
 mod harness;
 mod heroku_cli;
 mod logs;
+mod router_tls;
