@@ -48,7 +48,26 @@ impl Cgroups {
     }
 
     pub fn path(spec: &DynoSpec) -> String {
-        format!("/hoist/{}/{}", spec.app_name, spec.id)
+        format!("{}/{}", Self::app_path(&spec.app_name), spec.id)
+    }
+
+    fn app_path(app_name: &str) -> String {
+        format!("/hoist/{app_name}")
+    }
+
+    /// Removes the app's parent cgroup in every hierarchy once it is empty (runc
+    /// creates it with the first dyno but only removes the dyno's own).
+    pub fn remove_app_parent(self, app_name: &str) {
+        let app = Self::app_path(app_name);
+        let roots: Vec<PathBuf> = match self {
+            Cgroups::V2 => vec![PathBuf::from("/sys/fs/cgroup")],
+            Cgroups::V1 { .. } => fs::read_dir("/sys/fs/cgroup")
+                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+                .unwrap_or_default(),
+        };
+        for root in roots {
+            let _ = fs::remove_dir(root.join(app.trim_start_matches('/')));
+        }
     }
 
     /// The dyno's anonymous memory in bytes (what Heroku reports as its memory: page

@@ -634,6 +634,16 @@ impl Core {
             }
         }
         lock(&self.conns).remove(id);
+        if let Backend::Runc { cgroups, .. } = &self.backend {
+            // The app's parent cgroups go with its last dyno (rmdir fails while others
+            // of the app still run, which is fine).
+            let spec: Option<DynoSpec> = fs::read(dir.join("spec.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if let Some(spec) = spec {
+                cgroups.remove_app_parent(&spec.app_name);
+            }
+        }
         // Not mounted (process backend, failed start) is fine.
         let _ = nix::mount::umount2(
             &dir.join(bundle::LAYER_DIR),

@@ -521,3 +521,41 @@ async fn invalid_specs_are_rejected_and_leave_nothing() {
         Err(hoist_runtime::RuntimeError::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn runc_the_apps_parent_cgroup_goes_with_its_last_dyno() {
+    if !runc_available() {
+        return;
+    }
+    let env = Env::new("cgparent");
+    let rt = RuncRuntime::new(env.cfg.clone()).unwrap();
+    let mut rx = rt.subscribe();
+    // An app name of its own: other tests' dynos share "testapp".
+    let spec = |id: &str| DynoSpec {
+        app_name: "cgparent-app".into(),
+        ..env.spec(id, "echo up; sleep 1000")
+    };
+    let (a, b) = ("cgparent-app-web-1-a", "cgparent-app-web-2-b");
+    rt.start(spec(a)).await.unwrap();
+    wait_output(&mut rx, a, "up").await;
+    rt.start(spec(b)).await.unwrap();
+    wait_output(&mut rx, b, "up").await;
+    let parents = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir("/sys/fs/cgroup")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path().join("hoist/cgparent-app"))
+                    .chain([std::path::PathBuf::from(
+                        "/sys/fs/cgroup/hoist/cgparent-app",
+                    )])
+                    .filter(|p| p.exists())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(!parents().is_empty(), "runc made no app cgroup");
+    rt.remove(a).await.unwrap();
+    assert!(!parents().is_empty(), "removed while web.2 still runs");
+    rt.remove(b).await.unwrap();
+    assert_eq!(parents(), Vec::<std::path::PathBuf>::new());
+}
