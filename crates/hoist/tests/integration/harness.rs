@@ -243,11 +243,31 @@ impl TestPlatform {
         let h = sha2::Sha256::digest(canon.to_string_lossy().as_bytes());
         let hex: String = h[..6].iter().map(|b| format!("{b:02x}")).collect();
         let root = format!("/run/hoist/runc-{hex}");
-        if let Ok(out) = Command::new("runc")
-            .args(["--root", &root, "list", "-q"])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).lines() {
+        // A dyno may be mid-start when the server dies: its shim is killed, but the
+        // `runc run` it spawned goes on to create the container. So kill shims and
+        // their `runc run`s first, then sweep runc's list until it stays empty
+        // (bounded), and only then drop runc's state (without it the containers
+        // could not be found again).
+        let _ = Command::new("pkill")
+            .arg("-9")
+            .arg("-f")
+            .arg(format!("shim {}", self.data_dir().display()))
+            .output();
+        let _ = Command::new("pkill")
+            .arg("-9")
+            .arg("-f")
+            .arg(format!("runc --root {root} run"))
+            .output();
+        for _ in 0..5 {
+            let listed = Command::new("runc")
+                .args(["--root", &root, "list", "-q"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            if listed.trim().is_empty() {
+                break;
+            }
+            for id in listed.lines() {
                 let _ = Command::new("runc")
                     .args(["--root", &root, "kill", "--all", id, "KILL"])
                     .output();
@@ -255,12 +275,8 @@ impl TestPlatform {
                     .args(["--root", &root, "delete", "--force", id])
                     .output();
             }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        let _ = Command::new("pkill")
-            .arg("-9")
-            .arg("-f")
-            .arg(format!("shim {}", self.data_dir().display()))
-            .output();
         let _ = std::fs::remove_dir_all(&root);
         // Overlay mounts of the dynos' /app live under the data directory.
         if let Ok(mounts) = std::fs::read_to_string("/proc/mounts") {
