@@ -3,7 +3,8 @@
 # on loopback at 64 keep-alive connections; then router RSS with 10k idle
 # keep-alive client connections.
 #
-# Usage: bench/router/run.sh    (env: DURATION=10s CONNS=64 THREADS=2 ROUNDS=3 IDLE=10000)
+# Usage: bench/router/run.sh    (env: DURATION=10s CONNS=64 THREADS=2 ROUNDS=3 IDLE=10000
+#                                      NGINX_HEADERS=heroku|minimal)
 # Needs: wrk, nginx; builds the examples with cargo in release mode.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ ROUNDS=${ROUNDS:-3}
 BACKEND_PORT=${BACKEND_PORT:-18180}
 NGINX_PORT=${NGINX_PORT:-18181}
 ROUTER_PORT=${ROUTER_PORT:-18182}
+NGINX_HEADERS=${NGINX_HEADERS:-heroku}
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
@@ -74,6 +76,17 @@ http {
       proxy_set_header Connection "";
       proxy_set_header Host \$host;
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      # The headers Hoist's router adds for every request, so both proxies do the
+      # same work and the backend parses the same request (NGINX_HEADERS=minimal
+      # keeps only Host and X-Forwarded-For).
+$( [ "$NGINX_HEADERS" = heroku ] && cat <<'HEADERS'
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Port $server_port;
+      proxy_set_header X-Request-Start $msec;
+      proxy_set_header X-Request-Id $request_id;
+      proxy_set_header Via "1.1 nginx";
+HEADERS
+)
     }
   }
 }
@@ -124,7 +137,7 @@ D_RPS=$(cut -d' ' -f1 "$TMP/d" | median); D_P99=$(cut -d' ' -f2 "$TMP/d" | media
 N_RPS=$(cut -d' ' -f1 "$TMP/n" | median); N_P99=$(cut -d' ' -f2 "$TMP/n" | median)
 R_RPS=$(cut -d' ' -f1 "$TMP/r" | median); R_P99=$(cut -d' ' -f2 "$TMP/r" | median)
 
-echo "== throughput and latency: wrk -t$THREADS -c$CONNS -d$DURATION, keep-alive, loopback, $(nproc) cores, median of $ROUNDS rounds =="
+echo "== throughput and latency: wrk -t$THREADS -c$CONNS -d$DURATION, keep-alive, loopback, $(nproc) cores, median of $ROUNDS rounds, nginx headers: $NGINX_HEADERS =="
 printf "%-22s %12s %10s %14s\n" target req/s p99_ms added_p99_ms
 printf "%-22s %12s %10s %14s\n" "direct (floor)" "$D_RPS" "$D_P99" "-"
 printf "%-22s %12s %10s %14s\n" "nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')" "$N_RPS" "$N_P99" "$(awk -v a="$N_P99" -v b="$D_P99" 'BEGIN{printf "%.3f", a-b}')"

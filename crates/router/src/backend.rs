@@ -63,19 +63,7 @@ impl tower::Service<Uri> for Connector {
                 .parse()
                 .map_err(|_| ConnectError::BadAddress(authority.to_string()))?;
             let started = Instant::now();
-            let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-                Err(_) => return Err(ConnectError::Timeout),
-                Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    return Err(ConnectError::Refused(e))
-                }
-                Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(ConnectError::Timeout)
-                }
-                Ok(Err(e)) => return Err(ConnectError::Io(e)),
-                Ok(Ok(s)) => s,
-            };
-            // Small responses must not wait for Nagle.
-            let _ = stream.set_nodelay(true);
+            let stream = connect(addr, timeout).await?;
             Ok(BackendConn {
                 io: TokioIo::new(stream),
                 timing: ConnectTiming {
@@ -85,6 +73,25 @@ impl tower::Service<Uri> for Connector {
             })
         })
     }
+}
+
+/// A TCP connection to a dyno, within `timeout`, without Nagle's delay.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ConnectError::Timeout),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            return Err(ConnectError::Refused(e))
+        }
+        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => return Err(ConnectError::Timeout),
+        Ok(Err(e)) => return Err(ConnectError::Io(e)),
+        Ok(Ok(s)) => s,
+    };
+    // Small responses must not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
 }
 
 pub(crate) struct BackendConn {
@@ -223,6 +230,10 @@ impl Backends {
                     return Some(if lb < la { (b, sb) } else { (a, sa) });
                 }
             }
+        }
+        // One dyno (the common small app): no candidate lists.
+        if n == 1 {
+            return usable(0).then(|| (0, self.state(backends[0].addr)));
         }
         let mut healthy: Vec<(usize, Arc<BackendState>)> = Vec::with_capacity(n);
         let mut quarantined = Vec::new();

@@ -74,6 +74,19 @@ impl ConnState {
         }
     }
 
+    /// A request head handed over by the fast path, which keeps no activity records
+    /// of its own: the header timeout starts now.
+    pub(crate) fn head_arrived(&self) {
+        let now = self.now_ms();
+        self.last_activity.store(now, Relaxed);
+        self.head_started.store(now, Relaxed);
+        self.phase.store(HEAD, Relaxed);
+    }
+
+    pub(crate) fn opened_at(&self) -> Instant {
+        self.epoch
+    }
+
     /// Switches to tunnel mode after an upgrade: only the idle rule applies.
     pub(crate) fn enter_tunnel(&self) {
         self.last_activity.store(self.now_ms(), Relaxed);
@@ -117,6 +130,37 @@ impl ConnState {
     }
 }
 
+/// A deadline that may move later at no cost: its timer is armed once and only
+/// re-armed when it fires before the current deadline. Per-request deadlines that
+/// only ever grow (idle, head, first byte) then cost no timer operations.
+pub(crate) struct Alarm {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Alarm {
+    pub(crate) fn new() -> Self {
+        Alarm {
+            sleep: Box::pin(tokio::time::sleep(Duration::from_secs(86_400))),
+        }
+    }
+
+    /// Resolves once `deadline` has passed.
+    pub(crate) async fn until(&mut self, deadline: Instant) {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        loop {
+            if self.sleep.deadline() > deadline {
+                self.sleep.as_mut().reset(deadline);
+            }
+            self.sleep.as_mut().await;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            // Fired for an earlier deadline: wait for this one.
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+}
+
 /// Marks a request as over when dropped (with the response body).
 pub(crate) struct RequestGuard(Arc<ConnState>);
 
@@ -152,6 +196,16 @@ impl<T> Watched<T> {
 
     pub(crate) fn get_ref(&self) -> &T {
         &self.inner
+    }
+
+    /// The socket itself, bypassing activity records.
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
+    /// Bytes set by [`Watched::set_prefix`] and not read yet.
+    pub(crate) fn take_prefix(&mut self) -> Bytes {
+        std::mem::take(&mut self.prefix)
     }
 
     /// `bytes` are read before anything else from the socket.

@@ -10,6 +10,7 @@
 mod backend;
 mod codes;
 mod conn;
+mod fast;
 mod metrics;
 mod proxy;
 mod table;
@@ -230,7 +231,7 @@ impl Router {
             };
             let _ = stream.set_nodelay(true);
             let info = Arc::new(ConnInfo {
-                peer,
+                peer_ip: peer.ip().to_canonical().to_string(),
                 local_port: stream.local_addr().map(|a| a.port()).unwrap_or(0),
                 state: ConnState::new(),
                 client: client.clone(),
@@ -320,7 +321,8 @@ async fn worker(
         .max_buf_size(shared.cfg.max_head_bytes.max(64 * 1024));
 
     let builder = Arc::new(builder);
-    let trimmer = tokio::spawn(trim_heap_periodically());
+    let pool = Arc::new(fast::Pool::default());
+    let trimmer = tokio::spawn(trim_heap_periodically(pool.clone()));
     while let Some((stream, peer)) = queue.recv().await {
         let Ok(stream) = TcpStream::from_std(stream) else {
             continue;
@@ -329,7 +331,7 @@ async fn worker(
         let local_port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
         let state = ConnState::new();
         let info = Arc::new(ConnInfo {
-            peer,
+            peer_ip: peer.ip().to_canonical().to_string(),
             local_port,
             state: state.clone(),
             client: client.clone(),
@@ -340,11 +342,12 @@ async fn worker(
         let done_tx = done_tx.clone();
         let shared = shared.clone();
         let builder = builder.clone();
+        let pool = pool.clone();
         let stop_rx = stop_rx.clone();
         tokio::spawn(async move {
             let _done = done_tx;
             shared.metrics.connection_opened();
-            serve_client(io, info, &shared, &builder, stop_rx).await;
+            serve_client(io, info, &shared, &builder, &pool, stop_rx).await;
             shared.metrics.connection_closed();
         });
     }
@@ -355,12 +358,14 @@ async fn worker(
 
 /// Parked connections free their buffers, but glibc keeps freed pages that sit between
 /// live allocations; trimming hands them back to the OS so thousands of idle
-/// keep-alive connections stay cheap in RSS.
-async fn trim_heap_periodically() {
+/// keep-alive connections stay cheap in RSS. Also closes stale pooled dyno
+/// connections of the fast path.
+async fn trim_heap_periodically(pool: Arc<fast::Pool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        pool.sweep();
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: malloc_trim has no preconditions; it only releases free memory.
         unsafe {
@@ -372,22 +377,31 @@ async fn trim_heap_periodically() {
 /// How long a keep-alive connection must sit between requests before it is parked.
 const PARK_AFTER: Duration = Duration::from_secs(1);
 
-/// Serves one client connection. Between requests a connection that stays idle is
-/// "parked": the HTTP/1 state (two 8 KiB buffers in hyper) is dropped and only the
-/// socket is kept until the client sends again, so idle keep-alive connections
-/// cost little memory.
+/// Serves one client connection: the fast path first, hyper for what it hands over.
+/// Between requests a hyper connection that stays idle is "parked": the HTTP/1
+/// state (two 8 KiB buffers in hyper) is dropped and the connection goes back to
+/// the fast path, which holds only the socket until the client sends again, so
+/// idle keep-alive connections cost little memory.
 async fn serve_client(
-    mut io: ClientIo,
+    io: ClientIo,
     info: Arc<ConnInfo>,
     shared: &Arc<Shared>,
     builder: &http1::Builder,
+    pool: &fast::Pool,
     mut stop_rx: watch::Receiver<bool>,
 ) {
     let state = info.state.clone();
     let idle = shared.cfg.idle_timeout;
     let header = shared.cfg.header_read_timeout;
     let park_after = PARK_AFTER.min(idle / 2);
+    let mut io = io;
+    let mut fresh = true;
     loop {
+        io = match fast::serve(io, &info, shared, pool, &mut stop_rx, fresh).await {
+            fast::Next::Close => return,
+            fast::Next::Hyper(io) => io,
+        };
+        fresh = false;
         let svc_shared = shared.clone();
         let svc_info = info.clone();
         let svc = service_fn(move |req| {
@@ -432,16 +446,9 @@ async fn serve_client(
         if stopping || !parking {
             return;
         }
-        if read_buf.is_empty() {
-            // Even empty, it is a view of hyper's whole read buffer: let it go before
-            // waiting, or every parked connection keeps ~8 KiB alive.
-            drop(read_buf);
-            tokio::select! {
-                ready = next.get_ref().readable() => if ready.is_err() { return },
-                _ = state.watchdog(idle, header) => return,
-                _ = stop_rx.changed() => return,
-            }
-        } else {
+        // An empty `read_buf` is still a view of hyper's whole read buffer: only a
+        // non-empty one is kept (the fast path waits for the socket without one).
+        if !read_buf.is_empty() {
             next.set_prefix(read_buf);
         }
         io = next;

@@ -131,8 +131,13 @@ impl Metrics {
 
     /// Called when a request for the app arrives.
     pub(crate) fn begin(&self, app: &AppMetrics) {
+        self.begin_at(app, Instant::now());
+    }
+
+    /// [`Metrics::begin`] for a request that arrived at `at`.
+    pub(crate) fn begin_at(&self, app: &AppMetrics, at: Instant) {
         app.in_flight.fetch_add(1, Relaxed);
-        let ns = self.epoch.elapsed().as_nanos() as u64 + 1;
+        let ns = at.saturating_duration_since(self.epoch).as_nanos() as u64 + 1;
         app.last_request_ns.store(ns, Relaxed);
     }
 

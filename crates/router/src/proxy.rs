@@ -64,7 +64,8 @@ pub(crate) fn dyno_client(cfg: &RouterConfig) -> DynoClient {
 
 /// What the router knows about the client connection a request arrived on.
 pub(crate) struct ConnInfo {
-    pub(crate) peer: SocketAddr,
+    /// The client's address as the dyno sees it in `X-Forwarded-For`.
+    pub(crate) peer_ip: String,
     pub(crate) local_port: u16,
     pub(crate) state: Arc<ConnState>,
     pub(crate) client: Arc<DynoClient>,
@@ -95,44 +96,44 @@ const X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-const VIA_VALUE: &str = "1.1 hoist";
+pub(crate) const VIA_VALUE: &str = "1.1 hoist";
 /// Connect failures are retried on other dynos at most this many times in total.
-const MAX_ATTEMPTS: usize = 3;
+pub(crate) const MAX_ATTEMPTS: usize = 3;
 
 // ---------------------------------------------------------------------------
 // Request context and log line
 
 /// The fields of the router log line that are known once the app is.
-struct Ctx {
-    shared: Arc<Shared>,
-    app_id: String,
-    app: Arc<AppMetrics>,
-    method: Method,
-    path: String,
-    host: String,
-    request_id: String,
-    fwd: String,
-    start: Instant,
+pub(crate) struct Ctx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) app_id: String,
+    pub(crate) app: Arc<AppMetrics>,
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) host: String,
+    pub(crate) request_id: String,
+    pub(crate) fwd: String,
+    pub(crate) start: Instant,
     /// `protocol=` of the log line.
-    tls: bool,
-    done: bool,
+    pub(crate) tls: bool,
+    pub(crate) done: bool,
     /// Taken by a 101 response: the connection ends with the upgrade.
-    guard: Option<RequestGuard>,
+    pub(crate) guard: Option<RequestGuard>,
 }
 
 /// How a request ended, for the log line and metrics.
-struct Outcome<'a> {
-    code: Option<ErrorCode>,
-    status: u16,
-    dyno: Option<&'a str>,
-    connect: Option<Duration>,
-    service: Option<Duration>,
-    bytes: Option<u64>,
-    sock: Option<&'static str>,
+pub(crate) struct Outcome<'a> {
+    pub(crate) code: Option<ErrorCode>,
+    pub(crate) status: u16,
+    pub(crate) dyno: Option<&'a str>,
+    pub(crate) connect: Option<Duration>,
+    pub(crate) service: Option<Duration>,
+    pub(crate) bytes: Option<u64>,
+    pub(crate) sock: Option<&'static str>,
 }
 
 impl Outcome<'_> {
-    fn error(code: ErrorCode) -> Self {
+    pub(crate) fn error(code: ErrorCode) -> Self {
         Outcome {
             code: Some(code),
             status: code.status().as_u16(),
@@ -146,7 +147,12 @@ impl Outcome<'_> {
 }
 
 impl Ctx {
-    fn finish(&mut self, o: Outcome<'_>) {
+    pub(crate) fn finish(&mut self, o: Outcome<'_>) {
+        self.finish_at(o, Instant::now());
+    }
+
+    /// [`Ctx::finish`] for a request that ended at `end`.
+    pub(crate) fn finish_at(&mut self, o: Outcome<'_>, end: Instant) {
         if self.done {
             return;
         }
@@ -155,7 +161,7 @@ impl Ctx {
             &self.app,
             o.status,
             o.code,
-            self.start.elapsed(),
+            end.saturating_duration_since(self.start),
             o.bytes.unwrap_or(0),
         );
         let mut line = String::with_capacity(256);
@@ -313,7 +319,7 @@ pub(crate) async fn handle(
             fwd.push_str(", ");
         }
     }
-    let _ = write!(fwd, "{}", conn.peer.ip().to_canonical());
+    fwd.push_str(&conn.peer_ip);
     let path = req
         .uri()
         .path_and_query()
