@@ -1073,23 +1073,215 @@ async fn parked_keep_alive_connection_serves_again() {
             .await
             .unwrap();
     tokio::spawn(conn);
-    for path in ["/one", "/two", "/three"] {
+    // Requests with a body take the hyper path (which parks); the rest the fast path.
+    for (method, path) in [
+        ("POST", "/one"),
+        ("GET", "/two"),
+        ("POST", "/three"),
+        ("GET", "/four"),
+    ] {
+        let body = if method == "POST" { "x" } else { "" };
         let resp = sender
             .send_request(
-                Request::get(path)
+                Request::builder()
+                    .method(method)
+                    .uri(path)
                     .header("host", "myapp.localhost")
-                    .body(full(""))
+                    .body(full(body))
                     .unwrap(),
             )
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
-        assert!(String::from_utf8_lossy(&body).contains(&format!("GET {path}")));
+        assert!(String::from_utf8_lossy(&body).contains(&format!("{method} {path}")));
         // Long enough between requests for the router to park the connection
         // (idle_timeout 2 s -> parked after 1 s), short of closing it.
         tokio::time::sleep(Duration::from_millis(1300)).await;
     }
+    assert_eq!(h.router.metrics().connections_open(), 1);
+    h.shutdown().await;
+}
+
+/// Reads `n` HTTP/1.1 responses with Content-Length bodies from a raw connection.
+async fn read_responses(s: &mut TcpStream, n: usize) -> Vec<(String, String)> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut b = [0u8; 4096];
+    while out.len() < n {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned();
+                buf.drain(..end + 4 + len);
+                out.push((head, body));
+                continue;
+            }
+        }
+        let got = tokio::time::timeout(LIMIT, s.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(got > 0, "router closed after {} responses", out.len());
+        buf.extend_from_slice(&b[..got]);
+    }
+    out
+}
+
+#[tokio::test]
+async fn pipelined_requests_cross_between_fast_and_full_paths_in_order() {
+    let h = start(test_config()).await;
+    let web = echo_backend("a").await;
+    h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", web)])], &[]);
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    // GET (fast path), then a POST with a body (handed to hyper with the pipelined
+    // bytes behind it), then GETs hyper serves until the connection parks.
+    s.write_all(
+        b"GET /one HTTP/1.1\r\nHost: myapp.localhost\r\n\r\n\
+          POST /two HTTP/1.1\r\nHost: myapp.localhost\r\nContent-Length: 3\r\n\r\nabc\
+          GET /three HTTP/1.1\r\nHost: myapp.localhost\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let got = read_responses(&mut s, 3).await;
+    assert!(got[0].1.contains("GET /one"), "{got:?}");
+    assert!(
+        got[1].1.contains("POST /two") && got[1].1.contains("body=abc"),
+        "{got:?}"
+    );
+    assert!(got[2].1.contains("GET /three"), "{got:?}");
+    // Two more pipelined GETs in one write, the last asking to close.
+    s.write_all(
+        b"GET /four HTTP/1.1\r\nHost: myapp.localhost\r\n\r\n\
+          GET /five HTTP/1.1\r\nHost: myapp.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let got = read_responses(&mut s, 2).await;
+    assert!(got[0].1.contains("GET /four"), "{got:?}");
+    assert!(got[1].1.contains("GET /five"), "{got:?}");
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(LIMIT, s.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0, "closed after the request that asked for it");
+    for path in ["/one", "/two", "/three", "/four", "/five"] {
+        h.hooks
+            .wait_line(&[&format!("path=\"{path}\""), "status=200"])
+            .await;
+    }
+    h.shutdown().await;
+}
+
+/// Answers every request on a connection with `reply`, closing after `per_conn`
+/// responses without saying so (as a dyno whose keep-alive timer fired would).
+async fn scripted_backend(reply: &'static str, per_conn: usize) -> SocketAddr {
+    raw_backend(move |mut s| async move {
+        for _ in 0..per_conn {
+            let head = read_head(&mut s).await;
+            if head.is_empty() {
+                return;
+            }
+            let reply = if head.starts_with("HEAD ") {
+                reply.split("\r\n\r\n").next().unwrap_or("").to_string() + "\r\n\r\n"
+            } else {
+                reply.to_string()
+            };
+            if s.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn dyno_closing_a_pooled_connection_does_not_fail_the_next_request() {
+    let h = start(test_config()).await;
+    let web = scripted_backend("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 1).await;
+    h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", web)])], &[]);
+    for method in ["GET", "DELETE", "POST", "GET"] {
+        let r = send(
+            h.addr,
+            Request::builder()
+                .method(method)
+                .uri("/")
+                .header("host", "myapp.localhost")
+                .body(full(""))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (StatusCode::OK, "ok"),
+            "{method}"
+        );
+        // Let the dyno's close reach the router's pooled connection.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn chunked_head_and_empty_responses_keep_the_connection_usable() {
+    let h = start(test_config()).await;
+    let chunked = scripted_backend(
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kind: chunked\r\n\r\n5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+        100,
+    )
+    .await;
+    let empty = scripted_backend("HTTP/1.1 204 No Content\r\nX-Kind: empty\r\n\r\n", 100).await;
+    h.publish(
+        vec![
+            app("chunky", RouteStatus::Up, &[("web.1", chunked)]),
+            app("empty", RouteStatus::Up, &[("web.1", empty)]),
+        ],
+        &[],
+    );
+    let stream = TcpStream::connect(h.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, RespBody>(TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    for (method, host, want) in [
+        ("GET", "chunky.localhost", "hello world"),
+        ("HEAD", "chunky.localhost", ""),
+        ("GET", "empty.localhost", ""),
+        ("GET", "chunky.localhost", "hello world"),
+    ] {
+        let resp = tokio::time::timeout(
+            LIMIT,
+            sender.send_request(
+                Request::builder()
+                    .method(method)
+                    .uri("/")
+                    .header("host", host)
+                    .body(full(""))
+                    .unwrap(),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(resp.headers().contains_key("x-kind"), "{method} {host}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(String::from_utf8_lossy(&body), want, "{method} {host}");
+    }
+    let line = h
+        .hooks
+        .wait_line(&["host=chunky.localhost", "bytes=11"])
+        .await;
+    assert!(line.contains("status=200"), "{line}");
     assert_eq!(h.router.metrics().connections_open(), 1);
     h.shutdown().await;
 }
