@@ -340,6 +340,18 @@ if compile_app nodejs-scripts-changed nodejs; then
 else
   failed_check "nodejs-scripts: warm rebuild with a changed build script" "$work/nodejs-scripts-changed/compile.log"
 fi
+# heroku-prebuild may rewrite package.json: the node_modules signature is taken after it.
+for v in a b; do
+  new_app "nodejs-prebuild-$v" "$ex/nodejs"
+  node -e 'const f=process.argv[1],p=require(f);p.scripts["heroku-prebuild"]="node -e \"const f=\x27./package.json\x27,p=require(f);p.description=process.env.PREBUILD_NOTE;require(\x27fs\x27).writeFileSync(f,JSON.stringify(p))\"";require("fs").writeFileSync(f,JSON.stringify(p,null,2))' "$work/nodejs-prebuild-$v/build/package.json"
+done
+if compile_app nodejs-prebuild-a nodejs PREBUILD_NOTE=one; then
+  rm -rf "$work/nodejs-prebuild-b/cache" && cp -a "$work/nodejs-prebuild-a/cache" "$work/nodejs-prebuild-b/cache"
+  if compile_app nodejs-prebuild-b nodejs PREBUILD_NOTE=two; then
+    check "nodejs-prebuild: package.json changed by heroku-prebuild invalidates the cached node_modules" "$work/nodejs-prebuild-b/compile.log" \
+      grep -q 'Build cache is stale' "$work/nodejs-prebuild-b/compile.log"
+  else failed_check "nodejs-prebuild: second compile" "$work/nodejs-prebuild-b/compile.log"; fi
+else failed_check "nodejs-prebuild: first compile" "$work/nodejs-prebuild-a/compile.log"; fi
 new_app nodejs-prebuild-fails "$ex/nodejs"
 node -e 'const f=process.argv[1],p=require(f);p.scripts.prebuild="echo prebuild failing; exit 3";require("fs").writeFileSync(f,JSON.stringify(p,null,2))' "$work/nodejs-prebuild-fails/build/package.json"
 expect_compile_failure nodejs-prebuild-fails nodejs 'prebuild failing'
