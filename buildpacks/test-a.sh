@@ -283,6 +283,80 @@ rm -rf "$work/nodejs-warm/cache" && cp -a "$work/nodejs/cache" "$work/nodejs-war
 full_cycle nodejs-warm nodejs Node.js 'Hello from Node.js v[0-9.]+, dep ok .*build ok'
 check "nodejs: warm rebuild restores node_modules" "$work/nodejs-warm/compile.log" grep -q 'Restoring node_modules from the build cache' "$work/nodejs-warm/compile.log"
 echo "    node.js compile: cold cache ${compile_secs_nodejs:-?}s, warm cache ${compile_secs_nodejs_warm:-?}s"
+# package.json scripts run the way `npm run` runs them, without starting npm: pre/post
+# hooks, node_modules/.bin first in PATH (a local dependency's bin), npm's lifecycle and
+# package env. The same app with an .npmrc goes through npm itself; both must agree.
+# The script's parent process tells which path ran it (bash: the buildpack; else npm).
+scripts_app() { # scripts_app NAME: the example with a local bin dependency and hooks
+  local b="$work/$1/build"
+  new_app "$1" "$ex/nodejs"
+  rm -f "$b/package-lock.json"
+  mkdir -p "$b/tools/hoist-tool"
+  printf '#!/bin/sh\necho "tool ran in $PWD"\n' >"$b/tools/hoist-tool/cli.sh"
+  chmod 755 "$b/tools/hoist-tool/cli.sh"
+  echo '{"name":"hoist-tool","version":"1.0.0","bin":{"hoist-tool":"cli.sh"}}' >"$b/tools/hoist-tool/package.json"
+  node -e '
+    const f = process.argv[1], p = require(f);
+    p.dependencies["hoist-tool"] = "file:tools/hoist-tool";
+    p.scripts.prebuild = "echo \"$npm_lifecycle_event $(cat /proc/$PPID/comm)\" >pre.txt";
+    p.scripts.build = "hoist-tool >tool.txt && node build.js";
+    p.scripts.postbuild = "echo \"$npm_lifecycle_event|$npm_lifecycle_script|$npm_package_name@$npm_package_version|$npm_package_json|$INIT_CWD|$npm_package_engines_node\" >post.txt";
+    require("fs").writeFileSync(f, JSON.stringify(p, null, 2));' "$b/package.json"
+  mkdir -p "$work/$1/cache/node" && cp -a "$work/nodejs/cache/node/npm-cache" "$work/$1/cache/node/"
+}
+scripts_app nodejs-scripts
+scripts_app nodejs-scripts-npm
+touch "$work/nodejs-scripts-npm/build/.npmrc"
+d="$work/nodejs-scripts"
+if compile_app nodejs-scripts nodejs && compile_app nodejs-scripts-npm nodejs; then
+  pass "nodejs-scripts: compile with pre/post hooks and a local bin (direct and through npm)"
+  check "nodejs-scripts: prebuild ran first, by the buildpack rather than npm" "$d/compile.log" \
+    grep -qx 'prebuild bash' "$d/build/pre.txt"
+  check "nodejs-scripts: .npmrc makes npm run the scripts" "$d/compile.log" \
+    bash -c "grep -q '^prebuild ' '$work/nodejs-scripts-npm/build/pre.txt' && ! grep -qx 'prebuild bash' '$work/nodejs-scripts-npm/build/pre.txt'"
+  check "nodejs-scripts: node_modules/.bin is in PATH" "$d/compile.log" \
+    grep -qx "tool ran in $d/build" "$d/build/tool.txt"
+  check "nodejs-scripts: postbuild ran with npm's lifecycle and package env" "$d/compile.log" \
+    grep -qxF "postbuild|$(node -p 'require(process.argv[1]).scripts.postbuild' "$d/build/package.json")|hoist-example-nodejs@1.0.0|$d/build/package.json|$d/build|>=18" "$d/build/post.txt"
+  for f in tool.txt post.txt; do
+    check "nodejs-scripts: $f is the same as with npm run" "$d/compile.log" \
+      cmp -s "$d/build/$f" <(sed 's|nodejs-scripts-npm/|nodejs-scripts/|g' "$work/nodejs-scripts-npm/build/$f")
+  done
+  check "nodejs-scripts: npm's banner for each script" "$d/compile.log" \
+    bash -c "[[ \$(grep -cE '^ +> hoist-example-nodejs@1.0.0 (prebuild|build|postbuild)\$' '$d/compile.log') == 3 ]]"
+  check "nodejs-scripts: the app still boots" "$d/compile.log" test -f "$d/build/build-info.json"
+else
+  failed_check "nodejs-scripts: compile" "$d/compile.log"
+  sed 's/^/    | /' "$work/nodejs-scripts-npm/compile.log" | tail -n 20
+fi
+# A warm rebuild whose build script changed runs the new one (the cached package.json
+# answers are keyed by its content); a failing prebuild stops the build before build.
+scripts_app nodejs-scripts-changed
+rm -rf "$work/nodejs-scripts-changed/cache" && cp -a "$work/nodejs-scripts/cache" "$work/nodejs-scripts-changed/cache"
+node -e 'const f=process.argv[1],p=require(f);p.scripts.build="echo changed >changed.txt && node build.js";require("fs").writeFileSync(f,JSON.stringify(p,null,2))' "$work/nodejs-scripts-changed/build/package.json"
+if compile_app nodejs-scripts-changed nodejs; then
+  check "nodejs-scripts: a changed build script runs on a warm rebuild" "$work/nodejs-scripts-changed/compile.log" \
+    test -f "$work/nodejs-scripts-changed/build/changed.txt"
+else
+  failed_check "nodejs-scripts: warm rebuild with a changed build script" "$work/nodejs-scripts-changed/compile.log"
+fi
+# heroku-prebuild may rewrite package.json: the node_modules signature is taken after it.
+for v in a b; do
+  new_app "nodejs-prebuild-$v" "$ex/nodejs"
+  node -e 'const f=process.argv[1],p=require(f);p.scripts["heroku-prebuild"]="node -e \"const f=\x27./package.json\x27,p=require(f);p.description=process.env.PREBUILD_NOTE;require(\x27fs\x27).writeFileSync(f,JSON.stringify(p))\"";require("fs").writeFileSync(f,JSON.stringify(p,null,2))' "$work/nodejs-prebuild-$v/build/package.json"
+done
+if compile_app nodejs-prebuild-a nodejs PREBUILD_NOTE=one; then
+  rm -rf "$work/nodejs-prebuild-b/cache" && cp -a "$work/nodejs-prebuild-a/cache" "$work/nodejs-prebuild-b/cache"
+  if compile_app nodejs-prebuild-b nodejs PREBUILD_NOTE=two; then
+    check "nodejs-prebuild: package.json changed by heroku-prebuild invalidates the cached node_modules" "$work/nodejs-prebuild-b/compile.log" \
+      grep -q 'Build cache is stale' "$work/nodejs-prebuild-b/compile.log"
+  else failed_check "nodejs-prebuild: second compile" "$work/nodejs-prebuild-b/compile.log"; fi
+else failed_check "nodejs-prebuild: first compile" "$work/nodejs-prebuild-a/compile.log"; fi
+new_app nodejs-prebuild-fails "$ex/nodejs"
+node -e 'const f=process.argv[1],p=require(f);p.scripts.prebuild="echo prebuild failing; exit 3";require("fs").writeFileSync(f,JSON.stringify(p,null,2))' "$work/nodejs-prebuild-fails/build/package.json"
+expect_compile_failure nodejs-prebuild-fails nodejs 'prebuild failing'
+check "nodejs-prebuild-fails: build did not run after the failed prebuild" "$work/nodejs-prebuild-fails/compile.log" \
+  test ! -e "$work/nodejs-prebuild-fails/build/build-info.json"
 # yarn.lock: yarn 1 is installed with npm into the build cache, devDependencies pruned.
 new_app nodejs-yarn "$ex/nodejs"
 rm -f "$work/nodejs-yarn/build/package-lock.json"

@@ -1,7 +1,8 @@
 // package.json queries and Node.js version resolution for the Node.js buildpack.
 // Runs on the stack's node. Usage:
-//   node pkg.js plan FILE                  -> node version, engines.node, whether it is met,
-//                                            packageManager, then script names (one per line)
+//   node pkg.js plan FILE                  -> bash assignments (see `plan` below): node
+//                                            version, engines.node and whether it is met,
+//                                            packageManager, scripts, npm's package env
 //   node pkg.js has-script FILE NAME       -> exit 0 when scripts[NAME] exists
 //   node pkg.js pick RANGE INDEX_FILE      -> prints the highest version in a
 //                                             nodejs.org-style index.json satisfying RANGE
@@ -92,6 +93,27 @@ function fallbackSemver() {
   };
 }
 
+// The npm_package_* variables npm gives scripts (npm's @npmcli/run-script package-envs,
+// RFC 183): name, version, config, engines and bin, objects and arrays flattened.
+function packageEnv(pkg) {
+  const env = {};
+  const add = (vals, prefix) => {
+    for (const [key, val] of Object.entries(vals)) {
+      if (val === undefined) continue;
+      if (val === null || val === false) env[`${prefix}${key}`] = '';
+      else if (Array.isArray(val)) val.forEach((item, i) => add({ [`${key}_${i}`]: item }, prefix));
+      else if (typeof val === 'object') add(val, `${prefix}${key}_`);
+      else env[`${prefix}${key}`] = String(val);
+    }
+  };
+  add({ name: pkg.name, version: pkg.version, config: pkg.config, engines: pkg.engines, bin: pkg.bin }, 'npm_package_');
+  // Passed through env(1): any name without '=' works (npm's may hold '-').
+  for (const k of Object.keys(env)) {
+    if (k.includes('=') || k.includes('\0') || env[k].includes('\0')) delete env[k];
+  }
+  return env;
+}
+
 function readJson(file) {
   return JSON.parse(fs.readFileSync(file, 'utf8'));
 }
@@ -100,10 +122,12 @@ function main(argv) {
   const [cmd, ...args] = argv;
   switch (cmd) {
     case 'plan': {
-      // Everything compile asks package.json before installing, in one node start:
-      // this node's version, engines.node, whether this node satisfies it (yes/no/
-      // empty), packageManager, then the script names, one per line.
+      // Everything compile asks package.json, in one node start, as bash assignments
+      // (single-quoted, so any string is safe to `eval`): this node's version,
+      // engines.node, whether this node satisfies it (yes/no/empty), packageManager,
+      // the scripts (name -> command), npm's package env for scripts, the package id.
       const pkg = readJson(args[0]);
+      const q = (v) => `'${String(v).replace(/\0/g, '').replace(/'/g, "'\\''")}'`;
       const oneLine = (v) => (typeof v === 'string' ? v.replace(/[\r\n]+/g, ' ').trim() : '');
       const node = process.version.replace(/^v/, '');
       const engines = pkg.engines && typeof pkg.engines === 'object' ? pkg.engines : {};
@@ -111,8 +135,21 @@ function main(argv) {
       let ok = '';
       if (requested) ok = loadSemver().satisfies(node, requested) ? 'yes' : 'no';
       const s = pkg.scripts && typeof pkg.scripts === 'object' ? pkg.scripts : {};
-      const names = Object.keys(s).filter((k) => typeof s[k] === 'string' && !/[\r\n]/.test(k));
-      process.stdout.write([node, requested, ok, oneLine(pkg.packageManager), ...names].join('\n'));
+      const scripts = Object.keys(s)
+        .filter((k) => typeof s[k] === 'string' && !/[\r\n\0]/.test(k) && !s[k].includes('\0'))
+        .map((k) => `[${q(k)}]=${q(s[k])}`);
+      const id = typeof pkg.name === 'string' && pkg.name && typeof pkg.version === 'string' && pkg.version
+        ? `${pkg.name}@${pkg.version}` : '';
+      const out = [
+        `plan_node_version=${q(node)}`,
+        `plan_engines_node=${q(requested)}`,
+        `plan_node_satisfies=${q(ok)}`,
+        `plan_package_manager=${q(oneLine(pkg.packageManager))}`,
+        `plan_scripts=(${scripts.join(' ')})`,
+        `plan_package_env=(${Object.entries(packageEnv(pkg)).map(([k, v]) => q(`${k}=${v}`)).join(' ')})`,
+        `plan_package_id=${q(id)}`,
+      ];
+      process.stdout.write(`${out.join('\n')}\n`);
       return 0;
     }
     case 'has-script': {

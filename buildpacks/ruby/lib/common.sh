@@ -19,12 +19,12 @@ export_env_dir() {
   [[ -d "$env_dir" ]] || return 0
   for f in "$env_dir"/*; do
     [[ -f "$f" ]] || continue
-    name="$(basename "$f")"
+    name="${f##*/}"
     [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
     case "$name" in
       PATH | GIT_DIR | CPATH | CPPATH | LD_PRELOAD | LIBRARY_PATH | LD_LIBRARY_PATH | HOME | IFS) continue ;;
     esac
-    export "$name=$(cat "$f")"
+    export "$name=$(<"$f")"
   done
 }
 
