@@ -415,7 +415,11 @@ struct Shim {
     master: Option<OwnedFd>,
     child_pid: libc::pid_t,
     pidfd: Option<OwnedFd>,
+    /// Polled only until the pid file appears, but closed only when the shim exits:
+    /// closing an inotify fd waits for an SRCU grace period (tens of ms on a busy
+    /// host), which must not delay the dyno's first output.
     inotify: Option<OwnedFd>,
+    inotify_wd: libc::c_int,
     /// host pid of the container init / process
     pid: Option<u32>,
     child_status: Option<i32>,
@@ -450,6 +454,7 @@ impl Shim {
             child_pid: 0,
             pidfd: None,
             inotify: None,
+            inotify_wd: -1,
             pid: None,
             child_status: None,
             drain_deadline: None,
@@ -486,17 +491,18 @@ impl Shim {
                 let dir_c = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes())
                     .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in dyno dir"))?;
                 // SAFETY: valid fd and C string.
-                if unsafe {
+                let wd = unsafe {
                     libc::inotify_add_watch(
                         ino.as_raw_fd(),
                         dir_c.as_ptr(),
                         libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE,
                     )
-                } < 0
-                {
+                };
+                if wd < 0 {
                     return Err(io::Error::last_os_error());
                 }
                 self.inotify = Some(ino);
+                self.inotify_wd = wd;
                 cmd = Command::new(runc);
                 cmd.arg("--root")
                     .arg(root)
@@ -678,7 +684,7 @@ impl Shim {
             if let Some(fd) = &self.pidfd {
                 add(fd.as_raw_fd(), libc::POLLIN, Tag::Pidfd);
             }
-            if let Some(fd) = &self.inotify {
+            if let Some(fd) = self.inotify.as_ref().filter(|_| self.pid.is_none()) {
                 add(fd.as_raw_fd(), libc::POLLIN, Tag::Inotify);
             }
             let now = Instant::now();
@@ -992,7 +998,12 @@ impl Shim {
         if let Ok(s) = fs::read_to_string(self.dir.join(PID)) {
             if let Ok(pid) = s.trim().parse::<u32>() {
                 self.set_pid(pid);
-                self.inotify = None;
+                // No more wakeups for the files we write to the dir; unlike close(),
+                // removing the watch does not wait for the grace period.
+                if let Some(fd) = &self.inotify {
+                    // SAFETY: plain syscall on our own fd and watch.
+                    unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), self.inotify_wd) };
+                }
             }
         }
     }
