@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
@@ -78,9 +79,10 @@ pub fn main_dispatch() -> Option<i32> {
     let args: Vec<OsString> = std::env::args_os().collect();
     match args.get(1).and_then(|a| a.to_str()) {
         Some("shim") => Some(match args.get(2) {
+            Some(dir) if args.len() == 3 && dir == "-" => run_spare_shim(),
             Some(dir) if args.len() == 3 => run_shim(Path::new(dir)),
             _ => {
-                eprintln!("usage: hoist shim <dyno_dir>");
+                eprintln!("usage: hoist shim <dyno_dir> | hoist shim -");
                 2
             }
         }),
@@ -130,6 +132,35 @@ fn decode_wait_status(st: libc::c_int) -> i32 {
     } else {
         1
     }
+}
+
+/// Entry point of `hoist shim -`: a shim started ahead of time, so that exec and dynamic
+/// loading are off a dyno's start path. It reads its dyno dir as one line on stdin, sends
+/// its stderr to `<dyno_dir>/shim.log`, then goes on as [`run_shim`]. EOF on stdin (the
+/// daemon dropped it or went away) ends it quietly.
+pub fn run_spare_shim() -> i32 {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match read_fd(0, &mut byte) {
+            Ok(0) => return 0,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) if line.len() < 4096 => line.push(byte[0]),
+            Ok(_) => return 2,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return 0,
+        }
+    }
+    let dir = PathBuf::from(OsString::from_vec(line));
+    if let Ok(log) = File::create(dir.join("shim.log")) {
+        // SAFETY: dup2 onto our own stderr.
+        unsafe { libc::dup2(log.as_raw_fd(), 2) };
+    }
+    if let Ok(null) = File::open("/dev/null") {
+        // SAFETY: dup2 onto our own stdin, letting go of the daemon's pipe.
+        unsafe { libc::dup2(null.as_raw_fd(), 0) };
+    }
+    run_shim(&dir)
 }
 
 /// Entry point of `hoist shim <dyno_dir>`. Leaves the daemon's session (`setsid`, so it
