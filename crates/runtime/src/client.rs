@@ -62,7 +62,8 @@ impl ShimConn {
     }
 }
 
-/// A shim started ahead of time (`shim -`) that waits on stdin for its dyno dir.
+/// A shim started ahead of time (`shim <dynos_dir> --spare`) that waits on stdin for its
+/// dyno dir.
 struct SpareShim {
     child: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
@@ -175,7 +176,8 @@ impl Core {
         let _guard = self.handle.enter();
         let mut child = tokio::process::Command::new(&self.cfg.shim_exe)
             .arg("shim")
-            .arg("-")
+            .arg(&self.dynos)
+            .arg("--spare")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

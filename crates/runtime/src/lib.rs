@@ -2,7 +2,8 @@
 //! `process` (plain child processes, development only).
 //!
 //! Every dyno is supervised by a small *shim* process (`hoist shim <dyno_dir>`, or a
-//! spare `hoist shim -` started ahead of time and handed the dir on stdin), which
+//! spare `hoist shim <dynos_dir> --spare` started ahead of time and handed the dir on
+//! stdin), which
 //! survives daemon restarts: it runs the container in the foreground, owns its stdio and
 //! exit status, and serves them over `<dyno_dir>/shim.sock`. While no daemon is
 //! connected it spills output to a bounded file and replays it on reconnect.

@@ -79,10 +79,12 @@ pub fn main_dispatch() -> Option<i32> {
     let args: Vec<OsString> = std::env::args_os().collect();
     match args.get(1).and_then(|a| a.to_str()) {
         Some("shim") => Some(match args.get(2) {
-            Some(dir) if args.len() == 3 && dir == "-" => run_spare_shim(),
             Some(dir) if args.len() == 3 => run_shim(Path::new(dir)),
+            Some(dynos) if args.len() == 4 && args[3] == "--spare" => {
+                run_spare_shim(Path::new(dynos))
+            }
             _ => {
-                eprintln!("usage: hoist shim <dyno_dir> | hoist shim -");
+                eprintln!("usage: hoist shim <dyno_dir> | hoist shim <dynos_dir> --spare");
                 2
             }
         }),
@@ -134,11 +136,12 @@ fn decode_wait_status(st: libc::c_int) -> i32 {
     }
 }
 
-/// Entry point of `hoist shim -`: a shim started ahead of time, so that exec and dynamic
-/// loading are off a dyno's start path. It reads its dyno dir as one line on stdin, sends
-/// its stderr to `<dyno_dir>/shim.log`, then goes on as [`run_shim`]. EOF on stdin (the
-/// daemon dropped it or went away) ends it quietly.
-pub fn run_spare_shim() -> i32 {
+/// Entry point of `hoist shim <dynos_dir> --spare`: a shim started ahead of time, so that
+/// exec and dynamic loading are off a dyno's start path. It reads its dyno dir (a child of
+/// `dynos_dir`) as one line on stdin, sends its stderr to `<dyno_dir>/shim.log`, then goes
+/// on as [`run_shim`]. EOF on stdin (the daemon dropped it or went away) ends it quietly.
+/// `dynos_dir` is on the command line so that tools matching `shim <data_dir>` find it.
+pub fn run_spare_shim(dynos_dir: &Path) -> i32 {
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
     loop {
@@ -152,6 +155,9 @@ pub fn run_spare_shim() -> i32 {
         }
     }
     let dir = PathBuf::from(OsString::from_vec(line));
+    if dir.parent() != Some(dynos_dir) {
+        return 2;
+    }
     if let Ok(log) = File::create(dir.join("shim.log")) {
         // SAFETY: dup2 onto our own stderr.
         unsafe { libc::dup2(log.as_raw_fd(), 2) };
