@@ -30,6 +30,8 @@ const COLLECT_TIMEOUT_SECS: u64 = 600;
 /// Output kept from a dyno that failed to start, for the error message.
 const EARLY_OUTPUT_LIMIT: usize = 16 * 1024;
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long after a start its spare shim is replaced.
+const SPARE_REFILL_DELAY: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone)]
 enum Backend {
@@ -60,6 +62,13 @@ impl ShimConn {
     }
 }
 
+/// A shim started ahead of time (`shim <dynos_dir> --spare`) that waits on stdin for its
+/// dyno dir.
+struct SpareShim {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+}
+
 struct Core {
     cfg: RuntimeConfig,
     backend: Backend,
@@ -69,6 +78,9 @@ struct Core {
     conns: Mutex<HashMap<String, Arc<ShimConn>>>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     handle: tokio::runtime::Handle,
+    /// Taken by the next start; exec and loading of the shim binary (milliseconds on a
+    /// busy host) are then off that start's critical path.
+    spare: Mutex<Option<SpareShim>>,
 }
 
 /// Dynos as runc containers (the default on Linux).
@@ -151,9 +163,41 @@ impl Core {
             conns: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
             handle,
+            spare: Mutex::new(None),
         });
         core.readopt();
+        core.refill_spare();
         Ok(core)
+    }
+
+    /// Starts a shim that waits for its dyno dir on stdin; it exits on EOF, so one
+    /// dropped or left behind by a dead daemon goes away by itself.
+    fn spawn_shim(&self) -> io::Result<SpareShim> {
+        let _guard = self.handle.enter();
+        let mut child = tokio::process::Command::new(&self.cfg.shim_exe)
+            .arg("shim")
+            .arg(&self.dynos)
+            .arg("--spare")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| io::Error::other("shim stdin not piped"))?;
+        Ok(SpareShim { child, stdin })
+    }
+
+    fn refill_spare(&self) {
+        let mut spare = lock(&self.spare);
+        if spare.is_some() {
+            return;
+        }
+        match self.spawn_shim() {
+            Ok(s) => *spare = Some(s),
+            Err(e) => tracing::warn!(error = %e, "starting a spare shim"),
+        }
     }
 
     fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, f: F) {
@@ -169,6 +213,8 @@ impl Core {
             t.abort();
         }
         lock(&self.conns).clear();
+        // Closing its stdin ends the spare shim.
+        lock(&self.spare).take();
     }
 
     fn dir(&self, id: &str) -> PathBuf {
@@ -483,18 +529,39 @@ impl Core {
         fs::write(dir.join("shim.json"), shim_json).map_err(|e| io("writing shim.json", e))?;
 
         // The shim is our child until this daemon goes away (then init adopts it); it
-        // calls setsid itself and says "ok" on stdout once its socket is bound.
-        let log = fs::File::create(dir.join("shim.log")).map_err(|e| io("creating shim.log", e))?;
-        let mut child = tokio::process::Command::new(&self.cfg.shim_exe)
-            .arg("shim")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| {
+        // calls setsid itself, logs to shim.log and says "ok" on stdout once its socket
+        // is bound. A spare one is taken if there is one (it may have died: then a new one).
+        let mut line = dir.as_os_str().as_encoded_bytes().to_vec();
+        if line.contains(&b'\n') {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "dyno dir {} contains a newline",
+                dir.display()
+            )));
+        }
+        line.push(b'\n');
+        let spare = lock(&self.spare).take();
+        let mut child = None;
+        for shim in spare
+            .into_iter()
+            .map(Ok)
+            .chain(std::iter::once_with(|| self.spawn_shim()))
+        {
+            let mut shim = shim.map_err(|e| {
                 RuntimeError::io(format!("starting shim {}", self.cfg.shim_exe.display()), e)
             })?;
+            if shim.stdin.write_all(&line).await.is_ok() {
+                child = Some(shim.child);
+                break;
+            }
+            // Not reaped otherwise: dropping a tokio child leaves it to the orphan reaper.
+            let _ = shim.child.start_kill();
+        }
+        let Some(mut child) = child else {
+            return Err(RuntimeError::StartFailed {
+                id: spec.id,
+                message: "shim did not take its dyno dir".into(),
+            });
+        };
         let mut ready = [0u8; 3];
         let ok = match child.stdout.take() {
             Some(mut out) => out.read_exact(&mut ready).await.is_ok() && &ready == b"ok\n",
@@ -523,6 +590,13 @@ impl Core {
         .await;
         let state = conn.state.borrow().clone();
         if state.pid.is_some() {
+            // For the next start. Not right away: spawning blocks this thread and takes
+            // CPU the new dyno's first steps need.
+            let core = self.clone();
+            self.spawn(async move {
+                tokio::time::sleep(SPARE_REFILL_DELAY).await;
+                let _ = tokio::task::spawn_blocking(move || core.refill_spare()).await;
+            });
             return Ok(());
         }
         let mut message = String::from_utf8_lossy(&state.early_output)

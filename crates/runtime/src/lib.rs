@@ -1,7 +1,9 @@
 //! Runtime backends that run dynos: `runc` (OCI bundles, the default on Linux) and
 //! `process` (plain child processes, development only).
 //!
-//! Every dyno is supervised by a small *shim* process (`hoist shim <dyno_dir>`), which
+//! Every dyno is supervised by a small *shim* process (`hoist shim <dyno_dir>`, or a
+//! spare `hoist shim <dynos_dir> --spare` started ahead of time and handed the dir on
+//! stdin), which
 //! survives daemon restarts: it runs the container in the foreground, owns its stdio and
 //! exit status, and serves them over `<dyno_dir>/shim.sock`. While no daemon is
 //! connected it spills output to a bounded file and replays it on reconnect.
@@ -24,7 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use client::{AttachEvent, AttachInput, AttachOutput, Attached, ProcessRuntime, RuncRuntime};
-pub use shim::{main_dispatch, run_dyno_init, run_shim};
+pub use shim::{main_dispatch, run_dyno_init, run_shim, run_spare_shim};
 
 /// uid/gid every dyno process runs as inside a runc container. Slugs should be unpacked
 /// owned by this uid so that the app can modify its own files (as on Heroku).

@@ -10,6 +10,7 @@ use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::FileExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
@@ -79,8 +80,11 @@ pub fn main_dispatch() -> Option<i32> {
     match args.get(1).and_then(|a| a.to_str()) {
         Some("shim") => Some(match args.get(2) {
             Some(dir) if args.len() == 3 => run_shim(Path::new(dir)),
+            Some(dynos) if args.len() == 4 && args[3] == "--spare" => {
+                run_spare_shim(Path::new(dynos))
+            }
             _ => {
-                eprintln!("usage: hoist shim <dyno_dir>");
+                eprintln!("usage: hoist shim <dyno_dir> | hoist shim <dynos_dir> --spare");
                 2
             }
         }),
@@ -130,6 +134,39 @@ fn decode_wait_status(st: libc::c_int) -> i32 {
     } else {
         1
     }
+}
+
+/// Entry point of `hoist shim <dynos_dir> --spare`: a shim started ahead of time, so that
+/// exec and dynamic loading are off a dyno's start path. It reads its dyno dir (a child of
+/// `dynos_dir`) as one line on stdin, sends its stderr to `<dyno_dir>/shim.log`, then goes
+/// on as [`run_shim`]. EOF on stdin (the daemon dropped it or went away) ends it quietly.
+/// `dynos_dir` is on the command line so that tools matching `shim <data_dir>` find it.
+pub fn run_spare_shim(dynos_dir: &Path) -> i32 {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match read_fd(0, &mut byte) {
+            Ok(0) => return 0,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) if line.len() < 4096 => line.push(byte[0]),
+            Ok(_) => return 2,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return 0,
+        }
+    }
+    let dir = PathBuf::from(OsString::from_vec(line));
+    if dir.parent() != Some(dynos_dir) {
+        return 2;
+    }
+    if let Ok(log) = File::create(dir.join("shim.log")) {
+        // SAFETY: dup2 onto our own stderr.
+        unsafe { libc::dup2(log.as_raw_fd(), 2) };
+    }
+    if let Ok(null) = File::open("/dev/null") {
+        // SAFETY: dup2 onto our own stdin, letting go of the daemon's pipe.
+        unsafe { libc::dup2(null.as_raw_fd(), 0) };
+    }
+    run_shim(&dir)
 }
 
 /// Entry point of `hoist shim <dyno_dir>`. Leaves the daemon's session (`setsid`, so it
@@ -415,7 +452,11 @@ struct Shim {
     master: Option<OwnedFd>,
     child_pid: libc::pid_t,
     pidfd: Option<OwnedFd>,
+    /// Polled only until the pid file appears, but closed only when the shim exits:
+    /// closing an inotify fd waits for an SRCU grace period (tens of ms on a busy
+    /// host), which must not delay the dyno's first output.
     inotify: Option<OwnedFd>,
+    inotify_wd: libc::c_int,
     /// host pid of the container init / process
     pid: Option<u32>,
     child_status: Option<i32>,
@@ -450,6 +491,7 @@ impl Shim {
             child_pid: 0,
             pidfd: None,
             inotify: None,
+            inotify_wd: -1,
             pid: None,
             child_status: None,
             drain_deadline: None,
@@ -486,17 +528,18 @@ impl Shim {
                 let dir_c = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes())
                     .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in dyno dir"))?;
                 // SAFETY: valid fd and C string.
-                if unsafe {
+                let wd = unsafe {
                     libc::inotify_add_watch(
                         ino.as_raw_fd(),
                         dir_c.as_ptr(),
                         libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE,
                     )
-                } < 0
-                {
+                };
+                if wd < 0 {
                     return Err(io::Error::last_os_error());
                 }
                 self.inotify = Some(ino);
+                self.inotify_wd = wd;
                 cmd = Command::new(runc);
                 cmd.arg("--root")
                     .arg(root)
@@ -678,7 +721,7 @@ impl Shim {
             if let Some(fd) = &self.pidfd {
                 add(fd.as_raw_fd(), libc::POLLIN, Tag::Pidfd);
             }
-            if let Some(fd) = &self.inotify {
+            if let Some(fd) = self.inotify.as_ref().filter(|_| self.pid.is_none()) {
                 add(fd.as_raw_fd(), libc::POLLIN, Tag::Inotify);
             }
             let now = Instant::now();
@@ -992,7 +1035,12 @@ impl Shim {
         if let Ok(s) = fs::read_to_string(self.dir.join(PID)) {
             if let Ok(pid) = s.trim().parse::<u32>() {
                 self.set_pid(pid);
-                self.inotify = None;
+                // No more wakeups for the files we write to the dir; unlike close(),
+                // removing the watch does not wait for the grace period.
+                if let Some(fd) = &self.inotify {
+                    // SAFETY: plain syscall on our own fd and watch.
+                    unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), self.inotify_wd) };
+                }
             }
         }
     }
