@@ -559,3 +559,87 @@ async fn runc_the_apps_parent_cgroup_goes_with_its_last_dyno() {
     rt.remove(b).await.unwrap();
     assert_eq!(parents(), Vec::<std::path::PathBuf>::new());
 }
+
+/// Pids of the spare shims waiting for a dyno under `dynos`.
+fn spare_shims(dynos: &Path) -> Vec<u32> {
+    let out = std::process::Command::new("pgrep")
+        .arg("-f")
+        .arg(format!("shim {} --spare", dynos.display()))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Polls until `f` holds (bounded: a broken runtime fails instead of hanging).
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie (killed, not reaped yet) counts as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn runc_spare_shim_serves_the_next_start_is_replaced_and_ends_with_the_daemon() {
+    if !runc_available() {
+        return;
+    }
+    let env = Env::new("spare");
+    let dynos = env.cfg.data_dir.join("dynos");
+    let rt = RuncRuntime::new(env.cfg.clone()).unwrap();
+    let mut spare = Vec::new();
+    eventually("a spare shim is started", || {
+        spare = spare_shims(&dynos);
+        spare.len() == 1
+    })
+    .await;
+
+    // The spare becomes the next dyno's shim.
+    let first = "testapp-web-1-spare1";
+    check_env_output_exit(&rt, &env, first, "/app").await;
+    assert!(
+        !spare_shims(&dynos).contains(&spare[0]),
+        "the spare was used"
+    );
+
+    // A replacement follows; killed, the next start falls back to a fresh shim.
+    let mut next = Vec::new();
+    eventually("the spare is replaced", || {
+        next = spare_shims(&dynos);
+        next.len() == 1
+    })
+    .await;
+    assert_ne!(next[0], spare[0]);
+    // SAFETY: plain syscall on a pid this test found.
+    unsafe { libc::kill(next[0] as libc::pid_t, libc::SIGKILL) };
+    eventually("the killed spare is gone", || !alive(next[0])).await;
+    check_env_output_exit(&rt, &env, "testapp-web-1-spare2", "/app").await;
+
+    // The runtime going away takes its waiting spare with it.
+    let mut last = Vec::new();
+    eventually("another spare", || {
+        last = spare_shims(&dynos);
+        last.len() == 1
+    })
+    .await;
+    drop(rt);
+    eventually("the spare ends with the runtime", || !alive(last[0])).await;
+}
