@@ -488,9 +488,19 @@ async fn runc_attached_tty_dyno() {
     spec.tty = true;
     rt.start(spec).await.unwrap();
     let mut att = rt.attach(id).await.unwrap();
+    // runc applies a resize of its own terminal to the container's from its signal
+    // loop, which starts a moment after the dyno reports started; the command is
+    // running (and runc in that loop) once it has written something.
+    let mut out = String::new();
+    while !out.contains("is-a-tty") {
+        match tokio::time::timeout(WAIT, att.output.next()).await.unwrap() {
+            Some(AttachEvent::Output { data, .. }) => out.push_str(&String::from_utf8_lossy(&data)),
+            Some(AttachEvent::Dropped { .. }) => {}
+            other => panic!("before the first output: {other:?} {out:?}"),
+        }
+    }
     att.input.resize(100, 30).await.unwrap();
     att.input.write(b"abc\r").await.unwrap();
-    let mut out = String::new();
     let status = loop {
         match tokio::time::timeout(WAIT, att.output.next()).await.unwrap() {
             Some(AttachEvent::Output { data, .. }) => out.push_str(&String::from_utf8_lossy(&data)),
