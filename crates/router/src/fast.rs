@@ -28,7 +28,9 @@ use crate::backend::{connect, ConnectError, InFlight};
 use crate::codes::{self, ErrorCode};
 use crate::conn::Alarm;
 use crate::metrics::AppMetrics;
-use crate::proxy::{valid_request_id, ClientIo, ConnInfo, Ctx, Outcome, Shared, MAX_ATTEMPTS};
+use crate::proxy::{
+    valid_request_id, ClientIo, ConnInfo, Ctx, Outcome, Shared, HOP_BY_HOP, MAX_ATTEMPTS,
+};
 use crate::table::{normalize_host, AppRoute, RouteStatus};
 
 /// A request head not complete within this many bytes goes to the hyper path,
@@ -267,18 +269,14 @@ enum Parsed {
     Decline,
 }
 
-/// Hop-by-hop headers and the ones the router sets itself.
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Request headers not passed to the dyno as sent: hop-by-hop ones and the ones the
+/// router sets itself.
 fn dropped(name: &str) -> bool {
-    const NAMES: [&str; 15] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "proxy-authenticate",
-        "proxy-authorization",
+    const ROUTER_SETS: [&str; 6] = [
         "x-forwarded-for",
         "x-forwarded-proto",
         "x-forwarded-port",
@@ -286,7 +284,15 @@ fn dropped(name: &str) -> bool {
         "x-request-id",
         "via",
     ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+    is_hop_by_hop(name) || ROUTER_SETS.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// `name: value` and CRLF.
+fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn parse_request(buf: &[u8], max_line: usize) -> Parsed {
@@ -384,13 +390,9 @@ fn parse_request(buf: &[u8], max_line: usize) -> Parsed {
         let demoted = named.iter().any(|n| n.eq_ignore_ascii_case(h.name))
             && !h.name.eq_ignore_ascii_case("host")
             && !h.name.eq_ignore_ascii_case("content-length");
-        if demoted || dropped(h.name) {
-            continue;
+        if !demoted && !dropped(h.name) {
+            push_header(&mut upstream, h.name, h.value);
         }
-        upstream.extend_from_slice(h.name.as_bytes());
-        upstream.extend_from_slice(b": ");
-        upstream.extend_from_slice(h.value);
-        upstream.extend_from_slice(b"\r\n");
     }
     Parsed::Head(Head {
         len,
@@ -871,20 +873,7 @@ fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<Resp>, ()> {
         let name = h.name;
         let demoted = named.iter().any(|n| n.eq_ignore_ascii_case(name))
             && !name.eq_ignore_ascii_case("content-length");
-        let hop = [
-            "connection",
-            "keep-alive",
-            "proxy-connection",
-            "te",
-            "trailer",
-            "transfer-encoding",
-            "upgrade",
-            "proxy-authenticate",
-            "proxy-authorization",
-        ]
-        .iter()
-        .any(|n| n.eq_ignore_ascii_case(name));
-        if demoted || hop {
+        if demoted || is_hop_by_hop(name) {
             continue;
         }
         if name.eq_ignore_ascii_case("content-length") {
@@ -894,10 +883,7 @@ fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<Resp>, ()> {
             }
             wrote_length = true;
         }
-        client_head.extend_from_slice(name.as_bytes());
-        client_head.extend_from_slice(b": ");
-        client_head.extend_from_slice(h.value);
-        client_head.extend_from_slice(b"\r\n");
+        push_header(&mut client_head, name, h.value);
     }
     if framing == Framing::Chunked {
         client_head.extend_from_slice(b"transfer-encoding: chunked\r\n");
