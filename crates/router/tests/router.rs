@@ -287,6 +287,29 @@ async fn send(addr: SocketAddr, req: Request<RespBody>) -> Reply {
     }
 }
 
+/// A client connection to the router kept open across requests.
+async fn keep_alive_sender(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<RespBody> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// A response body as UTF-8.
+async fn body_text(resp: Response<Incoming>) -> String {
+    String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
 async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
     send(
         addr,
@@ -1013,17 +1036,18 @@ async fn closes_slow_header_senders() {
 #[tokio::test]
 async fn holds_a_thousand_idle_keep_alive_connections() {
     const CONNS: usize = 1000;
-    let h = start(test_config()).await;
+    // Opening 1,000 connections one by one can outlast the 2 s idle timeout of the
+    // test config when other tests share the CPU: the first ones would be closed.
+    let h = start(RouterConfig {
+        idle_timeout: Duration::from_secs(60),
+        ..test_config()
+    })
+    .await;
     let web = echo_backend("a").await;
     h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", web)])], &[]);
     let mut senders = Vec::with_capacity(CONNS);
     for _ in 0..CONNS {
-        let stream = TcpStream::connect(h.addr).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake::<_, RespBody>(TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut sender = keep_alive_sender(h.addr).await;
         let resp = sender
             .send_request(
                 Request::get("/")
@@ -1075,12 +1099,7 @@ async fn parked_keep_alive_connection_serves_again() {
     let h = start(test_config()).await;
     let web = echo_backend("a").await;
     h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", web)])], &[]);
-    let stream = TcpStream::connect(h.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, RespBody>(TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = keep_alive_sender(h.addr).await;
     // Requests with a body take the hyper path (which parks); the rest the fast path.
     for (method, path) in [
         ("POST", "/one"),
@@ -1255,12 +1274,7 @@ async fn chunked_head_and_empty_responses_keep_the_connection_usable() {
         ],
         &[],
     );
-    let stream = TcpStream::connect(h.addr).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, RespBody>(TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = keep_alive_sender(h.addr).await;
     for (method, host, want) in [
         ("GET", "chunky.localhost", "hello world"),
         ("HEAD", "chunky.localhost", ""),
@@ -1386,15 +1400,7 @@ async fn tls_terminates_by_sni_and_speaks_http2_and_http1() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.version(), hyper::Version::HTTP_2);
-    let body = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let body = body_text(resp).await;
     assert!(body.contains("GET /over-h2"), "{body}");
     assert!(body.contains("host: myapp.localhost\n"), "{body}");
     assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
@@ -1421,15 +1427,7 @@ async fn tls_terminates_by_sni_and_speaks_http2_and_http1() {
         .unwrap();
     let resp = send.send_request(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let body = String::from_utf8(
-        resp.into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let body = body_text(resp).await;
     assert!(body.contains("GET /over-h1"), "{body}");
     assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
 
