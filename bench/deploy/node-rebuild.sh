@@ -4,7 +4,7 @@
 # measured as `git push` until the release exists. Bounded: 1 cold + 3 warm pushes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release -p hoist -p hoist-runtime --bins >/dev/null 2>&1
+cargo build --release -p hoist -p hoist-runtime -p hoist-build --bins >/dev/null 2>&1
 source bench/lib.sh
 start_hoist
 curl -sf -H "Authorization: Bearer $token" -X POST http://127.0.0.1:$api/apps -d '{"name":"bench-node"}' >/dev/null

@@ -4,7 +4,7 @@
 # same files with tar | gzip. Prints both and the ratio. Bounded: 5 runs each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release -p hoist -p hoist-runtime --bins >/dev/null 2>&1
+cargo build --release -p hoist -p hoist-runtime -p hoist-build --bins >/dev/null 2>&1
 source bench/lib.sh
 start_hoist
 curl -sf -H "Authorization: Bearer $token" -X POST http://127.0.0.1:$api/apps -d '{"name":"bench-push"}' >/dev/null

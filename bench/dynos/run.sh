@@ -4,7 +4,7 @@
 # bare `runc run` of an equivalent bundle (crates/runtime/examples/start_bench.rs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release -p hoist -p hoist-runtime --bins >/dev/null 2>&1
+cargo build --release -p hoist -p hoist-runtime -p hoist-build --bins >/dev/null 2>&1
 cargo build --release -p hoist-runtime --examples >/dev/null 2>&1
 source bench/lib.sh
 start_hoist

@@ -5,7 +5,7 @@
 # dyno manager wakes the app). Target: wake <= boot + 100 ms. Bounded: 3 rounds.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release -p hoist -p hoist-runtime --bins >/dev/null 2>&1
+cargo build --release -p hoist -p hoist-runtime -p hoist-build --bins >/dev/null 2>&1
 source bench/lib.sh
 HOIST_IDLE_SECONDS=2 start_hoist
 H=(-sf -H "Authorization: Bearer $token" -H "Content-Type: application/json")

@@ -74,6 +74,8 @@ pub enum BuildError {
          traversable (chmod o+x) or choose another directory"
     )]
     SandboxCannotReach { uid: u32, path: PathBuf },
+    #[error("build container: {0}")]
+    Container(String),
     #[error("could not start {what}: {source}")]
     Spawn {
         what: String,

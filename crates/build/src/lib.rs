@@ -9,8 +9,10 @@
 //!   only through directories it created itself.
 //! - Nothing is half-written: slugs and unpacked trees appear by `rename` or not at all.
 
+pub mod agent;
 mod archive;
 mod buildpack;
+pub mod container;
 mod error;
 mod runner;
 pub mod sandbox;
@@ -50,6 +52,9 @@ pub struct BuildConfig {
     /// 0 = don't drop privileges (only for non-root test runs).
     pub sandbox_uid: u32,
     pub sandbox_gid: u32,
+    /// Run each build in a runc container (what `hoist server` does with the runc
+    /// runtime). `None`: the process sandbox, for development without runc.
+    pub container: Option<container::ContainerConfig>,
 }
 
 impl BuildConfig {
@@ -66,6 +71,7 @@ impl BuildConfig {
             max_slug_bytes: 500 * 1000 * 1000,
             sandbox_uid: 65534,
             sandbox_gid: 65534,
+            container: None,
         }
     }
 }

@@ -2,8 +2,9 @@
 
 use crate::archive::pack_slug;
 use crate::buildpack::{builtin_candidates, resolve, Buildpack};
+use crate::container::{Binds, BuildContainer, Limits};
 use crate::error::{BuildError, IoContext};
-use crate::sandbox::{Sandbox, Script};
+use crate::sandbox::{Finished, Sandbox, Script};
 use crate::slugignore::apply_slugignore;
 use crate::tree::{
     check_reachable, chown_tree, copy_tree, move_or_copy, random_id, read_small_file_nofollow,
@@ -77,6 +78,7 @@ pub fn run_build(
     let tmp_dir = work.0.join("tmp");
     let exports_dir = work.0.join("exports");
     let bp_root = work.0.join("buildpacks");
+    let bundle_dir = work.0.join("bundle");
 
     move_or_copy(&req.source_dir, &build_dir, &[".git"])?;
     let removed = apply_slugignore(&build_dir)?;
@@ -105,6 +107,34 @@ pub fn run_build(
     }
     set_mode(&exports_dir, 0o755)?;
     fs::create_dir_all(&req.cache_dir).ctx(|| format!("creating {}", req.cache_dir.display()))?;
+    // Every directory the build sees exists now: start the container while the rest
+    // of the preparation runs (ownership changes show through the bind mounts).
+    let mut isolation = match &cfg.container {
+        Some(container) => Isolation::Container(BuildContainer::start(
+            container,
+            &bundle_dir,
+            &Binds {
+                read_write: vec![&build_dir, &tmp_dir, &bp_root, &req.cache_dir],
+                read_only: vec![&env_dir, &exports_dir],
+            },
+            Limits {
+                uid,
+                gid,
+                memory_bytes: cfg.memory_limit_bytes,
+                max_processes: MAX_BUILD_PROCESSES,
+                deadline,
+                time_limit: cfg.time_limit,
+            },
+        )?),
+        None => Isolation::Sandbox(Sandbox {
+            uid,
+            gid,
+            memory_limit_bytes: cfg.memory_limit_bytes,
+            max_processes: MAX_BUILD_PROCESSES,
+            deadline,
+            time_limit: cfg.time_limit,
+        }),
+    };
     if dropping {
         chown_tree(&build_dir, uid, gid)?;
         chown_tree(&tmp_dir, uid, gid)?;
@@ -116,8 +146,11 @@ pub fn run_build(
         if cache_meta.uid() != uid || cache_meta.gid() != gid {
             chown_tree(&req.cache_dir, uid, gid)?;
         }
-        check_reachable(&build_dir, uid, gid)?;
-        check_reachable(&req.cache_dir, uid, gid)?;
+        if matches!(isolation, Isolation::Sandbox(_)) {
+            // A container sees these at the same paths through directories runc made.
+            check_reachable(&build_dir, uid, gid)?;
+            check_reachable(&req.cache_dir, uid, gid)?;
+        }
     }
 
     out(&format!(
@@ -143,14 +176,6 @@ pub fn run_build(
         builtin_candidates(&cfg.builtin_dir)
     };
 
-    let sandbox = Sandbox {
-        uid,
-        gid,
-        memory_limit_bytes: cfg.memory_limit_bytes,
-        max_processes: MAX_BUILD_PROCESSES,
-        deadline,
-        time_limit: cfg.time_limit,
-    };
     let mut base_env: Vec<(String, String)> = vec![
         ("PATH".into(), SANDBOX_PATH.into()),
         ("HOME".into(), build_dir.to_string_lossy().into_owned()),
@@ -161,8 +186,8 @@ pub fn run_build(
     if let Some(v) = req.env.get("SOURCE_VERSION") {
         base_env.push(("SOURCE_VERSION".into(), v.clone()));
     }
-    let ctx = Ctx {
-        sandbox: &sandbox,
+    let mut ctx = Ctx {
+        isolation: &mut isolation,
         env: &base_env,
         build_dir: &build_dir,
         exports_dir: &exports_dir,
@@ -323,8 +348,16 @@ pub fn run_build(
     })
 }
 
+/// Where the scripts of one build run.
+enum Isolation {
+    /// One runc container for the whole build (production).
+    Container(BuildContainer),
+    /// The process sandbox (development without runc).
+    Sandbox(Sandbox),
+}
+
 struct Ctx<'a> {
-    sandbox: &'a Sandbox,
+    isolation: &'a mut Isolation,
     env: &'a [(String, String)],
     build_dir: &'a Path,
     exports_dir: &'a Path,
@@ -332,13 +365,13 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn run(
-        &self,
+        &mut self,
         script: &Path,
         args: Vec<OsString>,
         capture_stdout: bool,
         with_exports: bool,
         out: &mut dyn FnMut(&str),
-    ) -> Result<crate::sandbox::Finished, BuildError> {
+    ) -> Result<Finished, BuildError> {
         let mut env = self.env.to_vec();
         let (program, args) = if with_exports {
             env.push((
@@ -356,16 +389,17 @@ impl Ctx<'_> {
         } else {
             (script, args)
         };
-        self.sandbox.run(
-            Script {
-                program,
-                args,
-                env,
-                cwd: self.build_dir,
-                capture_stdout,
-            },
-            out,
-        )
+        let script = Script {
+            program,
+            args,
+            env,
+            cwd: self.build_dir,
+            capture_stdout,
+        };
+        match self.isolation {
+            Isolation::Container(c) => c.run(script, out),
+            Isolation::Sandbox(s) => s.run(script, out),
+        }
     }
 }
 
@@ -464,4 +498,24 @@ pub(crate) fn parse_release(text: &str) -> Result<Release, String> {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_yaml_parsing() {
+        assert_eq!(parse_release("").unwrap(), Release::default());
+        assert_eq!(parse_release("--- {}\n").unwrap(), Release::default());
+        assert_eq!(parse_release("---\n").unwrap(), Release::default());
+        let r = parse_release(
+        "---\naddons:\n- heroku-postgresql\nconfig_vars:\n  PORT: 5000\n  DEBUG: false\ndefault_process_types:\n  web: heroku-php-apache2\n  empty:\n",
+    )
+    .unwrap();
+        assert_eq!(r.addons, vec!["heroku-postgresql"]);
+        assert_eq!(r.config_vars["PORT"], "5000");
+        assert_eq!(r.config_vars["DEBUG"], "false");
+        assert_eq!(r.default_process_types.len(), 1);
+        assert!(parse_release("just a string").is_err());
+        assert!(parse_release("default_process_types: [1, 2]").is_err());
+        assert!(parse_release("default_process_types:\n  'bad type!': x").is_err());
+    }
+}

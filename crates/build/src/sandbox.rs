@@ -20,7 +20,6 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::ffi::OsString;
 use std::fs;
-use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -28,8 +27,6 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Longest line passed on; longer output is split (progress bars without newlines).
-const MAX_LINE: usize = 64 * 1024;
 /// Largest captured stdout (detect names, release YAML).
 const MAX_CAPTURE: usize = 1024 * 1024;
 /// How long output may keep flowing after the script exited and its group was killed.
@@ -225,38 +222,10 @@ fn kill_all(pgid: Pid, cgroup: Option<&Cgroup>) {
 /// Reads a pipe into lines for the main loop. Ends on EOF or when the receiver is gone.
 fn spawn_reader(fd: OwnedFd, captured: bool, tx: mpsc::Sender<Msg>) {
     std::thread::spawn(move || {
-        let mut file = fs::File::from(fd);
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut line: Vec<u8> = Vec::new();
-        let send = |line: &mut Vec<u8>| {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
+        crate::agent::for_each_line(fd, |line| {
             let text = String::from_utf8_lossy(line).into_owned();
-            line.clear();
             tx.send(Msg::Line { captured, text }).is_ok()
-        };
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            for &b in &buf[..n] {
-                if b == b'\n' {
-                    if !send(&mut line) {
-                        return;
-                    }
-                } else {
-                    line.push(b);
-                    if line.len() >= MAX_LINE && !send(&mut line) {
-                        return;
-                    }
-                }
-            }
-        }
-        if !line.is_empty() {
-            send(&mut line);
-        }
+        });
         let _ = tx.send(Msg::Eof);
     });
 }

@@ -1,5 +1,6 @@
 //! The `hoist` binary: `hoist server` runs the control plane, `hoist shim` is the
-//! per-dyno supervisor, and every other command is the CLI client.
+//! per-dyno supervisor, `hoist build-agent` is init of a build container, and every
+//! other command is the CLI client.
 
 mod githook;
 mod rendezvous;
@@ -13,6 +14,7 @@ fn main() {
     }
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
+        Some("build-agent") => std::process::exit(hoist_build::agent::main()),
         Some("git-hook") => std::process::exit(githook::main(&args[2..])),
         Some("server") => {
             if let Err(e) = server::main(&args[1..]) {

@@ -315,11 +315,12 @@ impl hoist_router::RouterHooks for RouterBridge {
     }
 }
 
-fn runc_root(data_dir: &Path) -> PathBuf {
+/// runc's state dir for one data dir's dynos (`runc`) or builds (`builds`).
+fn runc_root(data_dir: &Path, kind: &str) -> PathBuf {
     use sha2::Digest;
     let canon = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
     let h = sha2::Sha256::digest(canon.to_string_lossy().as_bytes());
-    PathBuf::from("/run/hoist").join(format!("runc-{}", &hex_lower(&h[..6])))
+    PathBuf::from("/run/hoist").join(format!("{kind}-{}", &hex_lower(&h[..6])))
 }
 
 fn hex_lower(b: &[u8]) -> String {
@@ -436,7 +437,25 @@ async fn run(args: ServerArgs) -> Result<()> {
         hoist_exe.clone()
     };
     let mut rt_cfg = RuntimeConfig::new(&args.data_dir, &shim_exe);
-    rt_cfg.runc_root = runc_root(&args.data_dir);
+    rt_cfg.runc_root = runc_root(&args.data_dir, "runc");
+    let mut build_cfg = hoist_build::BuildConfig::with_defaults(&args.data_dir);
+    if args.runtime == "runc" {
+        // Builds get containers like dynos, under their own runc root.
+        let lean_agent = hoist_exe.with_file_name("hoist-build-agent");
+        let container = hoist_build::container::ContainerConfig {
+            runc_root: runc_root(&args.data_dir, "builds"),
+            agent_exe: if lean_agent.is_file() {
+                lean_agent
+            } else {
+                hoist_exe.clone()
+            },
+            stack_dirs: rt_cfg.stack_dirs.clone(),
+        };
+        hoist_build::container::sweep(&container.runc_root);
+        build_cfg.container = Some(container);
+    } else {
+        tracing::warn!("--runtime process: builds run in the process sandbox, not in containers");
+    }
     let runtime: Arc<dyn Runtime> = match args.runtime.as_str() {
         "runc" => Arc::new(RuncRuntime::new(rt_cfg).map_err(|e| anyhow::anyhow!("{e}")).context(
             "starting the runc runtime (install the Debian package `runc`, or pass --runtime process for unisolated development dynos)",
@@ -481,7 +500,7 @@ async fn run(args: ServerArgs) -> Result<()> {
         store.clone(),
         hoist_api::deploy::DeployConfig {
             data_dir: args.data_dir.clone(),
-            build: hoist_build::BuildConfig::with_defaults(&args.data_dir),
+            build: build_cfg,
             stack: "heroku-24".into(),
         },
         platform.clone(),

@@ -114,26 +114,7 @@ pub fn write_bundle(input: &BundleInput<'_>) -> Result<PathBuf, RuntimeError> {
     let rootfs = bundle.join("rootfs");
     let io = |what: &str, p: &Path, e| RuntimeError::io(format!("{what} {}", p.display()), e);
 
-    for sub in ["etc", "app", "tmp", "proc", "dev", "sys", ".hoist"] {
-        let p = rootfs.join(sub);
-        fs::create_dir_all(&p).map_err(|e| io("creating", &p, e))?;
-    }
-    fs::set_permissions(&rootfs, fs::Permissions::from_mode(0o755))
-        .map_err(|e| io("chmod", &rootfs, e))?;
-    // runc gives a tmpfs the mode of the dir it is mounted on.
-    let tmp = rootfs.join("tmp");
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777))
-        .map_err(|e| io("chmod", &tmp, e))?;
-    let passwd = format!(
-        "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n\
-         dyno:x:{DYNO_UID}:{DYNO_GID}:dyno:/app:/bin/bash\n\
-         nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
-    );
-    let group = format!("root:x:0:\ndyno:x:{DYNO_GID}:\nnogroup:x:65534:\n");
-    for (name, text) in [("passwd", passwd), ("group", group)] {
-        let p = rootfs.join("etc").join(name);
-        fs::write(&p, text).map_err(|e| io("writing", &p, e))?;
-    }
+    prepare_rootfs(&rootfs, &["app", ".hoist"])?;
 
     // The writable layer lives on its own size-limited tmpfs, so a dyno that fills it
     // gets ENOSPC alone instead of filling the host's disk. Its pages are charged to
@@ -157,9 +138,234 @@ pub fn write_bundle(input: &BundleInput<'_>) -> Result<PathBuf, RuntimeError> {
     std::os::unix::fs::chown(&upper, Some(DYNO_UID), Some(DYNO_GID))
         .map_err(|e| io("chown", &upper, e))?;
 
+    let mut mounts = system_mounts(&rootfs, input.stack_dirs)?;
+    mounts.push(mount(
+        "/app",
+        "overlay",
+        "overlay",
+        &[
+            &format!("lowerdir={}", input.spec.slug_dir.display()),
+            &format!("upperdir={}", upper.display()),
+            &format!("workdir={}", work.display()),
+        ],
+    ));
+    mounts.push(mount(
+        "/tmp",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "nodev", "mode=1777", TMP_SIZE],
+    ));
+    mounts.push(bind_ro(input.shim_exe, Path::new(INIT_PATH)));
+
+    write_config(&bundle, &oci_spec(input, mounts)?)?;
+    Ok(bundle)
+}
+
+fn oci_spec(input: &BundleInput<'_>, mounts: Vec<Mount>) -> Result<Spec, RuntimeError> {
+    let spec = input.spec;
+    let shell = env::shell(Path::new("/"));
+    let args = vec![
+        INIT_PATH.to_string(),
+        "dyno-init".to_string(),
+        "--".to_string(),
+        shell.to_string(),
+        "-c".to_string(),
+        env::wrapper_script(&spec.command, "/app"),
+    ];
+    let env: Vec<String> = env::dyno_env(spec, "/app")
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    // Like Heroku, a dyno may exceed its quota (logged as R14 by the dyno manager) and
+    // is killed (R15) only at the size's hard limit.
+    container_spec(ContainerSpec {
+        args,
+        env,
+        cwd: "/app".into(),
+        uid: DYNO_UID,
+        gid: DYNO_GID,
+        terminal: spec.tty,
+        hostname: spec.id.clone(),
+        cgroups_path: Cgroups::path(spec),
+        memory_bytes: spec.size.kill_memory_mb() * 1024 * 1024,
+        cpu_shares: Some(spec.size.cpu_shares()),
+        pids_limit: spec.size.pids_limit(),
+        cgroups: input.cgroups,
+        mounts,
+    })
+}
+
+/// The process and limits of one container (a dyno or a build).
+pub struct ContainerSpec {
+    pub args: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub terminal: bool,
+    pub hostname: String,
+    /// Relative to each cgroup hierarchy's root, e.g. `/hoist/<app>/<dyno>`.
+    pub cgroups_path: String,
+    /// Hard memory limit (no swap on top).
+    pub memory_bytes: u64,
+    pub cpu_shares: Option<u64>,
+    pub pids_limit: i64,
+    pub cgroups: Cgroups,
+    pub mounts: Vec<Mount>,
+}
+
+/// The OCI config every Hoist container gets: a read-only root, no capabilities,
+/// `no_new_privs`, no device access, its own pid/mount/uts/ipc namespaces, masked and
+/// read-only kernel paths, and memory/pids (and cpu) limits in its own cgroup.
+pub fn container_spec(c: ContainerSpec) -> Result<Spec, RuntimeError> {
+    let oci =
+        |e: oci_spec::OciSpecError| RuntimeError::InvalidSpec(format!("building OCI spec: {e}"));
+    let no_caps: HashSet<Capability> = HashSet::new();
+    let process = ProcessBuilder::default()
+        .terminal(c.terminal)
+        .user(
+            UserBuilder::default()
+                .uid(c.uid)
+                .gid(c.gid)
+                .build()
+                .map_err(oci)?,
+        )
+        .args(c.args)
+        .env(c.env)
+        .cwd(c.cwd)
+        .capabilities(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(no_caps.clone())
+                .effective(no_caps.clone())
+                .inheritable(no_caps.clone())
+                .permitted(no_caps.clone())
+                .ambient(no_caps)
+                .build()
+                .map_err(oci)?,
+        )
+        .rlimits(vec![PosixRlimitBuilder::default()
+            .typ(PosixRlimitType::RlimitNofile)
+            .hard(NOFILE)
+            .soft(NOFILE)
+            .build()
+            .map_err(oci)?])
+        .no_new_privileges(true)
+        .build()
+        .map_err(oci)?;
+
+    let mem = i64::try_from(c.memory_bytes).unwrap_or(i64::MAX);
+    let mut memory = LinuxMemoryBuilder::default().limit(mem);
+    // swap == limit means "no swap" for runc on both hierarchies; without swap
+    // accounting on v1 runc would refuse the setting.
+    if !matches!(c.cgroups, Cgroups::V1 { memsw: false }) {
+        memory = memory.swap(mem);
+    }
+    let mut resources = LinuxResourcesBuilder::default()
+        .devices(vec![LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .map_err(oci)?])
+        .memory(memory.build().map_err(oci)?)
+        .pids(
+            LinuxPidsBuilder::default()
+                .limit(c.pids_limit)
+                .build()
+                .map_err(oci)?,
+        );
+    if let Some(shares) = c.cpu_shares {
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .shares(shares)
+                .build()
+                .map_err(oci)?,
+        );
+    }
+    let resources = resources.build().map_err(oci)?;
+    let namespaces = [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+    ]
+    .into_iter()
+    .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(oci)?;
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(c.cgroups_path))
+        .resources(resources)
+        .masked_paths(get_default_maskedpaths())
+        .readonly_paths(get_default_readonly_paths())
+        .build()
+        .map_err(oci)?;
+    SpecBuilder::default()
+        .version("1.0.2-dev")
+        .root(
+            RootBuilder::default()
+                .path("rootfs")
+                .readonly(true)
+                .build()
+                .map_err(oci)?,
+        )
+        .hostname(c.hostname)
+        .process(process)
+        .mounts(c.mounts)
+        .linux(linux)
+        .build()
+        .map_err(oci)
+}
+
+/// Writes `<bundle>/config.json`.
+pub fn write_config(bundle: &Path, spec: &Spec) -> Result<(), RuntimeError> {
+    let config = bundle.join("config.json");
+    let json =
+        serde_json::to_vec(spec).map_err(|e| RuntimeError::io("encoding config.json", e.into()))?;
+    fs::write(&config, json)
+        .map_err(|e| RuntimeError::io(format!("writing {}", config.display()), e))
+}
+
+/// Creates a container root of mountpoints: `etc` (with a generated passwd/group),
+/// `tmp`, `proc`, `dev`, `sys` and the given extra dirs. Nothing else of the host
+/// appears unless mounted.
+pub fn prepare_rootfs(rootfs: &Path, extra_dirs: &[&str]) -> Result<(), RuntimeError> {
+    let io = |what: &str, p: &Path, e| RuntimeError::io(format!("{what} {}", p.display()), e);
+    for sub in ["etc", "tmp", "proc", "dev", "sys"]
+        .iter()
+        .chain(extra_dirs)
+    {
+        let p = rootfs.join(sub);
+        fs::create_dir_all(&p).map_err(|e| io("creating", &p, e))?;
+    }
+    fs::set_permissions(rootfs, fs::Permissions::from_mode(0o755))
+        .map_err(|e| io("chmod", rootfs, e))?;
+    // runc gives a tmpfs the mode of the dir it is mounted on.
+    let tmp = rootfs.join("tmp");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777))
+        .map_err(|e| io("chmod", &tmp, e))?;
+    let passwd = format!(
+        "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n\
+         dyno:x:{DYNO_UID}:{DYNO_GID}:dyno:/app:/bin/bash\n\
+         nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+    );
+    let group = format!("root:x:0:\ndyno:x:{DYNO_GID}:\nnogroup:x:65534:\n");
+    for (name, text) in [("passwd", passwd), ("group", group)] {
+        let p = rootfs.join("etc").join(name);
+        fs::write(&p, text).map_err(|e| io("writing", &p, e))?;
+    }
+    Ok(())
+}
+
+/// `/proc`, `/dev`, `/sys`, the stack's system dirs read-only (symlinks such as
+/// `/bin -> usr/bin` recreated in `rootfs`), and the host's CA certificates,
+/// alternatives, resolver and time zone files read-only.
+pub fn system_mounts(rootfs: &Path, stack_dirs: &[PathBuf]) -> Result<Vec<Mount>, RuntimeError> {
+    let io = |what: &str, p: &Path, e| RuntimeError::io(format!("{what} {}", p.display()), e);
     let mut mounts = base_mounts();
     let mut seen = HashSet::new();
-    for host in input.stack_dirs {
+    for host in stack_dirs {
         let Ok(meta) = host.symlink_metadata() else {
             continue;
         };
@@ -215,148 +421,10 @@ pub fn write_bundle(input: &BundleInput<'_>) -> Result<PathBuf, RuntimeError> {
             Err(_) => {}
         }
     }
-    mounts.push(mount(
-        "/app",
-        "overlay",
-        "overlay",
-        &[
-            &format!("lowerdir={}", input.spec.slug_dir.display()),
-            &format!("upperdir={}", upper.display()),
-            &format!("workdir={}", work.display()),
-        ],
-    ));
-    mounts.push(mount(
-        "/tmp",
-        "tmpfs",
-        "tmpfs",
-        &["nosuid", "nodev", "mode=1777", TMP_SIZE],
-    ));
-    mounts.push(bind_ro(input.shim_exe, Path::new(INIT_PATH)));
-
-    let spec = oci_spec(input, mounts)?;
-    let config = bundle.join("config.json");
-    let json = serde_json::to_vec(&spec)
-        .map_err(|e| RuntimeError::io("encoding config.json", e.into()))?;
-    fs::write(&config, json).map_err(|e| io("writing", &config, e))?;
-    Ok(bundle)
+    Ok(mounts)
 }
 
-fn oci_spec(input: &BundleInput<'_>, mounts: Vec<Mount>) -> Result<Spec, RuntimeError> {
-    let spec = input.spec;
-    let oci =
-        |e: oci_spec::OciSpecError| RuntimeError::InvalidSpec(format!("building OCI spec: {e}"));
-    let shell = env::shell(Path::new("/"));
-    let args = vec![
-        INIT_PATH.to_string(),
-        "dyno-init".to_string(),
-        "--".to_string(),
-        shell.to_string(),
-        "-c".to_string(),
-        env::wrapper_script(&spec.command, "/app"),
-    ];
-    let env: Vec<String> = env::dyno_env(spec, "/app")
-        .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let no_caps: HashSet<Capability> = HashSet::new();
-    let process = ProcessBuilder::default()
-        .terminal(spec.tty)
-        .user(
-            UserBuilder::default()
-                .uid(DYNO_UID)
-                .gid(DYNO_GID)
-                .build()
-                .map_err(oci)?,
-        )
-        .args(args)
-        .env(env)
-        .cwd("/app")
-        .capabilities(
-            LinuxCapabilitiesBuilder::default()
-                .bounding(no_caps.clone())
-                .effective(no_caps.clone())
-                .inheritable(no_caps.clone())
-                .permitted(no_caps.clone())
-                .ambient(no_caps)
-                .build()
-                .map_err(oci)?,
-        )
-        .rlimits(vec![PosixRlimitBuilder::default()
-            .typ(PosixRlimitType::RlimitNofile)
-            .hard(NOFILE)
-            .soft(NOFILE)
-            .build()
-            .map_err(oci)?])
-        .no_new_privileges(true)
-        .build()
-        .map_err(oci)?;
-
-    // Like Heroku, a dyno may exceed its quota (logged as R14 by the dyno manager) and
-    // is killed (R15) only at the size's hard limit.
-    let mem = (input.spec.size.kill_memory_mb() * 1024 * 1024) as i64;
-    let mut memory = LinuxMemoryBuilder::default().limit(mem);
-    // swap == limit means "no swap" for runc on both hierarchies; without swap
-    // accounting on v1 runc would refuse the setting.
-    if !matches!(input.cgroups, Cgroups::V1 { memsw: false }) {
-        memory = memory.swap(mem);
-    }
-    let resources = LinuxResourcesBuilder::default()
-        .devices(vec![LinuxDeviceCgroupBuilder::default()
-            .allow(false)
-            .access("rwm")
-            .build()
-            .map_err(oci)?])
-        .memory(memory.build().map_err(oci)?)
-        .cpu(
-            LinuxCpuBuilder::default()
-                .shares(spec.size.cpu_shares())
-                .build()
-                .map_err(oci)?,
-        )
-        .pids(
-            LinuxPidsBuilder::default()
-                .limit(spec.size.pids_limit())
-                .build()
-                .map_err(oci)?,
-        )
-        .build()
-        .map_err(oci)?;
-    let namespaces = [
-        LinuxNamespaceType::Pid,
-        LinuxNamespaceType::Mount,
-        LinuxNamespaceType::Uts,
-        LinuxNamespaceType::Ipc,
-    ]
-    .into_iter()
-    .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
-    .collect::<Result<Vec<_>, _>>()
-    .map_err(oci)?;
-    let linux = LinuxBuilder::default()
-        .namespaces(namespaces)
-        .cgroups_path(PathBuf::from(Cgroups::path(spec)))
-        .resources(resources)
-        .masked_paths(get_default_maskedpaths())
-        .readonly_paths(get_default_readonly_paths())
-        .build()
-        .map_err(oci)?;
-    SpecBuilder::default()
-        .version("1.0.2-dev")
-        .root(
-            RootBuilder::default()
-                .path("rootfs")
-                .readonly(true)
-                .build()
-                .map_err(oci)?,
-        )
-        .hostname(spec.id.clone())
-        .process(process)
-        .mounts(mounts)
-        .linux(linux)
-        .build()
-        .map_err(oci)
-}
-
-fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+pub fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
     MountBuilder::default()
         .destination(dest)
         .typ(typ)
@@ -366,12 +434,23 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
         .expect("all mount fields are set") // invariant: the builder has no required fields left unset
 }
 
-fn bind_ro(source: &Path, dest: &Path) -> Mount {
+pub fn bind_ro(source: &Path, dest: &Path) -> Mount {
     MountBuilder::default()
         .destination(dest)
         .typ("bind")
         .source(source)
         .options(["bind", "ro", "nosuid", "nodev"].map(String::from).to_vec())
+        .build()
+        .expect("all mount fields are set")
+}
+
+/// A read-write bind mount (no setuid, no devices).
+pub fn bind_rw(source: &Path, dest: &Path) -> Mount {
+    MountBuilder::default()
+        .destination(dest)
+        .typ("bind")
+        .source(source)
+        .options(["bind", "nosuid", "nodev"].map(String::from).to_vec())
         .build()
         .expect("all mount fields are set")
 }

@@ -14,7 +14,7 @@
 //!   `runc run` reaps the container's init, the dyno init reaps everything inside.
 //! - The shim never uses tokio or threads (it forks and must stay small).
 
-mod bundle;
+pub mod bundle;
 mod client;
 mod env;
 mod proto;

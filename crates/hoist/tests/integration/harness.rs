@@ -242,7 +242,6 @@ impl TestPlatform {
         let canon = std::fs::canonicalize(self.data_dir()).unwrap_or_else(|_| self.data_dir());
         let h = sha2::Sha256::digest(canon.to_string_lossy().as_bytes());
         let hex: String = h[..6].iter().map(|b| format!("{b:02x}")).collect();
-        let root = format!("/run/hoist/runc-{hex}");
         // A dyno may be mid-start when the server dies: its shim is killed, but the
         // `runc run` it spawned goes on to create the container. So kill shims and
         // their `runc run`s first, then sweep runc's list until it stays empty
@@ -253,31 +252,36 @@ impl TestPlatform {
             .arg("-f")
             .arg(format!("shim {}", self.data_dir().display()))
             .output();
-        let _ = Command::new("pkill")
-            .arg("-9")
-            .arg("-f")
-            .arg(format!("runc --root {root} run"))
-            .output();
-        for _ in 0..5 {
-            let listed = Command::new("runc")
-                .args(["--root", &root, "list", "-q"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-                .unwrap_or_default();
-            if listed.trim().is_empty() {
-                break;
+        // Builds have their own runc root; their agents end when the server's pipe
+        // closes, but a sweep costs little.
+        for kind in ["runc", "builds"] {
+            let root = format!("/run/hoist/{kind}-{hex}");
+            let _ = Command::new("pkill")
+                .arg("-9")
+                .arg("-f")
+                .arg(format!("runc --root {root} run"))
+                .output();
+            for _ in 0..5 {
+                let listed = Command::new("runc")
+                    .args(["--root", &root, "list", "-q"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                    .unwrap_or_default();
+                if listed.trim().is_empty() {
+                    break;
+                }
+                for id in listed.lines() {
+                    let _ = Command::new("runc")
+                        .args(["--root", &root, "kill", "--all", id, "KILL"])
+                        .output();
+                    let _ = Command::new("runc")
+                        .args(["--root", &root, "delete", "--force", id])
+                        .output();
+                }
+                std::thread::sleep(Duration::from_millis(200));
             }
-            for id in listed.lines() {
-                let _ = Command::new("runc")
-                    .args(["--root", &root, "kill", "--all", id, "KILL"])
-                    .output();
-                let _ = Command::new("runc")
-                    .args(["--root", &root, "delete", "--force", id])
-                    .output();
-            }
-            std::thread::sleep(Duration::from_millis(200));
+            let _ = std::fs::remove_dir_all(&root);
         }
-        let _ = std::fs::remove_dir_all(&root);
         // Overlay mounts of the dynos' /app live under the data directory.
         if let Ok(mounts) = std::fs::read_to_string("/proc/mounts") {
             let dir = self.data_dir().display().to_string();

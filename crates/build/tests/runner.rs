@@ -1,9 +1,16 @@
-//! Builds with tiny fake buildpacks (shell scripts) in temp dirs, run for real through
-//! the sandbox (as uid 65534 when the tests run as root).
+//! Builds with tiny fake buildpacks (shell scripts) in temp dirs, run for real: in a
+//! runc build container as uid 65534 when the tests run as root and runc is installed
+//! (as in CI), else through the process sandbox.
 
-use super::*;
-use crate::{unpack_slug, BuildConfig, BuildRequest};
+use hoist_build::container::ContainerConfig;
+use hoist_build::{
+    pack_source_dir, run_build, unpack_slug, BuildConfig, BuildError, BuildOutcome, BuildRequest,
+};
+use std::collections::BTreeMap;
+use std::fs;
 use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 struct Fixture {
@@ -19,8 +26,29 @@ fn sandbox_ids() -> (u32, u32) {
     }
 }
 
+fn runc_available() -> bool {
+    nix::unistd::geteuid().is_root()
+        && std::process::Command::new("runc")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
 impl Fixture {
+    /// A build in a container when possible, else in the process sandbox.
     fn new() -> Fixture {
+        let mut f = Fixture::sandboxed();
+        if runc_available() {
+            f.cfg.container = Some(ContainerConfig {
+                runc_root: f.path("runc"),
+                agent_exe: PathBuf::from(env!("CARGO_BIN_EXE_hoist-build-agent")),
+                stack_dirs: hoist_runtime::default_stack_dirs(),
+            });
+        }
+        f
+    }
+
+    fn sandboxed() -> Fixture {
         let t = tempfile::tempdir().unwrap();
         // The sandbox user must be able to traverse down to the build dirs.
         fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -31,6 +59,10 @@ impl Fixture {
         cfg.time_limit = Duration::from_secs(120);
         fs::create_dir_all(&cfg.builtin_dir).unwrap();
         Fixture { t, cfg }
+    }
+
+    fn in_container(&self) -> bool {
+        self.cfg.container.is_some()
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -356,21 +388,33 @@ fn failing_compile_names_the_buildpack() {
     assert!(matches!(r.unwrap_err(), BuildError::UnknownBuildpack(_)));
 }
 
-fn process_gone(pid: i32) -> bool {
+/// Whether any process on the host runs with exactly this argument (the build's pids
+/// are in another namespace, so tests look processes up by a unique argument).
+fn running_with_arg(arg: &str) -> bool {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(|e| e.ok()).any(|e| {
+        let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        // A zombie waiting for init to reap it is dead enough.
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'));
+        !zombie
+            && fs::read(e.path().join("cmdline"))
+                .unwrap_or_default()
+                .split(|&b| b == 0)
+                .any(|a| a == arg.as_bytes())
+    })
+}
+
+fn gone_within_5s(arg: &str) -> bool {
     for _ in 0..100 {
-        match fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return true,
-            // A zombie waiting for init to reap it is dead enough.
-            Ok(s)
-                if s.rsplit(')')
-                    .next()
-                    .map(|r| r.trim_start().starts_with('Z'))
-                    == Some(true) =>
-            {
-                return true
-            }
-            Ok(_) => std::thread::sleep(Duration::from_millis(50)),
+        if !running_with_arg(arg) {
+            return true;
         }
+        std::thread::sleep(Duration::from_millis(50));
     }
     false
 }
@@ -379,25 +423,42 @@ fn process_gone(pid: i32) -> bool {
 fn build_over_the_time_limit_is_killed() {
     let mut f = Fixture::new();
     f.cfg.time_limit = Duration::from_secs(2);
+    let marker = format!("600.{}", std::process::id());
     f.builtin(
         "go",
         "go.mod",
         "Go",
-        r#"sleep 600 & echo $! > "$2/bg.pid"; echo started; sleep 600"#,
+        &format!(r#"sleep {marker} & echo started; sleep {marker}"#),
     );
     let src = f.app("go", &[("go.mod", "module x")]);
     let (r, lines) = f.build(f.request(src, &[]));
     let err = r.unwrap_err();
-    assert!(has(&lines, "started"));
+    assert!(has(&lines, "started"), "{lines:?}");
     assert_eq!(err.to_string(), "Build timed out after 2 seconds");
-    let pid: i32 = fs::read_to_string(f.path("cache/demo/bg.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     assert!(
-        process_gone(pid),
-        "background process {pid} survived the timeout"
+        gone_within_5s(&marker),
+        "a build process survived the timeout"
+    );
+}
+
+#[test]
+fn background_processes_end_with_their_script() {
+    let f = Fixture::new();
+    let marker = format!("601.{}", std::process::id());
+    // setsid leaves the process group: only the container (or the sandbox's cgroup)
+    // still reaches it.
+    f.builtin(
+        "go",
+        "go.mod",
+        "Go",
+        &format!(r#"setsid sleep {marker} </dev/null >/dev/null 2>&1 & echo spawned"#),
+    );
+    let (r, lines) = f.build(f.request(f.app("bg", &[("go.mod", "")]), &[]));
+    r.unwrap();
+    assert!(has(&lines, "spawned"), "{lines:?}");
+    assert!(
+        gone_within_5s(&marker),
+        "a background process outlived the build"
     );
 }
 
@@ -531,7 +592,7 @@ fn tarball_url_buildpack_is_downloaded_from_loopback() {
         None,
     );
     let tgz = f.path("bp.tgz");
-    crate::pack_source_dir(&f.path("tar-src"), &tgz).unwrap();
+    pack_source_dir(&f.path("tar-src"), &tgz).unwrap();
     let body = fs::read(&tgz).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -563,7 +624,12 @@ fn sandbox_user_cannot_touch_the_host() {
     if sandbox_ids().0 == 0 {
         return; // needs root to drop to another user
     }
-    let f = Fixture::new();
+    for f in [Fixture::new(), Fixture::sandboxed()] {
+        cannot_touch_the_host(f);
+    }
+}
+
+fn cannot_touch_the_host(f: Fixture) {
     let secret = f.path("root-only");
     fs::write(&secret, "root secret").unwrap();
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
@@ -588,30 +654,97 @@ ls / >/dev/null && echo "can list""#,
 }
 
 #[test]
+fn build_container_is_isolated_like_a_dyno() {
+    let f = Fixture::new();
+    if !f.in_container() {
+        eprintln!("skipped: needs root and runc");
+        return;
+    }
+    // Another app's cache and a file beside the data dir: neither may be visible.
+    fs::create_dir_all(f.path("cache/other-app")).unwrap();
+    fs::write(f.path("cache/other-app/secret"), "x").unwrap();
+    fs::write(f.path("beside"), "x").unwrap();
+    f.builtin(
+        "go",
+        "go.mod",
+        "Go",
+        &format!(
+            r#"[ -e {other} ] && echo "sees other app" || echo "other app invisible"
+[ -e {beside} ] && echo "sees host" || echo "host invisible"
+[ -e /root ] || [ -e /home ] && echo "sees /root or /home" || echo "no home dirs"
+touch /usr/x 2>/dev/null && echo "wrote /usr" || echo "usr read-only"
+touch /x 2>/dev/null && echo "wrote /" || echo "root read-only"
+echo "init=$(tr '\0' ' ' </proc/1/cmdline)"
+echo "procs=$(ls /proc | grep -c '^[0-9]')"
+echo "host=$(hostname)"
+echo "caps=$(grep CapEff /proc/self/status | tr -d '[:space:]')"
+echo tmp > /tmp/t && echo "tmp writable"
+[ -s /etc/resolv.conf ] && echo "resolver present""#,
+            other = f.path("cache/other-app/secret").display(),
+            beside = f.path("beside").display(),
+        ),
+    );
+    let (r, lines) = f.build(f.request(f.app("iso", &[("go.mod", "")]), &[]));
+    r.unwrap();
+    for want in [
+        "other app invisible",
+        "host invisible",
+        "no home dirs",
+        "usr read-only",
+        "root read-only",
+        "init=/.hoist/build-agent build-agent ",
+        "caps=CapEff:0000000000000000",
+        "tmp writable",
+        "resolver present",
+    ] {
+        assert!(has(&lines, want), "missing {want:?} in {lines:?}");
+    }
+    let procs: u32 = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("procs="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The agent, bash, and the pipeline's ls and grep: nothing of the host.
+    assert!(procs <= 6, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("host=build-")),
+        "{lines:?}"
+    );
+    // The container is gone after the build.
+    let runc = f.cfg.container.as_ref().unwrap();
+    let listed = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(&runc.runc_root)
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "");
+}
+
+#[test]
+fn a_container_that_cannot_start_is_a_clear_error() {
+    let mut f = Fixture::new();
+    let Some(c) = f.cfg.container.as_mut() else {
+        eprintln!("skipped: needs root and runc");
+        return;
+    };
+    c.agent_exe = f.t.path().join("no-such-agent");
+    f.builtin("go", "go.mod", "Go", "echo compiled");
+    let (r, _) = f.build(f.request(f.app("broken", &[("go.mod", "")]), &[]));
+    let err = r.unwrap_err().to_string();
+    assert!(err.starts_with("build container"), "{err}");
+    // Nothing of the build is left behind.
+    assert_eq!(fs::read_dir(&f.cfg.work_root).unwrap().count(), 0);
+}
+
+#[test]
 fn bad_config_var_names_are_refused() {
     let f = Fixture::new();
     let mut req = f.request(f.app("e", &[]), &[]);
     req.env.insert("../../etc/x".into(), "v".into());
     let (r, _) = f.build(req);
     assert!(matches!(r.unwrap_err(), BuildError::BadConfigVar { .. }));
-}
-
-#[test]
-fn release_yaml_parsing() {
-    assert_eq!(parse_release("").unwrap(), Release::default());
-    assert_eq!(parse_release("--- {}\n").unwrap(), Release::default());
-    assert_eq!(parse_release("---\n").unwrap(), Release::default());
-    let r = parse_release(
-        "---\naddons:\n- heroku-postgresql\nconfig_vars:\n  PORT: 5000\n  DEBUG: false\ndefault_process_types:\n  web: heroku-php-apache2\n  empty:\n",
-    )
-    .unwrap();
-    assert_eq!(r.addons, vec!["heroku-postgresql"]);
-    assert_eq!(r.config_vars["PORT"], "5000");
-    assert_eq!(r.config_vars["DEBUG"], "false");
-    assert_eq!(r.default_process_types.len(), 1);
-    assert!(parse_release("just a string").is_err());
-    assert!(parse_release("default_process_types: [1, 2]").is_err());
-    assert!(parse_release("default_process_types:\n  'bad type!': x").is_err());
 }
 
 #[test]
