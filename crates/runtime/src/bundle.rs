@@ -359,8 +359,8 @@ pub fn prepare_rootfs(rootfs: &Path, extra_dirs: &[&str]) -> Result<(), RuntimeE
 }
 
 /// `/proc`, `/dev`, `/sys`, the stack's system dirs read-only (symlinks such as
-/// `/bin -> usr/bin` recreated in `rootfs`), and the host's CA certificates,
-/// alternatives, resolver and time zone files read-only.
+/// `/bin -> usr/bin` recreated in `rootfs`), the stack's part of `/etc`
+/// ([`STACK_ETC`]) and the host's resolver and time zone files read-only.
 pub fn system_mounts(rootfs: &Path, stack_dirs: &[PathBuf]) -> Result<Vec<Mount>, RuntimeError> {
     let io = |what: &str, p: &Path, e| RuntimeError::io(format!("{what} {}", p.display()), e);
     let mut mounts = base_mounts();
@@ -391,11 +391,8 @@ pub fn system_mounts(rootfs: &Path, stack_dirs: &[PathBuf]) -> Result<Vec<Mount>
             mounts.push(bind_ro(host, host));
         }
     }
-    // /etc/alternatives holds only symlinks; Debian routes /usr/bin/php, java, ... through it.
-    for d in ["/etc/ssl", "/etc/ca-certificates", "/etc/alternatives"] {
-        if Path::new(d).is_dir() {
-            mounts.push(bind_ro(Path::new(d), Path::new(d)));
-        }
+    for p in stack_etc_entries(Path::new("/etc")) {
+        mounts.push(bind_ro(&p, &p));
     }
     for f in [
         "/etc/resolv.conf",
@@ -422,6 +419,45 @@ pub fn system_mounts(rootfs: &Path, stack_dirs: &[PathBuf]) -> Result<Vec<Mount>
         }
     }
     Ok(mounts)
+}
+
+/// The parts of `/etc` that belong to the stack rather than to the host: CA
+/// certificates, Debian's alternatives (symlinks that route /usr/bin/java, php, ...)
+/// and the configuration the distribution's toolchains read: the JDK's security files
+/// (its `java.security` is a symlink into /etc), Maven's `m2.conf`, PHP's ini files
+/// (which load its extensions), Python's, and npm's and pip's global config. Nothing
+/// else of the host's /etc (accounts, keys, service configs) enters a container.
+const STACK_ETC: &[&str] = &[
+    "ssl",
+    "ca-certificates",
+    "alternatives",
+    "java-*",
+    "maven",
+    "php",
+    "python3*",
+    "npmrc",
+    "pip.conf",
+    "mime.types",
+    "fonts",
+];
+
+/// The entries of `etc` matching [`STACK_ETC`] (a `*` matches any rest of the name).
+fn stack_etc_entries(etc: &Path) -> Vec<PathBuf> {
+    let mut names: Vec<String> = fs::read_dir(etc)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| {
+                    STACK_ETC.iter().any(|pat| match pat.strip_suffix('*') {
+                        Some(prefix) => n.starts_with(prefix),
+                        None => n == pat,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names.into_iter().map(|n| etc.join(n)).collect()
 }
 
 pub fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
@@ -495,4 +531,28 @@ fn base_mounts() -> Vec<Mount> {
             &["nosuid", "noexec", "nodev", "ro"],
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_stacks_part_of_etc_enters_containers() {
+        let t = tempfile::tempdir().unwrap();
+        for d in ["java-17-openjdk", "php", "python3.11", "ssh", "postgresql", "ssl"] {
+            fs::create_dir(t.path().join(d)).unwrap();
+        }
+        for f in ["shadow", "passwd", "npmrc", "pip.conf", "java"] {
+            fs::write(t.path().join(f), "").unwrap();
+        }
+        let got: Vec<String> = stack_etc_entries(t.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            got,
+            ["java-17-openjdk", "npmrc", "php", "pip.conf", "python3.11", "ssl"]
+        );
+    }
 }
