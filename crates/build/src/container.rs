@@ -17,10 +17,11 @@ use crate::agent::{Request, MAX_LINE};
 use crate::error::BuildError;
 use crate::sandbox::{Finished, Script};
 use hoist_runtime::bundle::{self, Cgroups, ContainerSpec};
+use hoist_runtime::piped::{self, PipedContainer};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{ChildStdin, ExitStatus};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -76,9 +77,7 @@ enum Msg {
 }
 
 pub(crate) struct BuildContainer {
-    id: String,
-    runc_root: PathBuf,
-    runc: Child,
+    runc: PipedContainer,
     stdin: Option<ChildStdin>,
     rx: mpsc::Receiver<Msg>,
     stderr: Arc<Mutex<String>>,
@@ -131,48 +130,25 @@ impl BuildContainer {
         })
         .map_err(runtime_err)?;
         bundle::write_config(bundle_dir, &spec).map_err(runtime_err)?;
-        std::fs::create_dir_all(&cfg.runc_root).map_err(|e| BuildError::Io {
-            context: format!("creating {}", cfg.runc_root.display()),
-            source: e,
-        })?;
+        let (runc, pipes) =
+            PipedContainer::start(&cfg.runc_root, bundle_dir, &id).map_err(runtime_err)?;
 
-        let mut runc = Command::new("runc")
-            .arg("--root")
-            .arg(&cfg.runc_root)
-            .arg("run")
-            .arg("--bundle")
-            .arg(bundle_dir)
-            .arg(&id)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| BuildError::Spawn {
-                what: "runc (install the Debian package `runc`)".into(),
-                source: e,
-            })?;
         let (tx, rx) = mpsc::channel();
         let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(out) = runc.stdout.take() {
-            std::thread::spawn(move || read_agent(out, tx));
-        }
-        if let Some(err) = runc.stderr.take() {
-            let keep = stderr.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    let mut k = keep.lock().unwrap_or_else(|p| p.into_inner());
-                    if k.len() < MAX_STDERR {
-                        k.push_str(line.trim());
-                        k.push('\n');
-                    }
+        std::thread::spawn(move || read_agent(pipes.stdout, tx));
+        let keep = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipes.stderr).lines().map_while(Result::ok) {
+                let mut k = keep.lock().unwrap_or_else(|p| p.into_inner());
+                if k.len() < MAX_STDERR {
+                    k.push_str(line.trim());
+                    k.push('\n');
                 }
-            });
-        }
+            }
+        });
         Ok(BuildContainer {
-            id,
-            runc_root: cfg.runc_root.clone(),
-            stdin: runc.stdin.take(),
             runc,
+            stdin: Some(pipes.stdin),
             rx,
             stderr,
             limits,
@@ -277,7 +253,7 @@ impl BuildContainer {
     }
 
     fn kill(&mut self) {
-        let _ = self.runc_cmd(&["kill", &self.id, "KILL"]);
+        self.runc.kill();
         self.stop();
     }
 
@@ -285,30 +261,7 @@ impl BuildContainer {
     /// waits; forces the container away if that takes too long.
     fn stop(&mut self) {
         drop(self.stdin.take());
-        let until = Instant::now() + STOP_WAIT;
-        loop {
-            match self.runc.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() >= until => {
-                    tracing::warn!(container = %self.id, "build container did not stop; forcing it");
-                    let _ = self.runc.kill();
-                    let _ = self.runc.wait();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-        // Normally already gone; after a forced stop this removes what runc left.
-        let _ = self.runc_cmd(&["delete", "--force", &self.id]);
-    }
-
-    fn runc_cmd(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
-        Command::new("runc")
-            .arg("--root")
-            .arg(&self.runc_root)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
+        self.runc.wait_or_force(STOP_WAIT);
     }
 }
 
@@ -366,29 +319,7 @@ fn read_agent(out: std::process::ChildStdout, tx: mpsc::Sender<Msg>) {
 /// Kills and deletes build containers left by a daemon that died mid-build (their
 /// agents exit when the daemon's pipe closes, but a stuck container would remain).
 pub fn sweep(runc_root: &Path) {
-    if !runc_root.is_dir() {
-        return;
-    }
-    let Ok(list) = Command::new("runc")
-        .arg("--root")
-        .arg(runc_root)
-        .args(["list", "-q"])
-        .output()
-    else {
-        return;
-    };
-    for id in String::from_utf8_lossy(&list.stdout).lines() {
-        let id = id.trim();
-        if id.starts_with("build-") {
-            tracing::warn!(
-                container = id,
-                "removing a build container left from before"
-            );
-            let _ = Command::new("runc")
-                .arg("--root")
-                .arg(runc_root)
-                .args(["delete", "--force", id])
-                .output();
-        }
+    for id in piped::delete_all(runc_root, "build-") {
+        tracing::warn!(container = %id, "removed a build container left from before");
     }
 }

@@ -2,8 +2,10 @@
 //! over an app's source and packs the result into a content-addressed slug.
 //!
 //! Invariants:
-//! - Buildpack scripts never run as the daemon's user: they run through [`sandbox`] as
-//!   the configured unprivileged uid/gid, in their own process group, with limits.
+//! - Buildpack scripts never run as the daemon's user: they run in a runc build
+//!   container ([`container`], one per build) as the configured unprivileged uid/gid,
+//!   or, without runc, through the process [`sandbox`]; with time, memory and process
+//!   limits either way.
 //! - Files inside a build directory or an archive are never followed through symlinks
 //!   from the host side: the packer walks with `openat(O_NOFOLLOW)`, the unpacker writes
 //!   only through directories it created itself.

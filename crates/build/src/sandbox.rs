@@ -1,4 +1,5 @@
-//! The process sandbox for buildpack scripts, until builds move into runc containers.
+//! The process sandbox for buildpack scripts: the fallback when builds cannot run in a
+//! runc container ([`crate::container`]), i.e. with `hoist server --runtime process`.
 //!
 //! A script runs as an unprivileged uid/gid (supplementary groups dropped), with
 //! `no_new_privs` (setuid binaries cannot regain root), in its own process group, with
@@ -10,9 +11,10 @@
 //!   is killed with SIGKILL.
 //!
 //! After a script exits, whatever it left running in its group or cgroup is killed, so
-//! no build process survives into packing. Not covered until runc: network access,
+//! no build process survives into packing. Not covered (the container covers them):
 //! filesystem visibility (the script sees the host filesystem with the sandbox user's
-//! rights), and, without cgroups, processes that leave the group with `setsid`.
+//! rights), other processes of the host, and, without cgroups, processes that leave the
+//! group with `setsid`.
 
 use crate::error::BuildError;
 use nix::fcntl::OFlag;

@@ -540,7 +540,14 @@ mod tests {
     #[test]
     fn only_the_stacks_part_of_etc_enters_containers() {
         let t = tempfile::tempdir().unwrap();
-        for d in ["java-17-openjdk", "php", "python3.11", "ssh", "postgresql", "ssl"] {
+        for d in [
+            "java-17-openjdk",
+            "php",
+            "python3.11",
+            "ssh",
+            "postgresql",
+            "ssl",
+        ] {
             fs::create_dir(t.path().join(d)).unwrap();
         }
         for f in ["shadow", "passwd", "npmrc", "pip.conf", "java"] {
@@ -552,7 +559,14 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            ["java-17-openjdk", "npmrc", "php", "pip.conf", "python3.11", "ssl"]
+            [
+                "java-17-openjdk",
+                "npmrc",
+                "php",
+                "pip.conf",
+                "python3.11",
+                "ssl"
+            ]
         );
     }
 }

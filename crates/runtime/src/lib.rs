@@ -17,6 +17,7 @@
 pub mod bundle;
 mod client;
 mod env;
+pub mod piped;
 mod proto;
 mod shim;
 
