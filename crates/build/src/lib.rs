@@ -45,8 +45,8 @@ pub struct BuildConfig {
     pub buildpack_cache: PathBuf,
     /// Wall-clock limit for the whole build (detect + compile + release); Heroku uses 15 min.
     pub time_limit: Duration,
-    /// Memory limit for the buildpack scripts (cgroup v1 memory controller when available,
-    /// else `RLIMIT_AS`).
+    /// Memory limit for the build (the container's memory cgroup; in the process
+    /// sandbox a cgroup v1 memory group when available, else `RLIMIT_AS`).
     pub memory_limit_bytes: u64,
     /// Largest compressed slug accepted; Heroku's hard limit is 500 MB.
     pub max_slug_bytes: u64,
@@ -54,6 +54,10 @@ pub struct BuildConfig {
     /// 0 = don't drop privileges (only for non-root test runs).
     pub sandbox_uid: u32,
     pub sandbox_gid: u32,
+    /// Runtimes (Node, Python, Go, Java builds from a runtime source) unpacked once and
+    /// shared by the builds of all apps; given to buildpacks as `HOIST_RUNTIME_CACHE`.
+    /// `None`: each app caches them in its own CACHE_DIR.
+    pub runtime_cache: Option<PathBuf>,
     /// Run each build in a runc container (what `hoist server` does with the runc
     /// runtime). `None`: the process sandbox, for development without runc.
     pub container: Option<container::ContainerConfig>,
@@ -73,6 +77,7 @@ impl BuildConfig {
             max_slug_bytes: 500 * 1000 * 1000,
             sandbox_uid: 65534,
             sandbox_gid: 65534,
+            runtime_cache: Some(data_dir.join("runtimes")),
             container: None,
         }
     }

@@ -107,6 +107,11 @@ pub fn run_build(
     }
     set_mode(&exports_dir, 0o755)?;
     fs::create_dir_all(&req.cache_dir).ctx(|| format!("creating {}", req.cache_dir.display()))?;
+    let mut read_write = vec![build_dir.as_path(), &tmp_dir, &bp_root, &req.cache_dir];
+    if let Some(shared) = &cfg.runtime_cache {
+        prepare_runtime_cache(shared, uid, gid)?;
+        read_write.push(shared);
+    }
     // Every directory the build sees exists now: start the container while the rest
     // of the preparation runs (ownership changes show through the bind mounts).
     let mut isolation = match &cfg.container {
@@ -114,7 +119,7 @@ pub fn run_build(
             container,
             &bundle_dir,
             &Binds {
-                read_write: vec![&build_dir, &tmp_dir, &bp_root, &req.cache_dir],
+                read_write,
                 read_only: vec![&env_dir, &exports_dir],
             },
             Limits {
@@ -183,6 +188,12 @@ pub fn run_build(
         ("LANG".into(), "C.UTF-8".into()),
         ("TMPDIR".into(), tmp_dir.to_string_lossy().into_owned()),
     ];
+    if let Some(shared) = &cfg.runtime_cache {
+        base_env.push((
+            "HOIST_RUNTIME_CACHE".into(),
+            shared.to_string_lossy().into_owned(),
+        ));
+    }
     if let Some(v) = req.env.get("SOURCE_VERSION") {
         base_env.push(("SOURCE_VERSION".into(), v.clone()));
     }
@@ -401,6 +412,19 @@ impl Ctx<'_> {
             Isolation::Sandbox(s) => s.run(script, out),
         }
     }
+}
+
+/// Creates the shared runtime cache owned by the build user. Its contents are the
+/// builds' own files already, so only the top is checked.
+fn prepare_runtime_cache(dir: &Path, uid: u32, gid: u32) -> Result<(), BuildError> {
+    fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+    let meta = fs::metadata(dir).ctx(|| format!("inspecting {}", dir.display()))?;
+    if uid != 0 && (meta.uid() != uid || meta.gid() != gid) {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+            .ctx(|| format!("chown {}", dir.display()))?;
+        set_mode(dir, 0o755)?;
+    }
+    Ok(())
 }
 
 fn set_mode(p: &Path, mode: u32) -> Result<(), BuildError> {

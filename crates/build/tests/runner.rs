@@ -241,7 +241,7 @@ for i in $(seq 1 200); do [ -f "$2/go" ] && break; sleep 0.05; done
     // Minimal environment: config vars are in ENV_DIR, not exported.
     assert_eq!(
         env_line.trim(),
-        "env=HOME,LANG,PATH,PWD,SHLVL,SOURCE_VERSION,STACK,TMPDIR,_,"
+        "env=HOIST_RUNTIME_CACHE,HOME,LANG,PATH,PWD,SHLVL,SOURCE_VERSION,STACK,TMPDIR,_,"
     );
     assert!(outcome.slug.path.exists());
 
@@ -736,6 +736,34 @@ fn a_container_that_cannot_start_is_a_clear_error() {
     assert!(err.starts_with("build container"), "{err}");
     // Nothing of the build is left behind.
     assert_eq!(fs::read_dir(&f.cfg.work_root).unwrap().count(), 0);
+}
+
+#[test]
+fn runtimes_are_cached_once_for_all_apps() {
+    let f = Fixture::new();
+    f.builtin(
+        "go",
+        "go.mod",
+        "Go",
+        r#"rt="$HOIST_RUNTIME_CACHE/go/1.99.0"
+if [ -x "$rt/bin/go" ]; then echo "runtime from cache: $("$rt/bin/go")"; exit 0; fi
+mkdir -p "$HOIST_RUNTIME_CACHE/go" && tmp=$(mktemp -d "$HOIST_RUNTIME_CACHE/go/.new-XXXX") &&
+mkdir "$tmp/bin" && printf '#!/bin/sh\necho go1.99.0\n' > "$tmp/bin/go" && chmod +x "$tmp/bin/go" &&
+mv "$tmp" "$rt" && echo "runtime installed""#,
+    );
+    let mut first = f.request(f.app("a", &[("go.mod", "")]), &[]);
+    first.app_name = "first".into();
+    first.cache_dir = f.path("cache/first");
+    let (r, lines) = f.build(first);
+    r.unwrap();
+    assert!(has(&lines, "runtime installed"), "{lines:?}");
+    let mut second = f.request(f.app("b", &[("go.mod", "")]), &[]);
+    second.app_name = "second".into();
+    second.cache_dir = f.path("cache/second");
+    let (r, lines) = f.build(second);
+    r.unwrap();
+    assert!(has(&lines, "runtime from cache: go1.99.0"), "{lines:?}");
+    assert!(f.path("runtimes/go/1.99.0/bin/go").is_file());
 }
 
 #[test]

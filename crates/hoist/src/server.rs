@@ -69,6 +69,12 @@ pub struct ServerArgs {
     /// is deprovisioned and removed.
     #[arg(long, env = "HOIST_ADDON_PROVISION_TIMEOUT", default_value_t = 600)]
     pub addon_provision_timeout: u64,
+    /// Share runtimes installed from a runtime source (e.g. Node 22) among the builds of
+    /// all apps, in <data-dir>/runtimes (`false`: each app keeps its own in its build
+    /// cache; safer when apps do not trust each other, since every build can write the
+    /// shared cache).
+    #[arg(long, env = "HOIST_SHARED_RUNTIME_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub shared_runtime_cache: bool,
     /// Email of the owner account created on first start.
     #[arg(long, env = "HOIST_ADMIN_EMAIL", default_value = "admin@hoist.local")]
     pub admin_email: String,
@@ -439,6 +445,9 @@ async fn run(args: ServerArgs) -> Result<()> {
     let mut rt_cfg = RuntimeConfig::new(&args.data_dir, &shim_exe);
     rt_cfg.runc_root = runc_root(&args.data_dir, "runc");
     let mut build_cfg = hoist_build::BuildConfig::with_defaults(&args.data_dir);
+    if !args.shared_runtime_cache {
+        build_cfg.runtime_cache = None;
+    }
     if args.runtime == "runc" {
         // Builds get containers like dynos, under their own runc root.
         let lean_agent = hoist_exe.with_file_name("hoist-build-agent");

