@@ -37,6 +37,12 @@ pub(crate) struct Request {
 
 /// Runs the agent until stdin closes. Returns the process exit code.
 pub fn main() -> i32 {
+    // kill(-1) outside a pid namespace would reach every process of the user (of the
+    // whole machine, for root).
+    if std::process::id() != 1 {
+        eprintln!("hoist build-agent: must run as init of a build container (pid 1)");
+        return 2;
+    }
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     // A thread owns stdin so that EOF is seen even while a script runs: a daemon that
     // dies mid-build must not leave the build running.
