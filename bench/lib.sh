@@ -8,7 +8,7 @@ start_hoist() {
   trap cleanup_hoist EXIT
   chmod 755 "$work"
   api=$((20000 + RANDOM % 20000)); router=$((api + 1))
-  "$HOIST" server --data-dir "$work/data" --api-addr 127.0.0.1:$api --router-addr 127.0.0.1:$router >"$work/server.log" 2>&1 &
+  HOIST_LOG="${HOIST_LOG:-info}" "$HOIST" server --data-dir "$work/data" --api-addr 127.0.0.1:$api --router-addr 127.0.0.1:$router >"$work/server.log" 2>&1 &
   srv=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:$api/healthz >/dev/null && break; sleep 0.1; done
   token=$(cat "$work/data/admin.token")

@@ -93,6 +93,7 @@ impl BuildContainer {
         binds: &Binds<'_>,
         limits: Limits,
     ) -> Result<BuildContainer, BuildError> {
+        let t = Instant::now();
         let id = format!("build-{}", crate::tree::random_id());
         let runtime_err = |e: hoist_runtime::RuntimeError| BuildError::Container(e.to_string());
         let rootfs = bundle_dir.join("rootfs");
@@ -132,6 +133,7 @@ impl BuildContainer {
         bundle::write_config(bundle_dir, &spec).map_err(runtime_err)?;
         let (runc, pipes) =
             PipedContainer::start(&cfg.runc_root, bundle_dir, &id).map_err(runtime_err)?;
+        tracing::debug!(container = %id, ms = t.elapsed().as_millis() as u64, "build container spawned");
 
         let (tx, rx) = mpsc::channel();
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -195,6 +197,7 @@ impl BuildContainer {
             return Err(self.died());
         }
         let mut captured = String::new();
+        let started = Instant::now();
         loop {
             let now = Instant::now();
             if now >= self.limits.deadline {
@@ -216,10 +219,11 @@ impl BuildContainer {
                     text,
                 }) => out(&text),
                 Ok(Msg::Exit(raw)) => {
+                    tracing::debug!(script = %what, ms = started.elapsed().as_millis() as u64, "build script done");
                     return Ok(Finished {
                         status: ExitStatus::from_raw(raw),
                         stdout: captured,
-                    })
+                    });
                 }
                 Ok(Msg::SpawnFailed(message)) => {
                     return Err(BuildError::Spawn {
@@ -257,11 +261,22 @@ impl BuildContainer {
         self.stop();
     }
 
+    /// Lets the container begin to stop (its agent exits once stdin closes) while the
+    /// caller goes on; the wait happens on drop.
+    pub fn finish(&mut self) {
+        drop(self.stdin.take());
+    }
+
     /// Closes the agent's stdin (it exits, and `runc run` deletes the container) and
     /// waits; forces the container away if that takes too long.
     fn stop(&mut self) {
+        let t = Instant::now();
         drop(self.stdin.take());
         self.runc.wait_or_force(STOP_WAIT);
+        tracing::debug!(
+            ms = t.elapsed().as_millis() as u64,
+            "build container stopped"
+        );
     }
 }
 

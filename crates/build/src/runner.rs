@@ -310,6 +310,11 @@ pub fn run_build(
         }
     }
 
+    // No more scripts: the container stops while the slug is packed.
+    if let Isolation::Container(c) = &mut isolation {
+        c.finish();
+    }
+
     out("-----> Discovering process types");
     let procfile = read_small_file_nofollow(&build_dir.join("Procfile"), 64 * 1024)
         .map_err(|e| BuildError::ProcfileUnreadable(e.to_string()))?;

@@ -81,6 +81,8 @@ impl PipedContainer {
         let until = Instant::now() + within;
         loop {
             match self.runc.try_wait() {
+                // `runc run` deleted the container itself.
+                Ok(Some(status)) if status.success() => return,
                 Ok(Some(_)) | Err(_) => break,
                 Ok(None) if Instant::now() >= until => {
                     tracing::warn!(container = %self.id, "container did not stop; forcing it");
@@ -89,7 +91,7 @@ impl PipedContainer {
                     let _ = self.runc.wait();
                     break;
                 }
-                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
             }
         }
         let _ = self.runc_cmd(&["delete", "--force", &self.id]);
