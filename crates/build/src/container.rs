@@ -15,7 +15,7 @@
 
 use crate::agent::{Request, MAX_LINE};
 use crate::error::BuildError;
-use crate::sandbox::{Finished, Script};
+use crate::sandbox::{take_line, Finished, Script};
 use hoist_runtime::bundle::{self, Cgroups, ContainerSpec};
 use hoist_runtime::piped::{self, PipedContainer};
 use std::io::{BufRead, BufReader, Write};
@@ -27,8 +27,6 @@ use std::time::{Duration, Instant};
 
 /// Where the agent binary appears inside the container.
 const AGENT_PATH: &str = "/.hoist/build-agent";
-/// Largest captured stdout (detect names, release YAML).
-const MAX_CAPTURE: usize = 1024 * 1024;
 /// Size bound of the build's private `/tmp` (its pages count against the memory limit).
 const TMP_SIZE: &str = "size=1g";
 /// How long runc gets to tear a container down before it is forced.
@@ -206,18 +204,9 @@ impl BuildContainer {
             }
             match self.rx.recv_timeout(self.limits.deadline - now) {
                 Ok(Msg::Line {
-                    captured: true,
+                    captured: to_capture,
                     text,
-                }) => {
-                    if captured.len() + text.len() < MAX_CAPTURE {
-                        captured.push_str(&text);
-                        captured.push('\n');
-                    }
-                }
-                Ok(Msg::Line {
-                    captured: false,
-                    text,
-                }) => out(&text),
+                }) => take_line(&mut captured, to_capture, &text, out),
                 Ok(Msg::Exit(raw)) => {
                     tracing::debug!(script = %what, ms = started.elapsed().as_millis() as u64, "build script done");
                     return Ok(Finished {

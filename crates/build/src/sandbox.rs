@@ -172,18 +172,9 @@ impl Sandbox {
             let wait = (self.deadline - now).min(Duration::from_millis(100));
             match rx.recv_timeout(wait) {
                 Ok(Msg::Line {
-                    captured: true,
+                    captured: to_capture,
                     text,
-                }) => {
-                    if captured.len() + text.len() < MAX_CAPTURE {
-                        captured.push_str(&text);
-                        captured.push('\n');
-                    }
-                }
-                Ok(Msg::Line {
-                    captured: false,
-                    text,
-                }) => out(&text),
+                }) => take_line(&mut captured, to_capture, &text, out),
                 Ok(Msg::Eof) => open_streams -= 1,
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => open_streams = 0,
@@ -210,6 +201,22 @@ impl Sandbox {
             status,
             stdout: captured,
         })
+    }
+}
+
+/// Streams a line to `out`, or appends it to the captured stdout (up to
+/// [`MAX_CAPTURE`]; the rest is dropped).
+pub(crate) fn take_line(
+    stdout: &mut String,
+    captured: bool,
+    text: &str,
+    out: &mut dyn FnMut(&str),
+) {
+    if !captured {
+        out(text);
+    } else if stdout.len() + text.len() < MAX_CAPTURE {
+        stdout.push_str(text);
+        stdout.push('\n');
     }
 }
 
