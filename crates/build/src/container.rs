@@ -6,16 +6,17 @@
 //! download during builds).
 //!
 //! The build sees exactly these host directories, at the same paths as on the host so
-//! that paths written during the build (shebangs, `.pth` files) stay true: the build
-//! dir, the app's cache, the buildpacks and the exports (read-write), and `ENV_DIR`
-//! (read-only). Its `/tmp` is a private tmpfs charged to the build's memory limit.
+//! that the paths the daemon passes to scripts mean the same inside: the build dir,
+//! `TMPDIR`, the app's cache, the buildpacks and the shared runtime cache (read-write),
+//! `ENV_DIR` and the earlier buildpacks' exports (read-only). Its `/tmp` is a private
+//! tmpfs charged to the build's memory limit.
 //!
 //! The container's init is the build agent ([`crate::agent`]): scripts are sent to it
 //! one by one over stdin, so a build pays for one container start.
 
 use crate::agent::{Request, MAX_LINE};
 use crate::error::BuildError;
-use crate::sandbox::{take_line, Finished, Script};
+use crate::sandbox::{take_line, Finished, Limits, Script};
 use hoist_runtime::bundle::{self, Cgroups, ContainerSpec};
 use hoist_runtime::piped::{self, PipedContainer};
 use std::io::{BufRead, BufReader, Write};
@@ -45,16 +46,6 @@ pub struct ContainerConfig {
     pub agent_exe: PathBuf,
     /// Host directories mounted read-only as the build's system (as for dynos).
     pub stack_dirs: Vec<PathBuf>,
-}
-
-/// The limits and identity of one build container.
-pub(crate) struct Limits {
-    pub uid: u32,
-    pub gid: u32,
-    pub memory_bytes: u64,
-    pub max_processes: u64,
-    pub deadline: Instant,
-    pub time_limit: Duration,
 }
 
 /// Host directories the build sees, at their host paths.
@@ -121,7 +112,7 @@ impl BuildContainer {
             terminal: false,
             hostname: id.clone(),
             cgroups_path: format!("/hoist-builds/{id}"),
-            memory_bytes: limits.memory_bytes,
+            memory_bytes: limits.memory_limit_bytes,
             cpu_shares: None,
             pids_limit: i64::try_from(limits.max_processes).unwrap_or(i64::MAX),
             cgroups: Cgroups::detect(),

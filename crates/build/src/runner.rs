@@ -2,9 +2,9 @@
 
 use crate::archive::pack_slug;
 use crate::buildpack::{builtin_candidates, resolve, Buildpack};
-use crate::container::{Binds, BuildContainer, Limits};
+use crate::container::{Binds, BuildContainer};
 use crate::error::{BuildError, IoContext};
-use crate::sandbox::{Finished, Sandbox, Script};
+use crate::sandbox::{Finished, Limits, Script};
 use crate::slugignore::apply_slugignore;
 use crate::tree::{
     check_reachable, chown_tree, copy_tree, move_or_copy, random_id, read_small_file_nofollow,
@@ -114,6 +114,14 @@ pub fn run_build(
     }
     // Every directory the build sees exists now: start the container while the rest
     // of the preparation runs (ownership changes show through the bind mounts).
+    let limits = Limits {
+        uid,
+        gid,
+        memory_limit_bytes: cfg.memory_limit_bytes,
+        max_processes: MAX_BUILD_PROCESSES,
+        deadline,
+        time_limit: cfg.time_limit,
+    };
     let mut isolation = match &cfg.container {
         Some(container) => Isolation::Container(BuildContainer::start(
             container,
@@ -122,23 +130,9 @@ pub fn run_build(
                 read_write,
                 read_only: vec![&env_dir, &exports_dir],
             },
-            Limits {
-                uid,
-                gid,
-                memory_bytes: cfg.memory_limit_bytes,
-                max_processes: MAX_BUILD_PROCESSES,
-                deadline,
-                time_limit: cfg.time_limit,
-            },
+            limits,
         )?),
-        None => Isolation::Sandbox(Sandbox {
-            uid,
-            gid,
-            memory_limit_bytes: cfg.memory_limit_bytes,
-            max_processes: MAX_BUILD_PROCESSES,
-            deadline,
-            time_limit: cfg.time_limit,
-        }),
+        None => Isolation::Sandbox(limits),
     };
     if dropping {
         chown_tree(&build_dir, uid, gid)?;
@@ -369,7 +363,7 @@ enum Isolation {
     /// One runc container for the whole build (production).
     Container(BuildContainer),
     /// The process sandbox (development without runc).
-    Sandbox(Sandbox),
+    Sandbox(Limits),
 }
 
 struct Ctx<'a> {
@@ -414,7 +408,7 @@ impl Ctx<'_> {
         };
         match self.isolation {
             Isolation::Container(c) => c.run(script, out),
-            Isolation::Sandbox(s) => s.run(script, out),
+            Isolation::Sandbox(limits) => limits.run_sandboxed(script, out),
         }
     }
 }

@@ -34,9 +34,9 @@ const MAX_CAPTURE: usize = 1024 * 1024;
 /// How long output may keep flowing after the script exited and its group was killed.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
 
-/// Limits and identity for sandboxed scripts.
+/// Limits and identity of a build's scripts, in a container or in the sandbox.
 #[derive(Debug, Clone)]
-pub struct Sandbox {
+pub struct Limits {
     pub uid: u32,
     pub gid: u32,
     pub memory_limit_bytes: u64,
@@ -69,9 +69,10 @@ enum Msg {
     Eof,
 }
 
-impl Sandbox {
-    /// Runs a script to completion, passing each output line to `out`.
-    pub fn run(
+impl Limits {
+    /// Runs a script in the process sandbox to completion, passing each output line
+    /// to `out`.
+    pub fn run_sandboxed(
         &self,
         script: Script<'_>,
         out: &mut dyn FnMut(&str),
