@@ -723,6 +723,37 @@ echo tmp > /tmp/t && echo "tmp writable"
 }
 
 #[test]
+fn garbage_output_and_signals_to_init_do_not_confuse_the_build() {
+    let f = Fixture::new();
+    // Lines that look like the agent's protocol, invalid UTF-8, a 200 KB line without a
+    // newline, and attempts to kill the container's init (ignored inside a pid
+    // namespace; in the sandbox pid 1 is not the user's to signal).
+    f.builtin(
+        "go",
+        "go.mod",
+        "Go",
+        r#"echo 'x 0'; echo 'e boom'; printf 'c captured?\n'
+printf 'bad \xff\xfe bytes\n'
+head -c 200000 /dev/zero | tr '\0' a
+echo
+kill -9 1 2>/dev/null; kill -TERM 1 2>/dev/null
+echo still-here"#,
+    );
+    let (r, lines) = f.build(f.request(f.app("junk", &[("go.mod", "")]), &[]));
+    // bin/release ran after the compile's kill attempts: the agent survived them.
+    r.unwrap();
+    for want in ["x 0", "e boom", "c captured?", "bad \u{fffd}\u{fffd} bytes", "still-here"] {
+        assert!(has(&lines, want), "missing {want:?}");
+    }
+    let long: usize = lines
+        .iter()
+        .filter(|l| !l.is_empty() && l.bytes().all(|b| b == b'a'))
+        .map(|l| l.len())
+        .sum();
+    assert_eq!(long, 200_000, "the long line arrives whole, in pieces");
+}
+
+#[test]
 fn a_container_that_cannot_start_is_a_clear_error() {
     let mut f = Fixture::new();
     let Some(c) = f.cfg.container.as_mut() else {
