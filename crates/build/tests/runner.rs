@@ -742,7 +742,13 @@ echo still-here"#,
     let (r, lines) = f.build(f.request(f.app("junk", &[("go.mod", "")]), &[]));
     // bin/release ran after the compile's kill attempts: the agent survived them.
     r.unwrap();
-    for want in ["x 0", "e boom", "c captured?", "bad \u{fffd}\u{fffd} bytes", "still-here"] {
+    for want in [
+        "x 0",
+        "e boom",
+        "c captured?",
+        "bad \u{fffd}\u{fffd} bytes",
+        "still-here",
+    ] {
         assert!(has(&lines, want), "missing {want:?}");
     }
     let long: usize = lines
