@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -188,12 +189,24 @@ fn is_plain_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Resolves one spec from `BuildRequest::buildpacks`. Remote buildpacks are fetched into
-/// `cache` (a fresh copy per build; the last good copy is reused if fetching fails).
+/// The unprivileged user that reads buildpacks named by a user (local paths and git
+/// repositories), so that a spec can only reach what that user may read and a crafted
+/// repository cannot run code as root through `git clone`. `None` when the daemon is
+/// not root.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FetchAs {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Resolves one spec from `BuildRequest::buildpacks`. Local and remote buildpacks are
+/// copied or fetched into `cache` (a fresh copy per build; for remote ones the last
+/// good copy is reused if fetching fails).
 pub(crate) fn resolve(
     spec: &str,
     builtin_dir: &Path,
     cache: &Path,
+    fetch_as: Option<FetchAs>,
     out: &mut dyn FnMut(&str),
 ) -> Result<Buildpack, BuildError> {
     let spec = spec.trim();
@@ -218,21 +231,33 @@ pub(crate) fn resolve(
                 script: "compile",
             });
         }
-        return Ok(given(dir));
+        let Some(user) = fetch_as else {
+            return Ok(given(dir));
+        };
+        return fetch_cached(spec, cache, fetch_as, None, |dest| {
+            copy_as(&dir, dest, user)
+        })
+        .map(given);
     }
     let (base, _) = split_ref(spec);
     let lower = base.to_ascii_lowercase();
     let is_http = lower.starts_with("http://") || lower.starts_with("https://");
     let path_part = lower.split(['?']).next().unwrap_or("");
     if is_http && (path_part.ends_with(".tgz") || path_part.ends_with(".tar.gz")) {
-        return fetch_cached(spec, cache, out, |dest| download_tarball(spec, dest)).map(given);
+        return fetch_cached(spec, cache, None, Some(out), |dest| {
+            download_tarball(spec, dest)
+        })
+        .map(given);
     }
     if path_part.ends_with(".git")
         || lower.starts_with("git://")
         || lower.starts_with("ssh://")
         || (lower.starts_with("file://") && !path_part.ends_with(".tgz"))
     {
-        return fetch_cached(spec, cache, out, |dest| git_clone(spec, dest)).map(given);
+        return fetch_cached(spec, cache, fetch_as, Some(out), |dest| {
+            git_clone(spec, dest, fetch_as)
+        })
+        .map(given);
     }
     Err(BuildError::UnknownBuildpack(spec.to_string()))
 }
@@ -246,16 +271,25 @@ fn split_ref(spec: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Fetches into a staging dir (created for and owned by `owner` when given, who then
+/// does the fetching) and swaps it into `cache`. With `fallback`, a failed fetch falls
+/// back to the last good copy, telling the user there.
 fn fetch_cached(
     spec: &str,
     cache: &Path,
-    out: &mut dyn FnMut(&str),
+    owner: Option<FetchAs>,
+    fallback: Option<&mut dyn FnMut(&str)>,
     fetch: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<PathBuf, BuildError> {
     fs::create_dir_all(cache).ctx(|| format!("creating {}", cache.display()))?;
     let key = hex::encode(Sha256::digest(spec.as_bytes()));
     let cached = cache.join(&key);
     let staging = cache.join(format!(".{key}-{}", random_id()));
+    if let Some(user) = owner {
+        fs::create_dir(&staging).ctx(|| format!("creating {}", staging.display()))?;
+        std::os::unix::fs::chown(&staging, Some(user.uid), Some(user.gid))
+            .ctx(|| format!("chown {}", staging.display()))?;
+    }
     match fetch(&staging) {
         Ok(()) => {
             let root = buildpack_root(&staging);
@@ -272,16 +306,17 @@ fn fetch_cached(
         }
         Err(reason) => {
             let _ = fs::remove_dir_all(&staging);
-            if buildpack_root(&cached).join("bin").is_dir() {
-                out(&format!(
-                    " !     Could not fetch buildpack {spec} ({reason}); using the cached copy"
-                ));
-                Ok(buildpack_root(&cached))
-            } else {
-                Err(BuildError::BuildpackFetch {
+            match fallback {
+                Some(out) if buildpack_root(&cached).join("bin").is_dir() => {
+                    out(&format!(
+                        " !     Could not fetch buildpack {spec} ({reason}); using the cached copy"
+                    ));
+                    Ok(buildpack_root(&cached))
+                }
+                _ => Err(BuildError::BuildpackFetch {
                     buildpack: spec.to_string(),
                     reason,
-                })
+                }),
             }
         }
     }
@@ -322,7 +357,36 @@ fn download_tarball(url: &str, dest: &Path) -> Result<(), String> {
     unpack_tar_gz(limited, dest, &BUILDPACK_UNPACK_LIMITS).map_err(|e| e.to_string())
 }
 
-fn git_clone(spec: &str, dest: &Path) -> Result<(), String> {
+/// Copies a local buildpack with the rights of `user` (the copy fails on anything that
+/// user may not read), without its `.git`.
+fn copy_as(src: &Path, dest: &Path, user: FetchAs) -> Result<(), String> {
+    let output = Command::new("cp")
+        .arg("-R")
+        .arg("--preserve=mode,timestamps,links")
+        .arg("--")
+        .arg(src.join("."))
+        .arg(dest)
+        .uid(user.uid)
+        .gid(user.gid)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("running cp: {e}"))?;
+    if !output.status.success() {
+        let mut msg = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        msg.truncate(2000);
+        return Err(format!(
+            "the build user (uid {}) cannot read all of it: {msg}",
+            user.uid
+        ));
+    }
+    let _ = fs::remove_dir_all(dest.join(".git"));
+    Ok(())
+}
+
+fn git_clone(spec: &str, dest: &Path, user: Option<FetchAs>) -> Result<(), String> {
     let (url, reference) = split_ref(spec);
     let looks_like_sha =
         |r: &str| r.len() >= 7 && r.len() <= 40 && r.chars().all(|c| c.is_ascii_hexdigit());
@@ -337,7 +401,38 @@ fn git_clone(spec: &str, dest: &Path) -> Result<(), String> {
     args.push("--".into());
     args.push(url.into());
     args.push(dest.to_string_lossy().into_owned());
-    run_git(&args, None)?;
+    // git refuses to read a local repository the cloning user does not own ("dubious
+    // ownership"), and the build user owns none: trust exactly the one named, through
+    // a global config (command-line config does not reach the serving side of a local
+    // clone). The clone still runs without root, and the buildpack in the container.
+    let trust = match (user, url.strip_prefix("file://")) {
+        (Some(_), Some(path)) => {
+            let file = dest.with_extension("gitconfig");
+            let path = path.trim_end_matches('/');
+            // The path goes into a config file: nothing that could end its quoted value.
+            if path
+                .chars()
+                .any(|c| c.is_control() || c == '"' || c == '\\')
+            {
+                return Err(
+                    "the repository path has quotes, backslashes or control characters".into(),
+                );
+            }
+            // A bare repository is the path itself; a working tree's is its .git.
+            fs::write(
+                &file,
+                format!("[safe]\n\tdirectory = \"{path}\"\n\tdirectory = \"{path}/.git\"\n"),
+            )
+            .map_err(|e| format!("writing {}: {e}", file.display()))?;
+            Some(file)
+        }
+        _ => None,
+    };
+    let cloned = run_git(&args, None, user, trust.as_deref());
+    if let Some(file) = &trust {
+        let _ = fs::remove_file(file);
+    }
+    cloned?;
     if let Some(r) = reference.filter(|r| looks_like_sha(r)) {
         run_git(
             &[
@@ -347,6 +442,8 @@ fn git_clone(spec: &str, dest: &Path) -> Result<(), String> {
                 r.into(),
             ],
             Some(dest),
+            user,
+            None,
         )?;
     }
     // The buildpack's history is not needed to run it.
@@ -354,7 +451,12 @@ fn git_clone(spec: &str, dest: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn run_git(args: &[String], cwd: Option<&Path>) -> Result<(), String> {
+fn run_git(
+    args: &[String],
+    cwd: Option<&Path>,
+    user: Option<FetchAs>,
+    global_config: Option<&Path>,
+) -> Result<(), String> {
     let mut cmd = Command::new("git");
     cmd.args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -365,13 +467,27 @@ fn run_git(args: &[String], cwd: Option<&Path>) -> Result<(), String> {
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
+    if let Some(user) = user {
+        // Not root's config either: the build user has no home.
+        cmd.uid(user.uid)
+            .gid(user.gid)
+            .env("HOME", "/nonexistent")
+            .env(
+                "GIT_CONFIG_GLOBAL",
+                global_config.unwrap_or(Path::new("/dev/null")),
+            );
+    }
     let output = cmd.output().map_err(|e| format!("running git: {e}"))?;
     if output.status.success() {
         Ok(())
     } else {
         let mut msg = String::from_utf8_lossy(&output.stderr).trim().to_string();
         msg.truncate(2000);
-        Err(format!("git {} failed: {msg}", args[0]))
+        let what = args
+            .iter()
+            .find(|a| !a.starts_with('-') && !a.contains('='))
+            .map_or("", String::as_str);
+        Err(format!("git {what} failed: {msg}"))
     }
 }
 

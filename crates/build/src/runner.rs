@@ -1,7 +1,7 @@
 //! One build: source -> build dir -> detect -> compile -> release -> slug.
 
 use crate::archive::pack_slug;
-use crate::buildpack::{builtin_candidates, resolve, Buildpack};
+use crate::buildpack::{builtin_candidates, resolve, Buildpack, FetchAs};
 use crate::container::{Binds, BuildContainer};
 use crate::error::{BuildError, IoContext};
 use crate::sandbox::{Finished, Limits, Script};
@@ -169,7 +169,10 @@ pub fn run_build(
         }
         req.buildpacks
             .iter()
-            .map(|spec| resolve(spec, &cfg.builtin_dir, &cfg.buildpack_cache, out))
+            .map(|spec| {
+                let fetch_as = dropping.then_some(FetchAs { uid, gid });
+                resolve(spec, &cfg.builtin_dir, &cfg.buildpack_cache, fetch_as, out)
+            })
             .collect::<Result<_, _>>()?
     } else {
         builtin_candidates(&cfg.builtin_dir)

@@ -804,6 +804,57 @@ mv "$tmp" "$rt" && echo "runtime installed""#,
 }
 
 #[test]
+fn user_named_buildpacks_are_read_with_the_build_users_rights() {
+    if sandbox_ids().0 == 0 {
+        return; // needs root to drop to another user
+    }
+    let f = Fixture::new();
+    // A local buildpack with a file only root may read.
+    let local = f.path("bp-private");
+    f.buildpack(
+        &local,
+        "echo Private",
+        "cat \"$(dirname \"$0\")/../key\"",
+        None,
+    );
+    fs::write(local.join("key"), "root only").unwrap();
+    fs::set_permissions(local.join("key"), fs::Permissions::from_mode(0o600)).unwrap();
+    let (r, _) = f.build(f.request(f.app("l", &[]), &[local.to_str().unwrap()]));
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("cannot read") && err.contains("key"), "{err}");
+
+    // A git repository in a directory only root may enter.
+    let hidden = f.path("root-only");
+    let work = hidden.join("work");
+    f.buildpack(&work, "echo Hidden", "echo compiled", None);
+    git(&work, &["init", "-q"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "bp"]);
+    fs::set_permissions(&hidden, fs::Permissions::from_mode(0o700)).unwrap();
+    let spec = format!("file://{}", work.display());
+    let (r, _) = f.build(f.request(f.app("g", &[]), &[&spec]));
+    assert!(matches!(r, Err(BuildError::BuildpackFetch { .. })), "{r:?}");
+
+    // A path that would break out of the trust config is refused.
+    let (r, _) = f.build(f.request(
+        f.app("inj", &[]),
+        &["file:///tmp/x\"\n[core]\n\tsshCommand = touch /tmp/pwned\n.git"],
+    ));
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("quotes, backslashes or control"), "{err}");
+
+    // Readable ones work.
+    fs::set_permissions(local.join("key"), fs::Permissions::from_mode(0o644)).unwrap();
+    let (r, lines) = f.build(f.request(f.app("l2", &[]), &[local.to_str().unwrap()]));
+    r.unwrap();
+    assert!(has(&lines, "root only"), "{lines:?}");
+    fs::set_permissions(&hidden, fs::Permissions::from_mode(0o755)).unwrap();
+    let (r, lines) = f.build(f.request(f.app("g2", &[]), &[&spec]));
+    r.unwrap();
+    assert!(has(&lines, "compiled"), "{lines:?}");
+}
+
+#[test]
 fn bad_config_var_names_are_refused() {
     let f = Fixture::new();
     let mut req = f.request(f.app("e", &[]), &[]);

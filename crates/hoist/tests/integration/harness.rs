@@ -447,6 +447,28 @@ pub fn repo_root() -> PathBuf {
 
 /// Deploys a tiny app made only of a Procfile (and optional files), built by the
 /// test's shell buildpack: seconds instead of a language build.
+/// The shell buildpack fixture, copied once to a world-readable place: builds read
+/// local buildpacks as the build user, and the checkout may lie where that user cannot
+/// go (e.g. under /root).
+fn fixture_buildpack() -> PathBuf {
+    static COPY: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = COPY.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("buildpack dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        run(Command::new("cp")
+            .arg("-R")
+            .arg(repo_root().join("crates/hoist/tests/fixtures/shell-buildpack"))
+            .arg(dir.path().join("shell-buildpack")));
+        run(Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(dir.path().join("shell-buildpack")));
+        dir
+    });
+    dir.path().join("shell-buildpack")
+}
+
 pub fn deploy_procfile(
     p: &TestPlatform,
     app: &str,
@@ -455,8 +477,7 @@ pub fn deploy_procfile(
 ) -> (bool, String) {
     let (s, body) = p.call("POST", "/apps", Some(serde_json::json!({"name": app})));
     assert!(s == 201 || s == 409, "{body}");
-    let bp = repo_root().join("crates/hoist/tests/fixtures/shell-buildpack");
-    let bp = std::fs::canonicalize(bp).expect("fixture buildpack");
+    let bp = fixture_buildpack();
     let (s, body) = p.call(
         "PUT",
         &format!("/apps/{app}/buildpack-installations"),
