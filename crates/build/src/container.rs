@@ -32,6 +32,8 @@ const AGENT_PATH: &str = "/.hoist/build-agent";
 const TMP_SIZE: &str = "size=1g";
 /// How long runc gets to tear a container down before it is forced.
 const STOP_WAIT: Duration = Duration::from_secs(10);
+/// Build containers' cgroups live under this group in every hierarchy.
+const CGROUP_PARENT: &str = "hoist-builds";
 /// Keep the end of runc's stderr for errors.
 const MAX_STDERR: usize = 8 * 1024;
 
@@ -66,6 +68,8 @@ enum Msg {
 }
 
 pub(crate) struct BuildContainer {
+    id: String,
+    cgroups: Cgroups,
     runc: PipedContainer,
     stdin: Option<ChildStdin>,
     rx: mpsc::Receiver<Msg>,
@@ -84,6 +88,7 @@ impl BuildContainer {
     ) -> Result<BuildContainer, BuildError> {
         let t = Instant::now();
         let id = format!("build-{}", crate::tree::random_id());
+        let cgroups = Cgroups::detect();
         let runtime_err = |e: hoist_runtime::RuntimeError| BuildError::Container(e.to_string());
         let rootfs = bundle_dir.join("rootfs");
         bundle::prepare_rootfs(&rootfs, &[".hoist"]).map_err(runtime_err)?;
@@ -111,11 +116,11 @@ impl BuildContainer {
             gid: limits.gid,
             terminal: false,
             hostname: id.clone(),
-            cgroups_path: format!("/hoist-builds/{id}"),
+            cgroups_path: format!("/{CGROUP_PARENT}/{id}"),
             memory_bytes: limits.memory_limit_bytes,
             cpu_shares: None,
             pids_limit: i64::try_from(limits.max_processes).unwrap_or(i64::MAX),
-            cgroups: Cgroups::detect(),
+            cgroups,
             mounts,
         })
         .map_err(runtime_err)?;
@@ -138,6 +143,8 @@ impl BuildContainer {
             }
         });
         Ok(BuildContainer {
+            id,
+            cgroups,
             runc,
             stdin: Some(pipes.stdin),
             rx,
@@ -239,6 +246,23 @@ impl BuildContainer {
     fn kill(&mut self) {
         self.runc.kill();
         self.stop();
+    }
+
+    /// Whether the kernel's OOM killer has killed a process of this build (read from
+    /// the container's memory cgroup while it exists).
+    pub fn out_of_memory(&self) -> bool {
+        let file = match self.cgroups {
+            Cgroups::V1 { .. } => format!(
+                "/sys/fs/cgroup/memory/{CGROUP_PARENT}/{}/memory.oom_control",
+                self.id
+            ),
+            Cgroups::V2 => format!("/sys/fs/cgroup/{CGROUP_PARENT}/{}/memory.events", self.id),
+        };
+        std::fs::read_to_string(file).is_ok_and(|text| {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("oom_kill "))
+                .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
+        })
     }
 
     /// Lets the container begin to stop (its agent exits once stdin closes) while the

@@ -53,6 +53,11 @@ pub enum BuildError {
     },
     #[error("Failed to compile app: buildpack {buildpack} exited with {status}")]
     CompileFailed { buildpack: String, status: String },
+    #[error(
+        "Failed to compile app: buildpack {buildpack} ran out of memory (the build's limit is \
+         {limit_mb} MB)"
+    )]
+    OutOfMemory { buildpack: String, limit_mb: u64 },
     #[error("Buildpack {buildpack}: bin/release exited with {status}")]
     ReleaseFailed { buildpack: String, status: String },
     #[error("Buildpack {buildpack}: bin/release printed invalid YAML: {reason}")]

@@ -260,6 +260,12 @@ pub fn run_build(
         ];
         let done = ctx.run(&compile, args, false, true, out)?;
         if !done.status.success() {
+            if ctx.isolation.out_of_memory() {
+                return Err(BuildError::OutOfMemory {
+                    buildpack: s.bp.id.clone(),
+                    limit_mb: cfg.memory_limit_bytes >> 20,
+                });
+            }
             return Err(BuildError::CompileFailed {
                 buildpack: s.bp.id.clone(),
                 status: describe_status(done.status),
@@ -287,6 +293,12 @@ pub fn run_build(
         }
         let done = ctx.run(&release, vec![build_dir.clone().into()], true, true, out)?;
         if !done.status.success() {
+            if ctx.isolation.out_of_memory() {
+                return Err(BuildError::OutOfMemory {
+                    buildpack: s.bp.id.clone(),
+                    limit_mb: cfg.memory_limit_bytes >> 20,
+                });
+            }
             return Err(BuildError::ReleaseFailed {
                 buildpack: s.bp.id.clone(),
                 status: describe_status(done.status),
@@ -367,6 +379,17 @@ enum Isolation {
     Container(BuildContainer),
     /// The process sandbox (development without runc).
     Sandbox(Limits),
+}
+
+impl Isolation {
+    /// Whether the OOM killer struck this build (known only for containers: the
+    /// sandbox's cgroups are gone once a script ends).
+    fn out_of_memory(&self) -> bool {
+        match self {
+            Isolation::Container(c) => c.out_of_memory(),
+            Isolation::Sandbox(_) => false,
+        }
+    }
 }
 
 struct Ctx<'a> {
