@@ -74,6 +74,8 @@ pub(crate) struct BuildContainer {
     stdin: Option<ChildStdin>,
     rx: mpsc::Receiver<Msg>,
     stderr: Arc<Mutex<String>>,
+    /// Ends when runc's stderr closes, i.e. when `runc run` is gone.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     limits: Limits,
 }
 
@@ -133,7 +135,7 @@ impl BuildContainer {
         let stderr = Arc::new(Mutex::new(String::new()));
         std::thread::spawn(move || read_agent(pipes.stdout, tx));
         let keep = stderr.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(pipes.stderr).lines().map_while(Result::ok) {
                 let mut k = keep.lock().unwrap_or_else(|p| p.into_inner());
                 if k.len() < MAX_STDERR {
@@ -149,6 +151,7 @@ impl BuildContainer {
             stdin: Some(pipes.stdin),
             rx,
             stderr,
+            stderr_reader: Some(stderr_reader),
             limits,
         })
     }
@@ -230,6 +233,14 @@ impl BuildContainer {
     /// failure), with what runc said.
     fn died(&mut self) -> BuildError {
         self.stop();
+        // Everything runc said is in once its stderr closed (bounded: a stray holder
+        // of the pipe must not hang the build).
+        if let Some(reader) = self.stderr_reader.take() {
+            let until = Instant::now() + Duration::from_secs(1);
+            while !reader.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         let said = self
             .stderr
             .lock()

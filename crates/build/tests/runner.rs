@@ -771,6 +771,8 @@ fn a_container_that_cannot_start_is_a_clear_error() {
     let (r, _) = f.build(f.request(f.app("broken", &[("go.mod", "")]), &[]));
     let err = r.unwrap_err().to_string();
     assert!(err.starts_with("build container"), "{err}");
+    // runc's own reason reaches the user.
+    assert!(err.contains("no-such-agent"), "{err}");
     // Nothing of the build is left behind.
     assert_eq!(fs::read_dir(&f.cfg.work_root).unwrap().count(), 0);
 }
