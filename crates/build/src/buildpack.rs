@@ -360,28 +360,24 @@ fn download_tarball(url: &str, dest: &Path) -> Result<(), String> {
 /// Copies a local buildpack with the rights of `user` (the copy fails on anything that
 /// user may not read), without its `.git`.
 fn copy_as(src: &Path, dest: &Path, user: FetchAs) -> Result<(), String> {
-    let output = Command::new("cp")
-        .arg("-R")
-        .arg("--preserve=mode,timestamps,links")
-        .arg("--")
-        .arg(src.join("."))
-        .arg(dest)
-        .uid(user.uid)
-        .gid(user.gid)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| format!("running cp: {e}"))?;
-    if !output.status.success() {
-        let mut msg = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        msg.truncate(2000);
-        return Err(format!(
+    run_quiet(
+        Command::new("cp")
+            .arg("-R")
+            .arg("--preserve=mode,timestamps,links")
+            .arg("--")
+            .arg(src.join("."))
+            .arg(dest)
+            .uid(user.uid)
+            .gid(user.gid)
+            .env_clear(),
+        "cp",
+    )
+    .map_err(|msg| {
+        format!(
             "the build user (uid {}) cannot read all of it: {msg}",
             user.uid
-        ));
-    }
+        )
+    })?;
     let _ = fs::remove_dir_all(dest.join(".git"));
     Ok(())
 }
@@ -460,10 +456,7 @@ fn run_git(
     let mut cmd = Command::new("git");
     cmd.args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .env("GIT_CONFIG_NOSYSTEM", "1");
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
@@ -477,18 +470,29 @@ fn run_git(
                 global_config.unwrap_or(Path::new("/dev/null")),
             );
     }
-    let output = cmd.output().map_err(|e| format!("running git: {e}"))?;
+    run_quiet(&mut cmd, "git").map_err(|msg| format!("git {} failed: {msg}", args[0]))
+}
+
+/// Runs a fetching command without input or output; on failure returns the start of
+/// its stderr.
+fn run_quiet(cmd: &mut Command, name: &str) -> Result<(), String> {
+    let output = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("running {name}: {e}"))?;
     if output.status.success() {
-        Ok(())
-    } else {
-        let mut msg = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        msg.truncate(2000);
-        let what = args
-            .iter()
-            .find(|a| !a.starts_with('-') && !a.contains('='))
-            .map_or("", String::as_str);
-        Err(format!("git {what} failed: {msg}"))
+        return Ok(());
     }
+    let msg = String::from_utf8_lossy(&output.stderr);
+    let msg = msg.trim();
+    // Cut at a char boundary: the text can hold any file name.
+    let end = (0..=msg.len().min(2000))
+        .rev()
+        .find(|&i| msg.is_char_boundary(i))
+        .unwrap_or(0);
+    Err(msg[..end].to_string())
 }
 
 #[cfg(test)]

@@ -32,8 +32,6 @@ const AGENT_PATH: &str = "/.hoist/build-agent";
 const TMP_SIZE: &str = "size=1g";
 /// How long runc gets to tear a container down before it is forced.
 const STOP_WAIT: Duration = Duration::from_secs(10);
-/// Build containers' cgroups live under this group in every hierarchy.
-const CGROUP_PARENT: &str = "hoist-builds";
 /// Keep the end of runc's stderr for errors.
 const MAX_STDERR: usize = 8 * 1024;
 
@@ -68,7 +66,7 @@ enum Msg {
 }
 
 pub(crate) struct BuildContainer {
-    id: String,
+    cgroup_path: String,
     cgroups: Cgroups,
     runc: PipedContainer,
     stdin: Option<ChildStdin>,
@@ -91,6 +89,7 @@ impl BuildContainer {
         let t = Instant::now();
         let id = format!("build-{}", crate::tree::random_id());
         let cgroups = Cgroups::detect();
+        let cgroup_path = format!("/hoist-builds/{id}");
         let runtime_err = |e: hoist_runtime::RuntimeError| BuildError::Container(e.to_string());
         let rootfs = bundle_dir.join("rootfs");
         bundle::prepare_rootfs(&rootfs, &[".hoist"]).map_err(runtime_err)?;
@@ -118,7 +117,7 @@ impl BuildContainer {
             gid: limits.gid,
             terminal: false,
             hostname: id.clone(),
-            cgroups_path: format!("/{CGROUP_PARENT}/{id}"),
+            cgroups_path: cgroup_path.clone(),
             memory_bytes: limits.memory_limit_bytes,
             cpu_shares: None,
             pids_limit: i64::try_from(limits.max_processes).unwrap_or(i64::MAX),
@@ -145,7 +144,7 @@ impl BuildContainer {
             }
         });
         Ok(BuildContainer {
-            id,
+            cgroup_path,
             cgroups,
             runc,
             stdin: Some(pipes.stdin),
@@ -262,18 +261,11 @@ impl BuildContainer {
     /// Whether the kernel's OOM killer has killed a process of this build (read from
     /// the container's memory cgroup while it exists).
     pub fn out_of_memory(&self) -> bool {
-        let file = match self.cgroups {
-            Cgroups::V1 { .. } => format!(
-                "/sys/fs/cgroup/memory/{CGROUP_PARENT}/{}/memory.oom_control",
-                self.id
-            ),
-            Cgroups::V2 => format!("/sys/fs/cgroup/{CGROUP_PARENT}/{}/memory.events", self.id),
-        };
-        std::fs::read_to_string(file).is_ok_and(|text| {
-            text.lines()
-                .filter_map(|l| l.strip_prefix("oom_kill "))
-                .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
-        })
+        std::fs::read_to_string(self.cgroups.oom_file_at(&self.cgroup_path))
+            .ok()
+            .as_deref()
+            .and_then(bundle::oom_kills)
+            .is_some_and(|n| n > 0)
     }
 
     /// Lets the container begin to stop (its agent exits once stdin closes) while the

@@ -109,7 +109,7 @@ pub fn run_build(
     fs::create_dir_all(&req.cache_dir).ctx(|| format!("creating {}", req.cache_dir.display()))?;
     let mut read_write = vec![build_dir.as_path(), &tmp_dir, &bp_root, &req.cache_dir];
     if let Some(shared) = &cfg.runtime_cache {
-        prepare_runtime_cache(shared, uid, gid)?;
+        fs::create_dir_all(shared).ctx(|| format!("creating {}", shared.display()))?;
         read_write.push(shared);
     }
     // Every directory the build sees exists now: start the container while the rest
@@ -138,12 +138,9 @@ pub fn run_build(
         chown_tree(&build_dir, uid, gid)?;
         chown_tree(&tmp_dir, uid, gid)?;
         set_mode(&bp_root, 0o755)?;
-        let cache_meta = fs::symlink_metadata(&req.cache_dir)
-            .ctx(|| format!("inspecting {}", req.cache_dir.display()))?;
-        // Files the sandbox created are already its own; only a new (or foreign) cache
-        // needs the full walk.
-        if cache_meta.uid() != uid || cache_meta.gid() != gid {
-            chown_tree(&req.cache_dir, uid, gid)?;
+        own_cache(&req.cache_dir, uid, gid)?;
+        if let Some(shared) = &cfg.runtime_cache {
+            own_cache(shared, uid, gid)?;
         }
         if matches!(isolation, Isolation::Sandbox(_)) {
             // A container sees these at the same paths through directories runc made.
@@ -439,15 +436,12 @@ impl Ctx<'_> {
     }
 }
 
-/// Creates the shared runtime cache owned by the build user. Its contents are the
-/// builds' own files already, so only the top is checked.
-fn prepare_runtime_cache(dir: &Path, uid: u32, gid: u32) -> Result<(), BuildError> {
-    fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-    let meta = fs::metadata(dir).ctx(|| format!("inspecting {}", dir.display()))?;
-    if uid != 0 && (meta.uid() != uid || meta.gid() != gid) {
-        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-            .ctx(|| format!("chown {}", dir.display()))?;
-        set_mode(dir, 0o755)?;
+/// Gives a cache to the build user. Files the builds created are already its own, so
+/// only a new (or foreign) cache needs the full walk.
+fn own_cache(dir: &Path, uid: u32, gid: u32) -> Result<(), BuildError> {
+    let meta = fs::symlink_metadata(dir).ctx(|| format!("inspecting {}", dir.display()))?;
+    if meta.uid() != uid || meta.gid() != gid {
+        chown_tree(dir, uid, gid)?;
     }
     Ok(())
 }

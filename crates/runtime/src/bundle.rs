@@ -89,7 +89,11 @@ impl Cgroups {
 
     /// The file holding the `oom_kill N` counter of the dyno's memory cgroup.
     pub fn oom_file(self, spec: &DynoSpec) -> PathBuf {
-        let cg = Self::path(spec);
+        self.oom_file_at(&Self::path(spec))
+    }
+
+    /// The `oom_kill N` counter file of the memory cgroup at `cg` (e.g. `/hoist/a/b`).
+    pub fn oom_file_at(self, cg: &str) -> PathBuf {
         match self {
             Cgroups::V1 { .. } => {
                 PathBuf::from(format!("/sys/fs/cgroup/memory{cg}/memory.oom_control"))
@@ -97,6 +101,13 @@ impl Cgroups {
             Cgroups::V2 => PathBuf::from(format!("/sys/fs/cgroup{cg}/memory.events")),
         }
     }
+}
+
+/// `oom_kill N` from memory.oom_control (v1) or memory.events (v2).
+pub fn oom_kills(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 pub struct BundleInput<'a> {
@@ -391,8 +402,11 @@ pub fn system_mounts(rootfs: &Path, stack_dirs: &[PathBuf]) -> Result<Vec<Mount>
             mounts.push(bind_ro(host, host));
         }
     }
-    for p in stack_etc_entries(Path::new("/etc")) {
-        mounts.push(bind_ro(&p, &p));
+    // Read once: it only changes when packages are installed, and every dyno start
+    // would otherwise list /etc again.
+    static STACK_ETC_ENTRIES: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    for p in STACK_ETC_ENTRIES.get_or_init(|| stack_etc_entries(Path::new("/etc"))) {
+        mounts.push(bind_ro(p, p));
     }
     for f in [
         "/etc/resolv.conf",

@@ -1083,7 +1083,7 @@ impl Shim {
             oom = fs::read_to_string(oom_file)
                 .ok()
                 .as_deref()
-                .and_then(oom_kills)
+                .and_then(crate::bundle::oom_kills)
                 .unwrap_or(0)
                 > 0;
             // `run --keep` left the stopped container (and its cgroup) for the OOM check.
@@ -1155,19 +1155,13 @@ impl Shim {
     }
 }
 
-/// `oom_kill N` from memory.oom_control (v1) or memory.events (v2).
-fn oom_kills(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("oom_kill "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_oom_counters() {
+        use crate::bundle::oom_kills;
         assert_eq!(
             oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
             Some(2)
