@@ -136,8 +136,20 @@ async fn fetch_source(
                 })?;
             Box::new(f)
         } else if url.starts_with("http://") || url.starts_with("https://") {
-            let resp = reqwest::Client::new()
-                .get(url)
+            let parsed = url::Url::parse(url)
+                .map_err(|_| "source_blob.url is not a valid URL".to_string())?;
+            st.cfg
+                .egress
+                .check_url(&parsed)
+                .await
+                .map_err(|e| format!("the source URL was refused: {e}"))?;
+            let resp = st
+                .cfg
+                .egress
+                .http_client()
+                .build()
+                .map_err(|e| format!("downloading the source failed: {e}"))?
+                .get(parsed)
                 .timeout(std::time::Duration::from_secs(600))
                 .send()
                 .await

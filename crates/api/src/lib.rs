@@ -43,6 +43,8 @@ pub struct ApiConfig {
     /// Port the router listens on (for `web_url`).
     pub router_port: u16,
     pub stack: String,
+    /// Where the daemon may fetch and post on a tenant's behalf (source URLs, drains).
+    pub egress: std::sync::Arc<hoist_egress::EgressPolicy>,
 }
 
 impl ApiConfig {

@@ -323,6 +323,13 @@ async fn add_drain(
     let app = app_for(&st, &who, &app)?;
     let req: AddDrain = parse_body(&body)?;
     validate_drain(&req.url)?;
+    if let Ok(u) = url::Url::parse(&req.url) {
+        st.cfg
+            .egress
+            .check_url(&u)
+            .await
+            .map_err(|e| ApiError::invalid(format!("Invalid drain URL: {e}")))?;
+    }
     let d = st.store.add_log_drain(&app.id, &req.url)?;
     if let Some(o) = &st.ops {
         o.drains_changed(&app.id);

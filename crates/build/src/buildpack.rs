@@ -10,7 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
+
+use hoist_egress::EgressPolicy;
 
 /// Heroku's detection order for its officially supported buildpacks.
 pub const BUILTIN_ORDER: [&str; 9] = [
@@ -204,11 +207,11 @@ pub(crate) struct FetchAs {
 /// good copy is reused if fetching fails).
 pub(crate) fn resolve(
     spec: &str,
-    builtin_dir: &Path,
-    cache: &Path,
+    cfg: &crate::BuildConfig,
     fetch_as: Option<FetchAs>,
     out: &mut dyn FnMut(&str),
 ) -> Result<Buildpack, BuildError> {
+    let (builtin_dir, cache, egress) = (&cfg.builtin_dir, &cfg.buildpack_cache, &*cfg.egress);
     let spec = spec.trim();
     if let Some(name) = builtin_name(spec) {
         if is_plain_name(name) && builtin_dir.join(name).join("bin").is_dir() {
@@ -245,7 +248,7 @@ pub(crate) fn resolve(
     let path_part = lower.split(['?']).next().unwrap_or("");
     if is_http && (path_part.ends_with(".tgz") || path_part.ends_with(".tar.gz")) {
         return fetch_cached(spec, cache, None, Some(out), |dest| {
-            download_tarball(spec, dest)
+            download_tarball(&cfg.egress, spec, dest)
         })
         .map(given);
     }
@@ -255,7 +258,7 @@ pub(crate) fn resolve(
         || (lower.starts_with("file://") && !path_part.ends_with(".tgz"))
     {
         return fetch_cached(spec, cache, fetch_as, Some(out), |dest| {
-            git_clone(spec, dest, fetch_as)
+            git_clone(egress, spec, dest, fetch_as)
         })
         .map(given);
     }
@@ -342,9 +345,18 @@ fn buildpack_root(dir: &Path) -> PathBuf {
 }
 
 /// Blocking download; must not be called on an async runtime thread (use spawn_blocking).
-fn download_tarball(url: &str, dest: &Path) -> Result<(), String> {
+fn download_tarball(egress: &Arc<EgressPolicy>, url: &str, dest: &Path) -> Result<(), String> {
     let (url, _) = split_ref(url);
-    let client = reqwest::blocking::Client::builder()
+    let parsed = url::Url::parse(url).map_err(|e| format!("not a valid URL ({e})"))?;
+    egress.check_literal(&parsed).map_err(|e| e.to_string())?;
+    if let Some(host) = parsed.host_str() {
+        // The clear refusal up front; the client's resolver enforces it again.
+        egress
+            .resolve_blocking(host, parsed.port_or_known_default().unwrap_or(443))
+            .map_err(|e| e.to_string())?;
+    }
+    let client = egress
+        .blocking_http_client()
         .timeout(Duration::from_secs(300))
         .connect_timeout(Duration::from_secs(20))
         .build()
@@ -382,10 +394,16 @@ fn copy_as(src: &Path, dest: &Path, user: FetchAs) -> Result<(), String> {
     Ok(())
 }
 
-fn git_clone(spec: &str, dest: &Path, user: Option<FetchAs>) -> Result<(), String> {
+fn git_clone(
+    egress: &EgressPolicy,
+    spec: &str,
+    dest: &Path,
+    user: Option<FetchAs>,
+) -> Result<(), String> {
     let (url, reference) = split_ref(spec);
     let looks_like_sha =
         |r: &str| r.len() >= 7 && r.len() <= 40 && r.chars().all(|c| c.is_ascii_hexdigit());
+    let pins = git_egress_pins(egress, url)?;
     let mut args: Vec<String> = vec!["clone".into(), "--quiet".into()];
     match reference {
         Some(r) if looks_like_sha(r) => {}
@@ -424,7 +442,7 @@ fn git_clone(spec: &str, dest: &Path, user: Option<FetchAs>) -> Result<(), Strin
         }
         _ => None,
     };
-    let cloned = run_git(&args, None, user, trust.as_deref());
+    let cloned = run_git(&args, &pins, None, user, trust.as_deref());
     if let Some(file) = &trust {
         let _ = fs::remove_file(file);
     }
@@ -437,6 +455,7 @@ fn git_clone(spec: &str, dest: &Path, user: Option<FetchAs>) -> Result<(), Strin
                 "--detach".into(),
                 r.into(),
             ],
+            &[],
             Some(dest),
             user,
             None,
@@ -447,8 +466,57 @@ fn git_clone(spec: &str, dest: &Path, user: Option<FetchAs>) -> Result<(), Strin
     Ok(())
 }
 
+/// Checks a remote repository's host against the egress policy. For http(s) the
+/// checked addresses are pinned (`http.curloptResolve`), so git cannot resolve the name
+/// again to somewhere else; ssh:// and git:// are checked only (git resolves them itself).
+fn git_egress_pins(egress: &EgressPolicy, url: &str) -> Result<Vec<(String, String)>, String> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        // scp-like `user@host:path` is not a URL: git would use ssh.
+        return if url.contains("://") || !url.contains(':') {
+            Ok(vec![])
+        } else {
+            Err("scp-style git URLs are not supported; use ssh://host/path".into())
+        };
+    };
+    if parsed.scheme() == "file" {
+        return Ok(vec![]);
+    }
+    egress.check_literal(&parsed).map_err(|e| e.to_string())?;
+    let (Some(host), Some(port)) = (
+        parsed.host_str(),
+        parsed.port_or_known_default().or(match parsed.scheme() {
+            "ssh" => Some(22),
+            "git" => Some(9418),
+            _ => None,
+        }),
+    ) else {
+        return Err("the git URL has no host".into());
+    };
+    let addrs = egress
+        .resolve_blocking(host, port)
+        .map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Ok(vec![]);
+    }
+    let list = addrs
+        .iter()
+        .map(|a| match a.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(vec![(
+        "http.curloptResolve".into(),
+        format!("{host}:{port}:{list}"),
+    )])
+}
+
+/// `config` pairs reach git through `GIT_CONFIG_COUNT`, so the argument list stays
+/// what errors show.
 fn run_git(
     args: &[String],
+    config: &[(String, String)],
     cwd: Option<&Path>,
     user: Option<FetchAs>,
     global_config: Option<&Path>,
@@ -456,7 +524,12 @@ fn run_git(
     let mut cmd = Command::new("git");
     cmd.args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1");
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_COUNT", config.len().to_string());
+    for (i, (key, value)) in config.iter().enumerate() {
+        cmd.env(format!("GIT_CONFIG_KEY_{i}"), key)
+            .env(format!("GIT_CONFIG_VALUE_{i}"), value);
+    }
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }

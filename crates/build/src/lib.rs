@@ -61,6 +61,8 @@ pub struct BuildConfig {
     /// Run each build in a runc container (what `hoist server` does with the runc
     /// runtime). `None`: the process sandbox, for development without runc.
     pub container: Option<container::ContainerConfig>,
+    /// Where buildpacks named by URL may be fetched from.
+    pub egress: std::sync::Arc<hoist_egress::EgressPolicy>,
 }
 
 impl BuildConfig {
@@ -79,6 +81,7 @@ impl BuildConfig {
             sandbox_gid: 65534,
             runtime_cache: Some(data_dir.join("runtimes")),
             container: None,
+            egress: std::sync::Arc::new(hoist_egress::EgressPolicy::strict()),
         }
     }
 }

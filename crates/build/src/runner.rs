@@ -168,7 +168,7 @@ pub fn run_build(
             .iter()
             .map(|spec| {
                 let fetch_as = dropping.then_some(FetchAs { uid, gid });
-                resolve(spec, &cfg.builtin_dir, &cfg.buildpack_cache, fetch_as, out)
+                resolve(spec, cfg, fetch_as, out)
             })
             .collect::<Result<_, _>>()?
     } else {

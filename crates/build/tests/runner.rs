@@ -583,7 +583,7 @@ fn git_url_buildpack_is_cloned() {
 
 #[test]
 fn tarball_url_buildpack_is_downloaded_from_loopback() {
-    let f = Fixture::new();
+    let mut f = Fixture::new();
     let bp = f.path("tar-src/heroku-buildpack-x-main");
     f.buildpack(
         &bp,
@@ -596,6 +596,30 @@ fn tarball_url_buildpack_is_downloaded_from_loopback() {
     let body = fs::read(&tgz).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let spec = format!("http://127.0.0.1:{port}/buildpack.tgz");
+
+    // By default a loopback URL is refused before any connection is made.
+    let (r, _) = f.build(f.request(f.app("t", &[]), &[&spec]));
+    let err = r
+        .expect_err("a loopback buildpack URL must be refused")
+        .to_string();
+    assert!(
+        err.contains("loopback") && err.contains("--allow-internal-url"),
+        "{err}"
+    );
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        listener.accept().is_err(),
+        "the daemon connected to a refused URL"
+    );
+    listener.set_nonblocking(false).unwrap();
+
+    // Allowed by the operator, it is fetched.
+    f.cfg.egress = std::sync::Arc::new(
+        hoist_egress::EgressPolicy::strict()
+            .allow("127.0.0.1")
+            .unwrap(),
+    );
     let server = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         let mut buf = [0u8; 4096];
@@ -608,7 +632,6 @@ fn tarball_url_buildpack_is_downloaded_from_loopback() {
         .unwrap();
         s.write_all(&body).unwrap();
     });
-    let spec = format!("http://127.0.0.1:{port}/buildpack.tgz");
     let (r, lines) = f.build(f.request(f.app("t", &[]), &[&spec]));
     server.join().unwrap();
     let outcome = r.unwrap();

@@ -75,6 +75,12 @@ pub struct ServerArgs {
     /// shared cache).
     #[arg(long, env = "HOIST_SHARED_RUNTIME_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub shared_runtime_cache: bool,
+    /// Hosts that tenants' URLs (sources, buildpacks, log drains) may reach although
+    /// they resolve to loopback, private or link-local addresses, which are refused
+    /// otherwise. A name, an IP address or a URL naming the host; repeat or
+    /// comma-separate.
+    #[arg(long, env = "HOIST_ALLOW_INTERNAL_URL", value_delimiter = ',')]
+    pub allow_internal_url: Vec<String>,
     /// Email of the owner account created on first start.
     #[arg(long, env = "HOIST_ADMIN_EMAIL", default_value = "admin@hoist.local")]
     pub admin_email: String,
@@ -385,8 +391,17 @@ async fn run(args: ServerArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{api_addr}"));
 
+    let egress = args
+        .allow_internal_url
+        .iter()
+        .try_fold(hoist_egress::EgressPolicy::strict(), |p, host| {
+            p.allow(host)
+        })
+        .context("--allow-internal-url")?;
+    let egress = Arc::new(egress);
     let logs = LogHub::open(hoist_logs::LogConfig {
         dir: args.data_dir.join("logs"),
+        egress: egress.clone(),
         ..Default::default()
     })
     .context("opening the log history")?;
@@ -445,6 +460,7 @@ async fn run(args: ServerArgs) -> Result<()> {
     let mut rt_cfg = RuntimeConfig::new(&args.data_dir, &shim_exe);
     rt_cfg.runc_root = runc_root(&args.data_dir, "runc");
     let mut build_cfg = hoist_build::BuildConfig::with_defaults(&args.data_dir);
+    build_cfg.egress = egress.clone();
     if !args.shared_runtime_cache {
         build_cfg.runtime_cache = None;
     }
@@ -549,6 +565,7 @@ async fn run(args: ServerArgs) -> Result<()> {
             api_url: api_url.clone(),
             router_port: router_addr.port(),
             stack: "heroku-24".into(),
+            egress,
         },
         platform,
     });

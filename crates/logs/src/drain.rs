@@ -21,6 +21,7 @@ use crate::mailbox::{Item, Mailbox};
 use crate::metrics::{add, inc, Metrics};
 use crate::syslog::{frame, l10_line};
 use crate::{DrainConfig, LogError};
+use hoist_egress::EgressPolicy;
 
 /// Items taken from the mailbox per write.
 const BATCH: usize = 512;
@@ -187,6 +188,7 @@ impl DrainHandle {
         buffer: usize,
         metrics: Arc<Metrics>,
         tls: Option<DrainTls>,
+        egress: Arc<EgressPolicy>,
     ) -> Result<DrainHandle, LogError> {
         let target = parse_target(&cfg.url)?;
         let mailbox = Mailbox::new(buffer);
@@ -198,6 +200,7 @@ impl DrainHandle {
             mailbox: mailbox.clone(),
             metrics,
             lost: None,
+            egress,
         };
         let stop = cancel.clone();
         rt.spawn(async move {
@@ -227,6 +230,7 @@ struct Ctx {
     metrics: Arc<Metrics>,
     /// Lines lost and not yet reported with an L10 line.
     lost: Option<(u64, DateTime<Utc>)>,
+    egress: Arc<EgressPolicy>,
 }
 
 impl Ctx {
@@ -267,8 +271,18 @@ async fn run(ctx: Ctx, target: Target, tls: Option<DrainTls>) {
 
 type Conn = Box<dyn AsyncWrite + Unpin + Send>;
 
-async fn connect(host: &str, port: u16, tls: Option<&DrainTls>) -> std::io::Result<Conn> {
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
+async fn connect(
+    egress: &EgressPolicy,
+    host: &str,
+    port: u16,
+    tls: Option<&DrainTls>,
+) -> std::io::Result<Conn> {
+    // Checked on every (re)connect: the name may resolve elsewhere by then.
+    let addrs = egress
+        .resolve(host, port)
+        .await
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e))?;
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addrs[..]))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
     tcp.set_nodelay(true)?;
@@ -293,7 +307,7 @@ async fn run_syslog(mut ctx: Ctx, host: String, port: u16, tls: Option<DrainTls>
     let mut items = Vec::with_capacity(BATCH);
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
-        let mut conn = match connect(&host, port, tls.as_ref()).await {
+        let mut conn = match connect(&ctx.egress, &host, port, tls.as_ref()).await {
             Ok(c) => {
                 backoff = Duration::from_millis(100);
                 c
@@ -366,7 +380,9 @@ enum Outcome {
 }
 
 async fn run_http(mut ctx: Ctx, url: Url, authorization: Option<String>) {
-    let client = match reqwest::Client::builder()
+    let client = match ctx
+        .egress
+        .http_client()
         .user_agent("Logplex/v72")
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(Duration::from_secs(30))

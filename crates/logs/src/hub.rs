@@ -303,6 +303,7 @@ impl LogHub {
                 self.inner.cfg.drain_buffer,
                 self.inner.metrics.clone(),
                 tls.clone(),
+                self.inner.cfg.egress.clone(),
             ) {
                 Ok(handle) => st.drains.push(handle),
                 Err(e) => tracing::warn!(app = %app_id, error = %e, "drain not started"),

@@ -49,6 +49,8 @@ pub struct LogConfig {
     pub tail_buffer: usize,
     /// Lines queued per drain before it starts dropping (-> L10).
     pub drain_buffer: usize,
+    /// Where drains may connect (the platform's own addresses are refused).
+    pub egress: std::sync::Arc<hoist_egress::EgressPolicy>,
 }
 
 impl Default for LogConfig {
@@ -60,6 +62,7 @@ impl Default for LogConfig {
             max_line_bytes: 10_000,
             tail_buffer: 8192,
             drain_buffer: 4096,
+            egress: std::sync::Arc::new(hoist_egress::EgressPolicy::strict()),
         }
     }
 }
@@ -77,6 +80,8 @@ pub enum LogError {
     /// The message never contains the URL itself (it may hold credentials).
     #[error("invalid drain URL: {0}")]
     InvalidDrainUrl(String),
+    #[error("drain refused: {0}")]
+    Egress(#[from] hoist_egress::EgressError),
 }
 
 /// Which lines a session or history query wants, with Logplex's semantics.

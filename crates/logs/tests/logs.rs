@@ -370,6 +370,36 @@ async fn syslog_drain_gets_every_line_in_order_despite_a_dead_neighbour() {
     assert!(metric(&hub, "hoist_logs_drain_connect_errors_total") > 0);
 }
 
+/// Without an operator's allowance a drain never connects to the platform's own side
+/// of the network (here: loopback), for syslog and HTTP alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drains_to_internal_addresses_never_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = LogHub::open(LogConfig {
+        dir: dir.path().to_path_buf(),
+        ..LogConfig::default()
+    })
+    .unwrap();
+    let (listener, url) = syslog_listener().await;
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_url = format!(
+        "http://localhost:{}/logs",
+        http.local_addr().unwrap().port()
+    );
+    hub.set_drains("app1", vec![drain("s", &url), drain("h", &http_url)]);
+    for i in 0..10 {
+        hub.push("app1", LogLine::app("web.1", format!("secret {i}")));
+    }
+    // Both drains have tried (and been refused) at least once.
+    wait_for(|| metric(&hub, "hoist_logs_drain_connect_errors_total") >= 2).await;
+    let accepted = tokio::time::timeout(Duration::from_millis(200), async {
+        tokio::select! { a = listener.accept() => a.is_ok(), a = http.accept() => a.is_ok() }
+    })
+    .await;
+    assert!(accepted.is_err(), "a drain connected to a refused address");
+    hub.set_drains("app1", vec![]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_syslog_drain_drops_and_reports_l10() {
     let dir = tempfile::tempdir().unwrap();

