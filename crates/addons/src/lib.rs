@@ -24,6 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub mod aliases;
 pub mod names;
 pub mod partner;
 pub mod postgres;
@@ -35,6 +36,10 @@ mod scram;
 pub use names::generate_addon_name;
 pub use process::tree_memory_kb;
 pub use registry::{AddonsConfig, ManagedStatus, Registry};
+
+/// What every built-in plan costs: the platform runs them on its own servers and bills
+/// nothing, so the API (and both CLIs) must say "free", not Heroku's price.
+pub const BUILTIN_PRICE_CENTS: u64 = 0;
 
 /// A plan of a service, e.g. `postgresql:mini`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,8 +65,10 @@ pub struct Service {
 }
 
 impl Service {
+    /// A plan by its name or by Heroku's name for it (see [`aliases::plan_name`]).
     pub fn plan(&self, name: &str) -> Option<&Plan> {
-        self.plans.iter().find(|p| p.name == name)
+        let find = |n: &str| self.plans.iter().find(|p| p.name == n);
+        find(name).or_else(|| find(aliases::plan_name(&self.name, name)?))
     }
 
     /// Looks a plan up or fails with [`AddonError::UnknownPlan`].

@@ -73,10 +73,10 @@ impl Default for PostgresConfig {
 
 /// The service description with Heroku-like plans.
 pub fn service() -> Service {
-    let plan = |name: &str, desc: &str, cents: u64, conns: u64, storage_mb: u64| Plan {
+    let plan = |name: &str, desc: &str, conns: u64, storage_mb: u64| Plan {
         name: name.into(),
         description: desc.into(),
-        price_cents: cents,
+        price_cents: crate::BUILTIN_PRICE_CENTS,
         limits: limits(&[
             ("connections", json!(conns)),
             ("storage_mb", json!(storage_mb)),
@@ -87,12 +87,11 @@ pub fn service() -> Service {
         description: "PostgreSQL database on the platform's PostgreSQL server".into(),
         config_var: "DATABASE".into(),
         plans: vec![
-            plan("mini", "Mini: 20 connections, 1 GB", 500, 20, 1024),
-            plan("basic", "Basic: 20 connections, 10 GB", 900, 20, 10 * 1024),
+            plan("mini", "Mini: 20 connections, 1 GB", 20, 1024),
+            plan("basic", "Basic: 20 connections, 10 GB", 20, 10 * 1024),
             plan(
                 "standard-0",
                 "Standard 0: 120 connections, 64 GB",
-                5000,
                 120,
                 64 * 1024,
             ),
@@ -760,11 +759,15 @@ impl Provider for PostgresProvider {
     async fn deprovision(&self, provider_id: &str) -> Result<(), AddonError> {
         let (db, role) = names_for(provider_id)?;
         let conn = self.admin().await?;
-        // WITH (FORCE) terminates the app's open connections first (PostgreSQL 13+).
+        // The login goes first, so that a failure further on leaves no credential
+        // that works; WITH (FORCE) terminates the app's open connections
+        // (PostgreSQL 13+).
         self.sql(
             &conn,
             &format!(
-                "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE);\nDROP ROLE IF EXISTS \"{role}\";\n"
+                "DO $$BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN \
+                   ALTER ROLE \"{role}\" NOLOGIN; END IF; END$$;\n\
+                 DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE);\nDROP ROLE IF EXISTS \"{role}\";\n"
             ),
         )
         .await?;

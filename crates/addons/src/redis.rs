@@ -59,10 +59,10 @@ impl Default for RedisConfig {
 }
 
 pub fn service() -> Service {
-    let plan = |name: &str, desc: &str, cents: u64, mb: u64, conns: u64, persistence: &str| Plan {
+    let plan = |name: &str, desc: &str, mb: u64, conns: u64, persistence: &str| Plan {
         name: name.into(),
         description: desc.into(),
-        price_cents: cents,
+        price_cents: crate::BUILTIN_PRICE_CENTS,
         limits: limits(&[
             ("maxmemory_mb", json!(mb)),
             ("connections", json!(conns)),
@@ -77,7 +77,6 @@ pub fn service() -> Service {
             plan(
                 "mini",
                 "Mini: 25 MB, 20 connections, no persistence",
-                300,
                 25,
                 20,
                 "none",
@@ -85,7 +84,6 @@ pub fn service() -> Service {
             plan(
                 "premium-0",
                 "Premium 0: 50 MB, 40 connections, AOF persistence",
-                1500,
                 50,
                 40,
                 "appendonly",
@@ -93,7 +91,6 @@ pub fn service() -> Service {
             plan(
                 "premium-1",
                 "Premium 1: 100 MB, 80 connections, AOF persistence",
-                3000,
                 100,
                 80,
                 "appendonly",
@@ -101,7 +98,6 @@ pub fn service() -> Service {
             plan(
                 "premium-2",
                 "Premium 2: 250 MB, 200 connections, AOF persistence",
-                6000,
                 250,
                 200,
                 "appendonly",
@@ -316,8 +312,10 @@ impl RedisProvider {
 
     /// Re-adopts one instance or starts it again. Returns its pid.
     pub async fn ensure_running(&self, provider_id: &str) -> Result<i32, AddonError> {
-        let inst = self.load(provider_id)?;
         let _guard = self.lifecycle.lock().await;
+        // Loaded under the lock: a deprovision that held it may have just removed it,
+        // and must not see its server started again.
+        let inst = self.load(provider_id)?;
         match self.running_pid(&inst) {
             Some(pid) => Ok(pid),
             None => {

@@ -76,9 +76,10 @@ impl Registry {
         })
     }
 
-    /// The provider of a service (`postgresql`, `redis`, or a partner id).
+    /// The provider of a service (`postgresql`, `redis`, Heroku's names for them, or a
+    /// partner id).
     pub fn get(&self, service: &str) -> Option<Arc<dyn Provider>> {
-        match service {
+        match crate::aliases::service_name(service) {
             "postgresql" => Some(self.postgres.clone()),
             "redis" => Some(self.redis.clone()),
             other => self
@@ -224,4 +225,35 @@ fn manifest_paths(dir: &Path) -> Vec<PathBuf> {
         .collect();
     paths.sort();
     paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heroku_service_and_plan_names_resolve_to_hoist_plans() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = Registry::new(dir.path(), AddonsConfig::default()).unwrap();
+        let (p, plan) = reg.resolve_plan("heroku-postgresql:essential-0").unwrap();
+        assert_eq!(
+            (p.service().name.as_str(), plan.name.as_str()),
+            ("postgresql", "mini")
+        );
+        let (p, plan) = reg.resolve_plan("heroku-redis:premium-9").unwrap();
+        assert_eq!(
+            (p.service().name.as_str(), plan.name.as_str()),
+            ("redis", "premium-2")
+        );
+        let (_, plan) = reg.resolve_plan("postgresql:essential-1").unwrap();
+        assert_eq!(plan.name, "basic");
+        assert!(matches!(
+            reg.resolve_plan("heroku-postgresql:galactic"),
+            Err(AddonError::UnknownPlan { .. })
+        ));
+        assert!(reg
+            .services()
+            .iter()
+            .all(|s| s.plans.iter().all(|p| p.price_cents == 0)));
+    }
 }

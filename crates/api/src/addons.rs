@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use hoist_addons::{AddonError, ProvisionState, Registry};
-use hoist_store::{Account, Addon, App, NewAddon, Release};
+use hoist_store::{Account, Addon, App, NewAddon, Release, Store};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -106,9 +106,8 @@ async fn services(State(st): State<SharedState>, Auth(_who): Auth) -> ApiResult<
 }
 
 fn find_service(reg: &Registry, name: &str) -> ApiResult<hoist_addons::Service> {
-    reg.services()
-        .into_iter()
-        .find(|s| s.name == name)
+    reg.get(name)
+        .map(|p| p.service().clone())
         .ok_or_else(|| addon_error(AddonError::UnknownService(name.to_string())))
 }
 
@@ -144,19 +143,20 @@ async fn plan_info(
     Ok(json(StatusCode::OK, plan_view(&s, p)))
 }
 
-fn addon_view(st: &SharedState, a: &Addon, extra: Option<(&[String], Option<&str>)>) -> Value {
-    let mut v = views::addon(a);
-    let attachments = st.store.attachments_for_app(&a.app_id).unwrap_or_default();
-    let vars: Vec<String> = match extra {
-        Some((vars, _)) => vars.to_vec(),
-        None => attachments
-            .iter()
-            .filter(|t| t.addon.id == a.id)
-            .map(|t| format!("{}_URL", t.name))
-            .collect(),
-    };
-    v["config_vars"] = json!(vars);
-    if let Some((_, Some(msg))) = extra {
+/// An add-on as the API shows it, priced from its plan in the registry.
+pub(crate) fn addon_json(st: &SharedState, a: &Addon) -> Value {
+    let price_cents = st
+        .addons
+        .as_ref()
+        .and_then(|reg| reg.get(&a.service))
+        .and_then(|p| p.service().plan(&a.plan).map(|plan| plan.price_cents))
+        .unwrap_or(0);
+    views::addon(&st.cfg, a, price_cents)
+}
+
+fn addon_view(st: &SharedState, a: &Addon, provision_message: Option<&str>) -> Value {
+    let mut v = addon_json(st, a);
+    if let Some(msg) = provision_message {
         v["provision_message"] = json!(msg);
     }
     v
@@ -205,7 +205,7 @@ fn valid_addon_name(n: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-fn released(st: &SharedState, who: &Account, releases: &[(String, Release)]) {
+pub(crate) fn released(st: &SharedState, who: &Account, releases: &[(String, Release)]) {
     for (app_id, r) in releases {
         st.platform
             .api_event(app_id, &format!("{} by user {}", r.description, who.email));
@@ -295,14 +295,9 @@ async fn create(
         }
     };
     released(&st, &who, &[(app.id.clone(), release)]);
-    let vars: Vec<String> = provisioned
-        .config
-        .keys()
-        .map(|k| format!("{attachment}_{k}"))
-        .collect();
     Ok(json(
         StatusCode::CREATED,
-        addon_view(&st, &addon, Some((&vars, provisioned.message.as_deref()))),
+        addon_view(&st, &addon, provisioned.message.as_deref()),
     ))
 }
 
@@ -340,7 +335,7 @@ async fn provider_info(
     let info = provider.info(&pid).await.map_err(addon_error)?;
     Ok(json(
         StatusCode::OK,
-        json!({"addon": views::addon(&addon), "info": info}),
+        json!({"addon": addon_json(&st, &addon), "info": info}),
     ))
 }
 
@@ -378,10 +373,13 @@ async fn change_plan(
     let provider = reg
         .get(&addon.service)
         .ok_or_else(|| addon_error(AddonError::UnknownService(addon.service.clone())))?;
-    provider
+    // Heroku's plan names are accepted; the add-on records Hoist's.
+    let plan = provider
         .service()
         .require_plan(&plan)
-        .map_err(addon_error)?;
+        .map_err(addon_error)?
+        .name
+        .clone();
     let pid = st.store.addon_provider_id(&addon.id)?.unwrap_or_default();
     let config = provider
         .change_plan(&pid, &plan)
@@ -419,7 +417,7 @@ async fn destroy(
     }
     let releases = st.store.destroy_addon(&addon.id, &who.id)?;
     released(&st, &who, &releases);
-    let mut v = views::addon(&addon);
+    let mut v = addon_json(&st, &addon);
     v["state"] = json!("deprovisioned");
     Ok(json(StatusCode::OK, v))
 }
@@ -461,7 +459,7 @@ async fn resolve(
     }
     Ok(json(
         StatusCode::OK,
-        found.iter().map(views::addon).collect::<Vec<_>>(),
+        found.iter().map(|a| addon_json(&st, a)).collect::<Vec<_>>(),
     ))
 }
 
@@ -486,7 +484,7 @@ async fn resolve_attachment(
         .attachments_for_app(&app.id)?
         .iter()
         .filter(|t| t.name == ident || t.id == ident || t.addon.name == ident)
-        .map(views::attachment)
+        .map(|t| views::attachment(&st.cfg, t))
         .collect();
     if found.is_empty() {
         return Err(ApiError::not_found("add-on attachment"));
@@ -540,7 +538,7 @@ async fn attach(
     let release = st.store.attach_addon(&addon.id, &app.id, &name, &who.id)?;
     released(&st, &who, &[(app.id.clone(), release)]);
     let t = st.store.attachment(&name, Some(&app.id))?;
-    Ok(json(StatusCode::CREATED, views::attachment(&t)))
+    Ok(json(StatusCode::CREATED, views::attachment(&st.cfg, &t)))
 }
 
 fn attachment_visible(
@@ -563,7 +561,7 @@ async fn attachment_info(
 ) -> ApiResult<Response> {
     let t = st.store.attachment(&id, None)?;
     attachment_visible(&st, &who, &t)?;
-    Ok(json(StatusCode::OK, views::attachment(&t)))
+    Ok(json(StatusCode::OK, views::attachment(&st.cfg, &t)))
 }
 
 async fn app_attachment_info(
@@ -573,7 +571,7 @@ async fn app_attachment_info(
 ) -> ApiResult<Response> {
     let app = app_for(&st, &who, &app)?;
     let t = st.store.attachment(&name, Some(&app.id))?;
-    Ok(json(StatusCode::OK, views::attachment(&t)))
+    Ok(json(StatusCode::OK, views::attachment(&st.cfg, &t)))
 }
 
 async fn detach(
@@ -598,7 +596,7 @@ async fn detach(
     }
     let (app_id, release) = st.store.detach_addon(&t.id, &who.id)?;
     released(&st, &who, &[(app_id, release)]);
-    Ok(json(StatusCode::OK, views::attachment(&t)))
+    Ok(json(StatusCode::OK, views::attachment(&st.cfg, &t)))
 }
 
 /// Asynchronous provisioning: the partner sends `{"config": {...}}` with HTTP Basic
@@ -646,10 +644,49 @@ async fn addon_attachments(
                 .attachments_for_app(&app.id)?
                 .iter()
                 .filter(|t| t.addon.id == addon.id)
-                .map(views::attachment),
+                .map(|t| views::attachment(&st.cfg, t)),
         );
     }
     Ok(json(StatusCode::OK, out))
+}
+
+/// Gives back the resources of destroyed apps' add-ons (see
+/// [`hoist_store::Store::pending_deprovisions`]) and forgets each one once its provider
+/// confirms. Deprovisioning is idempotent, so a crash between the two only repeats it.
+/// What fails stays recorded and is retried by the next call (start-up, then every
+/// sweep). Returns how many are still pending.
+pub async fn finish_pending_deprovisions(store: &Store, reg: &Registry) -> usize {
+    // One pass at a time: a destroy and the sweep must not drop the same database twice
+    // concurrently.
+    static ONE_PASS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _pass = ONE_PASS.lock().await;
+    let pending = match store.pending_deprovisions() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list pending add-on deprovisions");
+            return 0;
+        }
+    };
+    let mut left = 0;
+    for p in pending {
+        let outcome = match reg.get(&p.service) {
+            Some(provider) => provider.deprovision(&p.provider_id).await,
+            None => Err(AddonError::UnknownService(p.service.clone())),
+        };
+        match outcome
+            .map_err(|e| e.to_string())
+            .and_then(|()| store.finish_deprovision(&p.id).map_err(|e| e.to_string()))
+        {
+            Ok(()) => {
+                tracing::info!(addon = %p.addon_name, "deprovisioned add-on of a destroyed app")
+            }
+            Err(e) => {
+                left += 1;
+                tracing::warn!(addon = %p.addon_name, error = %e, "deprovisioning add-on of a destroyed app failed; will retry");
+            }
+        }
+    }
+    left
 }
 
 /// Partners that never call back: an add-on still `provisioning` after `max_age` is
@@ -659,6 +696,9 @@ pub async fn sweep_stale_provisioning(st: SharedState, max_age: std::time::Durat
         tokio::time::interval(std::cmp::min(max_age, std::time::Duration::from_secs(30)));
     loop {
         tick.tick().await;
+        if let Some(reg) = &st.addons {
+            finish_pending_deprovisions(&st.store, reg).await;
+        }
         let cutoff = (chrono::Utc::now() - chrono::Duration::from_std(max_age).unwrap_or_default())
             .format("%Y-%m-%dT%H:%M:%SZ")
             .to_string();

@@ -183,8 +183,14 @@ async fn destroy_app(
             app.owner_email, app.name
         )));
     }
-    st.store.destroy_app(&app.id)?;
+    let releases = st.store.destroy_app(&app.id, &who.id)?;
     st.platform.app_destroyed(&app.id);
+    crate::addons::released(&st, &who, &releases);
+    // The app's add-ons were recorded for deprovisioning in the same transaction;
+    // give them back before answering, so no old credential works afterwards.
+    if let Some(reg) = &st.addons {
+        crate::addons::finish_pending_deprovisions(&st.store, reg).await;
+    }
     Ok(json(StatusCode::OK, views::app(&st.cfg, &app)))
 }
 

@@ -23,6 +23,7 @@ const MAX_SOURCE_BYTES: u64 = 1 << 30;
 pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/sources", post(create_source))
+        .route("/apps/{app}/sources", post(create_app_source))
         .route("/sources/{id}", get(get_source).put(put_source))
         .route("/apps/{app}/builds", get(list_builds).post(create_build))
         .route("/apps/{app}/builds/{id}", get(build_info))
@@ -46,6 +47,16 @@ async fn create_source(State(st): State<SharedState>, Auth(_who): Auth) -> ApiRe
         StatusCode::CREATED,
         json!({"source_blob": {"get_url": url, "put_url": url}}),
     ))
+}
+
+/// Heroku's app-scoped variant: the same upload slot, for callers with access to the app.
+async fn create_app_source(
+    State(st): State<SharedState>,
+    Auth(who): Auth,
+    Path(app): Path<String>,
+) -> ApiResult<Response> {
+    app_for(&st, &who, &app)?;
+    create_source(State(st), Auth(who)).await
 }
 
 async fn put_source(

@@ -362,7 +362,7 @@ async fn app_addons(
         .store
         .addons_for_app(&app.id)?
         .iter()
-        .map(views::addon)
+        .map(|a| crate::addons::addon_json(&st, a))
         .collect();
     Ok(json(StatusCode::OK, items))
 }
@@ -377,7 +377,7 @@ async fn app_attachments(
         .store
         .attachments_for_app(&app.id)?
         .iter()
-        .map(views::attachment)
+        .map(|t| views::attachment(&st.cfg, t))
         .collect();
     Ok(json(StatusCode::OK, items))
 }
@@ -389,7 +389,7 @@ async fn my_attachments(State(st): State<SharedState>, Auth(who): Auth) -> ApiRe
             st.store
                 .attachments_for_app(&app.id)?
                 .iter()
-                .map(views::attachment),
+                .map(|t| views::attachment(&st.cfg, t)),
         );
     }
     Ok(json(StatusCode::OK, items))
@@ -403,7 +403,7 @@ async fn my_addons(State(st): State<SharedState>, Auth(who): Auth) -> ApiResult<
                 .addons_for_app(&app.id)?
                 .iter()
                 .filter(|a| a.app_id == app.id)
-                .map(views::addon),
+                .map(|a| crate::addons::addon_json(&st, a)),
         );
     }
     Ok(json(StatusCode::OK, items))

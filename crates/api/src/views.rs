@@ -133,24 +133,51 @@ pub fn build(cfg: &ApiConfig, app: &App, b: &Build) -> Value {
     })
 }
 
-pub fn addon(a: &hoist_store::Addon) -> Value {
+/// Where `addons:open` sends the user: the add-on's details on this API (Hoist has no
+/// add-on dashboards; the page needs the API token like every other).
+pub fn addon_web_url(cfg: &ApiConfig, addon_id: &str) -> String {
+    format!(
+        "{}/addons/{addon_id}/info",
+        cfg.api_url.trim_end_matches('/')
+    )
+}
+
+fn addon_plan(a: &hoist_store::Addon, price_cents: u64) -> Value {
+    let name = format!("{}:{}", a.service, a.plan);
+    json!({"id": uuid_for(&name), "name": name,
+           "price": {"cents": price_cents, "unit": "month", "contract": false, "metered": false}})
+}
+
+/// An add-on; `price_cents` is its plan's price (the registry knows it, views do not).
+pub fn addon(cfg: &ApiConfig, a: &hoist_store::Addon, price_cents: u64) -> Value {
     json!({
         "id": a.id, "name": a.name, "state": a.state,
         "app": {"id": a.app_id, "name": a.app_name},
         "addon_service": {"id": uuid_for(&a.service), "name": a.service},
-        "plan": {"id": uuid_for(&format!("{}:{}", a.service, a.plan)), "name": format!("{}:{}", a.service, a.plan),
-                 "price": {"cents": 0, "unit": "month", "contract": false, "metered": false}},
-        "billed_price": {"cents": 0, "contract": false, "unit": "month"},
-        "config_vars": [], "provider_id": a.id, "web_url": null,
+        "plan": addon_plan(a, price_cents),
+        "billed_price": {"cents": price_cents, "contract": false, "unit": "month"},
+        "config_vars": a.config_vars, "provider_id": a.id, "web_url": addon_web_url(cfg, &a.id),
         "created_at": a.created_at, "updated_at": a.updated_at,
     })
 }
 
-pub fn attachment(t: &hoist_store::AddonAttachment) -> Value {
+/// An attachment, with what the Heroku CLI's `Accept-Inclusion: addon:plan,config_vars`
+/// asks for always included (its pg commands read `addon.plan.name`).
+pub fn attachment(cfg: &ApiConfig, t: &hoist_store::AddonAttachment) -> Value {
+    let a = &t.addon;
+    let config_vars: Vec<String> = a
+        .config_keys
+        .iter()
+        .map(|k| format!("{}_{k}", t.name))
+        .collect();
     json!({
         "id": t.id, "name": t.name, "app": {"id": t.app_id, "name": t.app_name},
-        "addon": {"id": t.addon.id, "name": t.addon.name, "app": {"id": t.addon.app_id, "name": t.addon.app_name}},
-        "namespace": null, "web_url": null, "log_input_url": null,
+        "addon": {"id": a.id, "name": a.name, "app": {"id": a.app_id, "name": a.app_name},
+                  "addon_service": {"id": uuid_for(&a.service), "name": a.service},
+                  "plan": {"id": uuid_for(&format!("{}:{}", a.service, a.plan)), "name": format!("{}:{}", a.service, a.plan)}},
+        "addon_service": {"id": uuid_for(&a.service), "name": a.service},
+        "config_vars": config_vars,
+        "namespace": null, "web_url": addon_web_url(cfg, &a.id), "log_input_url": null,
         "created_at": t.created_at, "updated_at": t.updated_at,
     })
 }

@@ -545,7 +545,11 @@ async fn run(args: ServerArgs) -> Result<()> {
     }
     {
         let addons = addons.clone();
+        let store = store.clone();
         tokio::spawn(async move {
+            // First give back what destroyed apps left (a crash mid-destroy), so their
+            // Redis servers are not started again.
+            hoist_api::addons::finish_pending_deprovisions(&store, &addons).await;
             let status = addons.start_managed_servers().await;
             tracing::info!(?status, "managed add-on servers checked");
             addons.supervise(Duration::from_secs(10));

@@ -2,9 +2,10 @@
 //! appends a release, in one transaction; detaching removes them the same way.
 
 use crate::ledger::{insert_release, NewRelease};
+use crate::resources::{addon_row, ADDON_SELECT};
 use crate::{
-    new_id, not_found, now, Addon, AddonAttachment, Release, ReleaseStatus, Result, Store,
-    StoreError,
+    new_id, not_found, now, Addon, AddonAttachment, PendingDeprovision, Release, ReleaseStatus,
+    Result, Store, StoreError,
 };
 use rusqlite::{params, OptionalExtension, Transaction};
 use std::collections::BTreeMap;
@@ -194,6 +195,54 @@ fn detach_in_tx(
     Ok((app_id, release))
 }
 
+/// The add-on part of destroying an app, inside the app's deletion transaction. Add-ons
+/// the app owns are removed everywhere (their attachments on other apps too, with a
+/// release there, as Heroku does when the billing app goes) and recorded in
+/// `addon_deprovisions`, so their resources are given back even if the daemon dies
+/// before it gets to it. Attachments of other apps' add-ons go with the app's rows:
+/// those add-ons stay. Returns the releases made on other apps.
+pub(crate) fn retire_app_addons_in_tx(
+    tx: &Transaction<'_>,
+    app_id: &str,
+    user_id: &str,
+) -> Result<Vec<(String, Release)>> {
+    let owned: Vec<(String, String, String, String, Option<String>)> = {
+        let mut st = tx.prepare(
+            "SELECT id, name, service, plan, provider_id FROM addons WHERE app_id = ?1 ORDER BY name",
+        )?;
+        let rows = st.query_map([app_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut releases = Vec::new();
+    for (addon_id, name, service, plan, provider_id) in owned {
+        let elsewhere: Vec<String> = {
+            let mut st = tx
+                .prepare("SELECT id FROM addon_attachments WHERE addon_id = ?1 AND app_id != ?2")?;
+            let rows = st.query_map(params![addon_id, app_id], |r| r.get(0))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        for attachment_id in elsewhere {
+            releases.push(detach_in_tx(
+                tx,
+                &attachment_id,
+                Some(format!("Remove {name} ({service}:{plan}) add-on")),
+                user_id,
+            )?);
+        }
+        // No provider id: nothing was created on the provider's side.
+        if let Some(provider_id) = provider_id.filter(|p| !p.is_empty()) {
+            tx.execute(
+                "INSERT INTO addon_deprovisions (id, addon_name, service, provider_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![addon_id, name, service, provider_id, now()],
+            )?;
+        }
+        tx.execute("DELETE FROM addons WHERE id = ?1", [&addon_id])?;
+    }
+    Ok(releases)
+}
+
 impl Store {
     /// Records a provisioned add-on, attaches it to its app and creates the release.
     pub fn create_addon(
@@ -244,21 +293,9 @@ impl Store {
     pub fn addon(&self, ident: &str) -> Result<Addon> {
         self.read(|c| {
             c.query_row(
-                "SELECT d.id, d.name, d.app_id, a.name, d.service, d.plan, d.state, d.created_at, d.updated_at FROM addons d JOIN apps a ON a.id = d.app_id WHERE d.id = ?1 OR d.name = ?1",
+                &format!("{ADDON_SELECT} WHERE d.id = ?1 OR d.name = ?1"),
                 [ident],
-                |r| {
-                    Ok(Addon {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        app_id: r.get(2)?,
-                        app_name: r.get(3)?,
-                        service: r.get(4)?,
-                        plan: r.get(5)?,
-                        state: r.get(6)?,
-                        created_at: r.get(7)?,
-                        updated_at: r.get(8)?,
-                    })
-                },
+                addon_row,
             )
             .optional()?
             .ok_or(not_found("add-on"))
@@ -350,6 +387,32 @@ impl Store {
             }
             tx.execute("DELETE FROM addons WHERE id = ?1", [addon_id])?;
             Ok(out)
+        })
+    }
+
+    /// Add-on resources of destroyed apps still to be given back, oldest first.
+    pub fn pending_deprovisions(&self) -> Result<Vec<PendingDeprovision>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id, addon_name, service, provider_id FROM addon_deprovisions ORDER BY created_at, id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(PendingDeprovision {
+                    id: r.get(0)?,
+                    addon_name: r.get(1)?,
+                    service: r.get(2)?,
+                    provider_id: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    /// The provider gave the resource back: forget it.
+    pub fn finish_deprovision(&self, id: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM addon_deprovisions WHERE id = ?1", [id])?;
+            Ok(())
         })
     }
 
@@ -562,5 +625,83 @@ mod tests {
         let rb = s.rollback(&app.id, &before.to_string(), &u.id).unwrap();
         assert_eq!(rb.config["REDIS_URL"], "redis://r");
         assert_eq!(s.config_vars(&app.id).unwrap()["REDIS_URL"], "redis://r");
+    }
+    fn cfg(url: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("URL".to_string(), url.to_string())])
+    }
+
+    #[test]
+    fn destroying_an_app_records_its_addons_for_deprovisioning_durably() {
+        let (dir, s) = store();
+        let (u, app) = owner_and_app(&s);
+        let other = s
+            .create_app(Some("other"), &u.id, "heroku-24", "us")
+            .unwrap();
+        let db = cfg("postgres://u:p@127.0.0.1:5432/d1");
+        let owned = NewAddon {
+            name: "postgresql-owned-1",
+            service: "postgresql",
+            plan: "mini",
+            state: "provisioned",
+            provider_id: Some("d111111111111"),
+            config: &db,
+            attachment: "DATABASE",
+        };
+        let (owned, _) = s.create_addon(&app.id, &owned, &u.id).unwrap();
+        assert_eq!(owned.config_vars, vec!["DATABASE_URL"]);
+        assert_eq!(owned.config_keys, vec!["URL"]);
+        // Shared with the other app, which keeps its own add-on attached to `demo` too.
+        s.attach_addon(&owned.id, &other.id, "SHARED_DB", &u.id)
+            .unwrap();
+        let kv = cfg("redis://r");
+        let theirs = NewAddon {
+            name: "redis-theirs-1",
+            service: "redis",
+            plan: "mini",
+            state: "provisioned",
+            provider_id: Some("r222222222222"),
+            config: &kv,
+            attachment: "REDIS",
+        };
+        let (theirs, _) = s.create_addon(&other.id, &theirs, &u.id).unwrap();
+        s.attach_addon(&theirs.id, &app.id, "CACHE", &u.id).unwrap();
+        let before = s.current_release(&other.id).unwrap().unwrap().version;
+
+        let releases = s.destroy_app(&app.id, &u.id).unwrap();
+
+        // The owned add-on is gone everywhere, its var removed from the other app with
+        // a release there; the other app's own add-on only lost the attachment.
+        assert_eq!(releases.len(), 1);
+        assert_eq!(releases[0].0, other.id);
+        assert_eq!(
+            releases[0].1.description,
+            "Remove postgresql-owned-1 (postgresql:mini) add-on"
+        );
+        assert_eq!(releases[0].1.version, before + 1);
+        let vars = s.config_vars(&other.id).unwrap();
+        assert!(!vars.contains_key("SHARED_DB_URL"), "{vars:?}");
+        assert_eq!(vars["REDIS_URL"], "redis://r");
+        assert!(s.addon("postgresql-owned-1").is_err());
+        let kept = s.addon("redis-theirs-1").unwrap();
+        assert_eq!(kept.config_vars, vec!["REDIS_URL"]);
+        assert_eq!(s.attachments_for_app(&other.id).unwrap().len(), 1);
+        let expected = vec![PendingDeprovision {
+            id: owned.id.clone(),
+            addon_name: "postgresql-owned-1".into(),
+            service: "postgresql".into(),
+            provider_id: "d111111111111".into(),
+        }];
+        assert_eq!(s.pending_deprovisions().unwrap(), expected);
+
+        // A daemon that dies now finds the work recorded when it starts again.
+        drop(s);
+        let s = Store::open(&dir.path().join("state.db")).unwrap();
+        assert_eq!(s.pending_deprovisions().unwrap(), expected);
+        s.finish_deprovision(&owned.id).unwrap();
+        assert!(s.pending_deprovisions().unwrap().is_empty());
+
+        // A failed destroy (no such app) records nothing.
+        assert!(s.destroy_app("nope", &u.id).is_err());
+        assert!(s.pending_deprovisions().unwrap().is_empty());
     }
 }

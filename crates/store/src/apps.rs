@@ -1,6 +1,8 @@
 //! Apps, collaborators and access control.
 
-use crate::{new_id, not_found, now, Account, App, Collaborator, Result, Store, StoreError};
+use crate::{
+    new_id, not_found, now, Account, App, Collaborator, Release, Result, Store, StoreError,
+};
 use hoist_types::validate_app_name;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -192,15 +194,20 @@ impl Store {
     }
 
     /// Deletes the app and everything it owns (releases go with it).
-    pub fn destroy_app(&self, app_id: &str) -> Result<()> {
+    /// Deletes the app and all its rows in one transaction. Its add-ons are retired
+    /// (see `addons::retire_app_addons_in_tx`): the caller then gives their resources
+    /// back from [`Store::pending_deprovisions`]. Returns the releases this made on
+    /// other apps (attachments of the app's add-ons removed there).
+    pub fn destroy_app(&self, app_id: &str, user_id: &str) -> Result<Vec<(String, Release)>> {
         self.write(|tx| {
+            let releases = crate::addons::retire_app_addons_in_tx(tx, app_id, user_id)?;
             // Delete the app row first so the ledger's no-delete trigger sees the app gone
             // when the cascade removes its releases.
             let n = tx.execute("DELETE FROM apps WHERE id = ?1", [app_id])?;
             if n == 0 {
                 return Err(not_found("app"));
             }
-            Ok(())
+            Ok(releases)
         })
     }
 

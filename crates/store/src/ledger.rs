@@ -741,7 +741,7 @@ mod tests {
         }
         assert_eq!(updates, 1);
         // Destroying the app takes its releases with it.
-        s.destroy_app(&app.id).unwrap();
+        s.destroy_app(&app.id, &u.id).unwrap();
     }
 
     #[test]

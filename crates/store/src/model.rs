@@ -184,6 +184,19 @@ pub struct Addon {
     pub state: String,
     pub created_at: String,
     pub updated_at: String,
+    /// The keys the add-on provides, without attachment prefix (`URL`); never values.
+    pub config_keys: Vec<String>,
+    /// The config vars it sets on its owning app (`DATABASE_URL`, ...).
+    pub config_vars: Vec<String>,
+}
+
+/// An add-on of a destroyed app whose resource has not been given back yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDeprovision {
+    pub id: String,
+    pub addon_name: String,
+    pub service: String,
+    pub provider_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

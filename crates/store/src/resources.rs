@@ -195,9 +195,34 @@ impl Store {
     }
 }
 
-const ADDON_SELECT: &str = "SELECT d.id, d.name, d.app_id, a.name, d.service, d.plan, d.state, d.created_at, d.updated_at FROM addons d JOIN apps a ON a.id = d.app_id";
+/// Selects what [`addon_row`] reads: the add-on, its app's name, its config (only the
+/// keys are kept) and the names of its attachments on the owning app.
+pub(crate) const ADDON_SELECT: &str = "SELECT d.id, d.name, d.app_id, a.name, d.service, d.plan, d.state, d.created_at, d.updated_at, d.config, \
+     (SELECT group_concat(t.name, ',') FROM addon_attachments t WHERE t.addon_id = d.id AND t.app_id = d.app_id) \
+     FROM addons d JOIN apps a ON a.id = d.app_id";
 
-fn addon_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::Addon> {
+pub(crate) fn addon_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::Addon> {
+    let config: String = r.get(9)?;
+    let config_keys: Vec<String> =
+        serde_json::from_str::<std::collections::BTreeMap<String, String>>(&config)
+            .map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    9,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?
+            .into_keys()
+            .collect();
+    let mut owner_attachments: Vec<String> = r
+        .get::<_, Option<String>>(10)?
+        .map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    owner_attachments.sort();
+    let config_vars = owner_attachments
+        .iter()
+        .flat_map(|a| config_keys.iter().map(move |k| format!("{a}_{k}")))
+        .collect();
     Ok(crate::Addon {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -208,6 +233,8 @@ fn addon_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<crate::Addon> {
         state: r.get(6)?,
         created_at: r.get(7)?,
         updated_at: r.get(8)?,
+        config_keys,
+        config_vars,
     })
 }
 

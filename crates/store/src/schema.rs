@@ -1,7 +1,8 @@
 //! Schema migrations. Each entry runs once, in order, inside one transaction; the
 //! applied count is kept in `PRAGMA user_version`.
 
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id TEXT PRIMARY KEY,
     email TEXT NOT NULL UNIQUE COLLATE NOCASE,
@@ -168,4 +169,17 @@ CREATE TABLE app_features (
     enabled INTEGER NOT NULL,
     PRIMARY KEY (app_id, name)
 );
-"#];
+"#,
+    r#"
+-- Add-ons of destroyed apps whose resource (database, server, partner resource) has
+-- not been given back yet. Written in the app's deletion transaction, so a crash after
+-- it cannot lose one; start-up and a periodic sweep finish them.
+CREATE TABLE addon_deprovisions (
+    id TEXT PRIMARY KEY,
+    addon_name TEXT NOT NULL,
+    service TEXT NOT NULL,
+    provider_id TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"#,
+];

@@ -327,3 +327,228 @@ fn partner_addons_provision_over_the_partner_api() {
         .iter()
         .any(|r| r.starts_with("DELETE /heroku/resources/res-1")));
 }
+
+/// The pid of the Redis server behind an add-on, from its instance directory.
+fn redis_pid(p: &TestPlatform) -> i32 {
+    let root = p.data_dir().join("addons").join("redis");
+    let mut pids: Vec<i32> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("redis.pid")).ok())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 1, "one Redis add-on in {}", root.display());
+    pids.pop().unwrap()
+}
+
+/// Whether a process is alive (a zombie is not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// Whether a client can still get in with `url`.
+fn redis_answers(url: &str) -> bool {
+    let out = Command::new("redis-cli")
+        .args(["-u", url, "ping"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("PONG")
+}
+
+fn psql_ok(url: &str, sql: &str) -> (bool, String) {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-tAc", sql])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+            + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// (database, role) of a `postgres://role:pw@host:port/database` URL.
+fn db_and_role(url: &str) -> (String, String) {
+    let rest = url.strip_prefix("postgres://").unwrap();
+    let role = rest.split(':').next().unwrap().to_string();
+    let db = rest.rsplit('/').next().unwrap().to_string();
+    (db, role)
+}
+
+/// Creates `app` with a redis:mini and a postgresql:mini add-on; returns their URLs.
+fn app_with_datastores(p: &TestPlatform, app: &str) -> (String, String) {
+    assert_eq!(p.call("POST", "/apps", Some(json!({ "name": app }))).0, 201);
+    for plan in ["redis:mini", "postgresql:mini"] {
+        let (s, body) = p.call(
+            "POST",
+            &format!("/apps/{app}/addons"),
+            Some(json!({ "plan": plan })),
+        );
+        assert_eq!(s, 201, "{body}");
+    }
+    let (_, cfg) = p.call("GET", &format!("/apps/{app}/config-vars"), None);
+    let redis = cfg["REDIS_URL"].as_str().unwrap().to_string();
+    let db = cfg["DATABASE_URL"].as_str().unwrap().to_string();
+    assert!(redis_answers(&redis), "Redis add-on answers before destroy");
+    assert!(psql_ok(&db, "SELECT 1").0, "database works before destroy");
+    (redis, db)
+}
+
+/// Nothing of a destroyed app's add-ons may still work: no Redis server, no database,
+/// no role that can log in.
+fn assert_datastores_gone(redis_url: &str, redis_pid: i32, db_url: &str, witness_db: &str) {
+    assert!(!alive(redis_pid), "redis-server {redis_pid} still runs");
+    assert!(!redis_answers(redis_url), "old REDIS_URL still answers");
+    let (ok, out) = psql_ok(db_url, "SELECT 1");
+    assert!(!ok, "old DATABASE_URL still connects: {out}");
+    // Any login can read the catalogs: ask through a database that is still there.
+    let (db, role) = db_and_role(db_url);
+    let (ok, out) = psql_ok(
+        witness_db,
+        &format!(
+            "SELECT (SELECT count(*) FROM pg_database WHERE datname = '{db}') + \
+                    (SELECT count(*) FROM pg_roles WHERE rolname = '{role}')"
+        ),
+    );
+    assert!(ok, "{out}");
+    assert_eq!(out, "0", "database {db} or role {role} still exists");
+}
+
+#[test]
+fn destroying_an_app_deprovisions_its_addons_and_detaches_shared_ones() {
+    let p = TestPlatform::start();
+    let (redis_url, db_url) = app_with_datastores(&p, "doomed");
+    let pid = redis_pid(&p);
+    assert!(alive(pid));
+    // A bystander app shares doomed's database and lends doomed its own.
+    assert_eq!(
+        p.call("POST", "/apps", Some(json!({"name": "bystander"})))
+            .0,
+        201
+    );
+    let (s, theirs) = p.call(
+        "POST",
+        "/apps/bystander/addons",
+        Some(json!({"plan": "postgresql:mini"})),
+    );
+    assert_eq!(s, 201, "{theirs}");
+    let theirs_name = theirs["name"].as_str().unwrap();
+    let (_, doomed_addons) = p.call("GET", "/apps/doomed/addons", None);
+    let doomed_db = doomed_addons
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["addon_service"]["name"] == "postgresql")
+        .unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (addon, app, name) in [
+        (doomed_db.as_str(), "bystander", "SHARED_DB"),
+        (theirs_name, "doomed", "LENT_DB"),
+    ] {
+        let (s, body) = p.call(
+            "POST",
+            "/addon-attachments",
+            Some(json!({"addon": addon, "app": app, "name": name})),
+        );
+        assert_eq!(s, 201, "{body}");
+    }
+    let (_, cfg) = p.call("GET", "/apps/bystander/config-vars", None);
+    let own_db = cfg["DATABASE_URL"].as_str().unwrap().to_string();
+    assert_eq!(cfg["SHARED_DB_URL"], db_url.as_str());
+
+    let (s, body) = p.call("DELETE", "/apps/doomed", None);
+    assert_eq!(s, 200, "{body}");
+
+    assert_datastores_gone(&redis_url, pid, &db_url, &own_db);
+    // The bystander lost the shared database (with a release saying so) and kept its own,
+    // which doomed had only attached.
+    let (_, cfg) = p.call("GET", "/apps/bystander/config-vars", None);
+    assert!(cfg.get("SHARED_DB_URL").is_none(), "{cfg}");
+    assert_eq!(cfg["DATABASE_URL"], own_db.as_str());
+    assert!(
+        psql_ok(&own_db, "SELECT 1").0,
+        "the lent database still works"
+    );
+    let (_, rels) = p.call("GET", "/apps/bystander/releases", None);
+    let last = rels.as_array().unwrap().last().unwrap();
+    assert_eq!(
+        last["description"],
+        format!("Remove {doomed_db} (postgresql:mini) add-on")
+    );
+    let (_, all) = p.call("GET", "/addons", None);
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec![theirs_name]);
+    let (_, atts) = p.call(
+        "GET",
+        &format!("/addons/{theirs_name}/addon-attachments"),
+        None,
+    );
+    assert_eq!(atts.as_array().unwrap().len(), 1, "{atts}");
+}
+
+#[test]
+fn an_app_destroy_cut_short_by_a_crash_is_finished_at_start() {
+    let mut p = TestPlatform::start();
+    let (redis_url, db_url) = app_with_datastores(&p, "halfgone");
+    let (s, witness) = p.call("POST", "/apps", Some(json!({"name": "witness"})));
+    assert_eq!(s, 201, "{witness}");
+    assert_eq!(
+        p.call(
+            "POST",
+            "/apps/witness/addons",
+            Some(json!({"plan": "postgresql:mini"}))
+        )
+        .0,
+        201
+    );
+    let witness_db = p.call("GET", "/apps/witness/config-vars", None).1["DATABASE_URL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pid = redis_pid(&p);
+
+    // The daemon dies right after the destroy's transaction committed, before any
+    // provider call: that is the store's state after this.
+    p.kill9();
+    {
+        let store = hoist_store::Store::open(&p.data_dir().join("state.db")).unwrap();
+        let app = store.app("halfgone").unwrap();
+        store.destroy_app(&app.id, &app.owner_id).unwrap();
+        assert_eq!(store.pending_deprovisions().unwrap().len(), 2);
+    }
+    assert!(alive(pid), "the Redis server outlived the daemon");
+    assert!(redis_answers(&redis_url));
+
+    p.spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let store = hoist_store::Store::open(&p.data_dir().join("state.db")).unwrap();
+        if store.pending_deprovisions().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pending deprovisions not finished after start:\n{}",
+            p.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_datastores_gone(&redis_url, pid, &db_url, &witness_db);
+    assert_eq!(p.call("GET", "/apps/halfgone", None).0, 404);
+}

@@ -390,3 +390,33 @@ fn pagination_follows_heroku_ranges() {
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.headers().get("next-range").is_none());
 }
+
+#[test]
+fn app_scoped_sources_give_an_upload_slot_to_the_apps_users_only() {
+    let p = TestPlatform::start();
+    assert_eq!(
+        p.call("POST", "/apps", Some(json!({"name": "sourced"}))).0,
+        201
+    );
+    let (s, src) = p.call("POST", "/apps/sourced/sources", None);
+    assert_eq!(s, 201, "{src}");
+    let put = src["source_blob"]["put_url"].as_str().unwrap();
+    let get = src["source_blob"]["get_url"].as_str().unwrap();
+    let client = reqwest::blocking::Client::new();
+    assert!(client
+        .put(put)
+        .body("tarball bytes")
+        .send()
+        .unwrap()
+        .status()
+        .is_success());
+    assert_eq!(
+        client.get(get).send().unwrap().text().unwrap(),
+        "tarball bytes"
+    );
+    // Someone without access to the app gets no slot through it; no app, no slot.
+    let stranger = p.new_user("stranger@example.test");
+    let (s, body) = p.call_as(&stranger, "POST", "/apps/sourced/sources", None);
+    assert_eq!(s, 403, "{body}");
+    assert_eq!(p.call("POST", "/apps/nope/sources", None).0, 404);
+}

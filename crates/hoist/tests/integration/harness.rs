@@ -232,6 +232,33 @@ impl Drop for TestPlatform {
             let _ = c.wait();
         }
         self.remove_dynos();
+        self.stop_addon_servers();
+    }
+}
+
+impl TestPlatform {
+    /// Managed add-on servers outlive the daemon by design as well: stop this data
+    /// directory's (their pid files say which).
+    fn stop_addon_servers(&self) {
+        let addons = self.data_dir().join("addons");
+        let mut pid_files: Vec<PathBuf> = std::fs::read_dir(addons.join("redis"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("redis.pid"))
+            .collect();
+        pid_files.push(addons.join("postgresql/data/postmaster.pid"));
+        for f in pid_files {
+            let pid = std::fs::read_to_string(&f)
+                .ok()
+                .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()));
+            if let Some(pid) = pid {
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
     }
 }
 

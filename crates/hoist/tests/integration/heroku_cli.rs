@@ -270,3 +270,100 @@ c.on('close', () => { console.log((Date.now() - t0) + 'ms closed before EOT; got
     assert!(out.status.success(), "{text}\n{}", p.server_log());
     assert!(text.contains("EOT written"), "{text}");
 }
+
+/// What tutorials type: Heroku's service and plan names, `addons:info`, `addons:open`,
+/// `addons:plans` and `pg:info`, none of which may crash or contradict `hoist`.
+#[test]
+fn heroku_cli_takes_heroku_addon_names_and_shows_their_details() {
+    let Some(bin) = heroku_bin() else {
+        eprintln!("skipping: HOIST_SKIP_HEROKU_CLI is set");
+        return;
+    };
+    let p = TestPlatform::start();
+    let h = Heroku {
+        bin,
+        p: &p,
+        home: tempfile::tempdir().unwrap(),
+    };
+    h.ok(&["apps:create", "cli-addons"]);
+    let out = h.ok(&[
+        "addons:create",
+        "heroku-postgresql:essential-0",
+        "-a",
+        "cli-addons",
+    ]);
+    assert!(out.contains("DATABASE_URL"), "{out}");
+    let out = h.ok(&["addons:create", "heroku-redis:mini", "-a", "cli-addons"]);
+    assert!(out.contains("REDIS_URL"), "{out}");
+    // Recorded under Hoist's names, with Hoist's plans.
+    let (_, list) = p.call("GET", "/apps/cli-addons/addons", None);
+    let mut plans: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["plan"]["name"].as_str().unwrap())
+        .collect();
+    plans.sort();
+    assert_eq!(plans, ["postgresql:mini", "redis:mini"]);
+    let pg = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["plan"]["name"] == "postgresql:mini")
+        .unwrap();
+    let (pg_name, pg_id) = (pg["name"].as_str().unwrap(), pg["id"].as_str().unwrap());
+
+    // Free plans say so everywhere, in both CLIs.
+    for service in ["heroku-postgresql", "postgresql", "heroku-redis"] {
+        let out = h.ok(&["addons:plans", service]);
+        assert!(out.contains("free") && !out.contains('$'), "{out}");
+    }
+    let out = crate::harness::run(
+        Command::new(crate::harness::hoist_bin())
+            .args(["addons:plans", "postgresql"])
+            .env("HOIST_API_URL", p.api_url())
+            .env("HOIST_API_KEY", &p.token)
+            .env("HOME", h.home.path()),
+    );
+    assert!(out.contains("free") && !out.contains('$'), "{out}");
+
+    let out = h.ok(&["addons:info", pg_name, "-a", "cli-addons"]);
+    for expected in ["postgresql:mini", "cli-addons::DATABASE", "free", "created"] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    // The resolver (behind both CLIs' addons:info) names the add-on's config vars.
+    let (_, found) = p.call(
+        "POST",
+        "/actions/addons/resolve",
+        Some(serde_json::json!({"addon": pg_name, "app": "cli-addons"})),
+    );
+    assert_eq!(found[0]["config_vars"], serde_json::json!(["DATABASE_URL"]));
+    let out = crate::harness::run(
+        Command::new(crate::harness::hoist_bin())
+            .args(["addons:info", pg_name, "-a", "cli-addons"])
+            .env("HOIST_API_URL", p.api_url())
+            .env("HOIST_API_KEY", &p.token)
+            .env("HOME", h.home.path()),
+    );
+    assert!(out.contains("DATABASE_URL"), "{out}");
+
+    let out = h.ok(&["addons:open", pg_name, "-a", "cli-addons", "--show-url"]);
+    assert_eq!(
+        out.trim(),
+        format!("{}/addons/{pg_id}/info", p.api_url()),
+        "{out}"
+    );
+
+    // pg:info reads the attachments' add-on plans (it died on a TypeError without
+    // them). Hoist's databases are not Heroku Postgres ones to it, so it stops there
+    // instead of sending the Hoist token to Heroku's data API.
+    let (code, out) = h.run(&["pg:info", "-a", "cli-addons"]);
+    assert!(!out.contains("TypeError"), "{out}");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("cli-addons has no heroku-postgresql databases"),
+        "{out}"
+    );
+    h.ok(&["apps:destroy", "cli-addons", "--confirm", "cli-addons"]);
+    assert_eq!(p.call("GET", "/addons", None).1, serde_json::json!([]));
+}
