@@ -168,4 +168,9 @@ CREATE TABLE app_features (
     enabled INTEGER NOT NULL,
     PRIMARY KEY (app_id, name)
 );
-"#];
+"#,
+    // Why a build failed when its own output cannot say it (e.g. interrupted).
+    r#"
+ALTER TABLE builds ADD COLUMN status_reason TEXT;
+"#,
+];

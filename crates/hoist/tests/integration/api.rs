@@ -390,3 +390,66 @@ fn pagination_follows_heroku_ranges() {
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.headers().get("next-range").is_none());
 }
+
+/// A NUL byte cannot be passed in an environment variable: such a value used to be
+/// stored (200) and then fail every dyno start. It is refused up front, by name.
+#[test]
+fn config_values_with_a_nul_byte_are_refused_naming_the_var() {
+    let p = TestPlatform::start();
+    assert_eq!(p.call("POST", "/apps", Some(json!({"name": "nul"}))).0, 201);
+    let (s, body) = p.call(
+        "PATCH",
+        "/apps/nul/config-vars",
+        Some(json!({"GOOD": "1", "SECRET": "a\u{0}b"})),
+    );
+    assert_eq!(s, 422, "{body}");
+    let msg = body["message"].as_str().unwrap();
+    assert!(msg.contains("SECRET") && msg.contains("NUL"), "{msg}");
+    assert_eq!(p.call("GET", "/apps/nul/config-vars", None).1, json!({}));
+    // The same rule for a one-off dyno's extra env.
+    let (s, body) = p.call(
+        "POST",
+        "/apps/nul/dynos",
+        Some(json!({"command": "env", "env": {"TOKEN": "x\u{0}"}})),
+    );
+    assert_eq!(s, 422, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("TOKEN"), "{body}");
+}
+
+/// A custom domain that is an IP literal or one of the platform's own names would take
+/// requests addressed to the router by IP, or another app's or the API's traffic.
+#[test]
+fn ip_literals_and_platform_names_are_refused_as_custom_domains() {
+    let p = TestPlatform::start();
+    assert_eq!(p.call("POST", "/apps", Some(json!({"name": "tenant"}))).0, 201);
+    assert_eq!(p.call("POST", "/apps", Some(json!({"name": "victim"}))).0, 201);
+    for (host, why) in [
+        ("127.0.0.1", "IP address"),
+        ("127.1", "IP address"),
+        ("2130706433", "IP address"),
+        ("0x7f.0.0.1", "IP address"),
+        ("[::1]", "IP address"),
+        ("::1", "IP address"),
+        ("127.0.0.1:8080", "IP address"),
+        ("victim.localhost", "platform domain"),
+        ("localhost", "not a valid hostname"),
+        ("www.example.test:8080", "port"),
+    ] {
+        let (s, body) = p.call(
+            "POST",
+            "/apps/tenant/domains",
+            Some(json!({"hostname": host, "sni_endpoint": null})),
+        );
+        assert_eq!(s, 422, "{host}: {body}");
+        let msg = body["message"].as_str().unwrap();
+        assert!(msg.contains(why), "{host}: {msg}");
+    }
+    let (_, doms) = p.call("GET", "/apps/tenant/domains", None);
+    assert_eq!(doms.as_array().unwrap().len(), 1, "only the default: {doms}");
+    let (s, d) = p.call(
+        "POST",
+        "/apps/tenant/domains",
+        Some(json!({"hostname": "www.tenant.test", "sni_endpoint": null})),
+    );
+    assert_eq!((s, d["hostname"].as_str()), (201, Some("www.tenant.test")));
+}
