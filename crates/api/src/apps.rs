@@ -156,7 +156,10 @@ async fn update_app(
     if let Some(wanted) = &req.build_stack {
         let name = match wanted {
             Value::String(s) => Some(s.as_str()),
-            Value::Object(o) => o.get("name").or_else(|| o.get("id")).and_then(Value::as_str),
+            Value::Object(o) => o
+                .get("name")
+                .or_else(|| o.get("id"))
+                .and_then(Value::as_str),
             _ => None,
         };
         if !name.is_some_and(|n| views::is_platform_stack(&st.cfg, n)) {

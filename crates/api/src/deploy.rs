@@ -156,7 +156,9 @@ impl Deployer {
                 };
                 match removed {
                     Ok(()) => tracing::info!(path = %path.display(), "removed build leftovers"),
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "could not remove build leftovers"),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "could not remove build leftovers")
+                    }
                 }
             }
         }

@@ -28,7 +28,11 @@ pub struct ServerArgs {
     #[arg(long, env = "HOIST_SERVER_API_ADDR", default_value = "127.0.0.1:5000")]
     pub api_addr: SocketAddr,
     /// Address of the HTTP router that serves apps.
-    #[arg(long, env = "HOIST_SERVER_ROUTER_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "HOIST_SERVER_ROUTER_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub router_addr: SocketAddr,
     /// Also terminate TLS for apps on this address (HTTP/2 and HTTP/1.1 by ALPN);
     /// off unless given. Certificates come from --router-tls-certs.
@@ -63,11 +67,19 @@ pub struct ServerArgs {
     pub daily_cycling: bool,
     /// Address of the TLS rendezvous endpoint for attached one-off dynos
     /// (`hoist run`, `heroku run`); port 0 picks a free one.
-    #[arg(long, env = "HOIST_SERVER_RENDEZVOUS_ADDR", default_value = "127.0.0.1:0")]
+    #[arg(
+        long,
+        env = "HOIST_SERVER_RENDEZVOUS_ADDR",
+        default_value = "127.0.0.1:0"
+    )]
     pub rendezvous_addr: SocketAddr,
     /// Seconds an add-on may stay `provisioning` (partner never called back) before it
     /// is deprovisioned and removed.
-    #[arg(long, env = "HOIST_SERVER_ADDON_PROVISION_TIMEOUT", default_value_t = 600)]
+    #[arg(
+        long,
+        env = "HOIST_SERVER_ADDON_PROVISION_TIMEOUT",
+        default_value_t = 600
+    )]
     pub addon_provision_timeout: u64,
     /// Share runtimes installed from a runtime source (e.g. Node 22) among the builds of
     /// all apps, in <data-dir>/runtimes (`false`: each app keeps its own in its build
@@ -76,7 +88,11 @@ pub struct ServerArgs {
     #[arg(long, env = "HOIST_SERVER_SHARED_RUNTIME_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub shared_runtime_cache: bool,
     /// Email of the owner account created on first start.
-    #[arg(long, env = "HOIST_SERVER_ADMIN_EMAIL", default_value = "admin@hoist.local")]
+    #[arg(
+        long,
+        env = "HOIST_SERVER_ADMIN_EMAIL",
+        default_value = "admin@hoist.local"
+    )]
     pub admin_email: String,
 }
 

@@ -597,7 +597,14 @@ mod tests {
         assert!(s.addon("redis-nul-1").is_err(), "nothing written");
         let good = BTreeMap::from([("URL".to_string(), "redis://r".to_string())]);
         let (addon, _) = s
-            .create_addon(&app.id, &NewAddon { config: &good, ..new }, &u.id)
+            .create_addon(
+                &app.id,
+                &NewAddon {
+                    config: &good,
+                    ..new
+                },
+                &u.id,
+            )
             .unwrap();
         assert!(matches!(
             s.set_addon_config(&addon.id, &bad, &u.id),

@@ -679,7 +679,9 @@ mod tests {
         let (u, app) = owner_and_app(&s);
         let done = s.create_build(&app.id, &u.id, None, None, &[]).unwrap();
         s.finish_build(&done.id, "succeeded", None, None).unwrap();
-        let running = s.create_build(&app.id, &u.id, None, Some("abc"), &[]).unwrap();
+        let running = s
+            .create_build(&app.id, &u.id, None, Some("abc"), &[])
+            .unwrap();
         let phase = s
             .create_release(
                 &app.id,
@@ -696,12 +698,21 @@ mod tests {
         assert_eq!(builds.len(), 1);
         assert_eq!(builds[0].id, running.id);
         assert_eq!(builds[0].status, "failed");
-        assert_eq!(builds[0].status_reason.as_deref(), Some("the server stopped"));
+        assert_eq!(
+            builds[0].status_reason.as_deref(),
+            Some("the server stopped")
+        );
         assert_eq!(releases.len(), 1);
         assert_eq!(releases[0].id, phase.id);
-        assert_eq!(s.release(&app.id, &phase.id).unwrap().status, ReleaseStatus::Failed);
+        assert_eq!(
+            s.release(&app.id, &phase.id).unwrap().status,
+            ReleaseStatus::Failed
+        );
         let kept = s.build(&app.id, &done.id).unwrap();
-        assert_eq!((kept.status.as_str(), kept.status_reason), ("succeeded", None));
+        assert_eq!(
+            (kept.status.as_str(), kept.status_reason),
+            ("succeeded", None)
+        );
         // A second start finds nothing left.
         let (b, r) = s.fail_interrupted("again").unwrap();
         assert!(b.is_empty() && r.is_empty());

@@ -1,7 +1,8 @@
 //! Schema migrations. Each entry runs once, in order, inside one transaction; the
 //! applied count is kept in `PRAGMA user_version`.
 
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id TEXT PRIMARY KEY,
     email TEXT NOT NULL UNIQUE COLLATE NOCASE,

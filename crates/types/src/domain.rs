@@ -16,7 +16,9 @@ pub enum DomainError {
     IpAddress(String),
     #[error("{host} is the platform's API host and cannot be a custom domain.")]
     ApiHost { host: String },
-    #[error("{host} is under the platform domain {domain}; apps get <app>.{domain} automatically.")]
+    #[error(
+        "{host} is under the platform domain {domain}; apps get <app>.{domain} automatically."
+    )]
     PlatformDomain { host: String, domain: String },
     #[error("{0} would catch a whole top-level domain; a wildcard needs at least two labels after \"*.\".")]
     WildcardTooWide(String),
@@ -56,7 +58,9 @@ pub fn validate_custom_domain(raw: &str, platform: &PlatformHosts) -> Result<Str
                     && label.len() <= 63
                     && !label.starts_with('-')
                     && !label.ends_with('-')
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         });
     if !ok {
         return Err(DomainError::Invalid(shown()));
@@ -167,7 +171,11 @@ mod tests {
 
     #[test]
     fn the_platforms_own_names_are_refused() {
-        for raw in ["apps.example.test", "other-app.apps.example.test", "*.apps.example.test"] {
+        for raw in [
+            "apps.example.test",
+            "other-app.apps.example.test",
+            "*.apps.example.test",
+        ] {
             assert!(matches!(
                 validate_custom_domain(raw, &PLATFORM),
                 Err(DomainError::PlatformDomain { .. })
@@ -194,7 +202,15 @@ mod tests {
             validate_custom_domain("*.com", &PLATFORM),
             Err(DomainError::WildcardTooWide(_))
         ));
-        for raw in ["", "localhost", "bad host.com", "-a.com", "a..com", "a.*.com", "é.com"] {
+        for raw in [
+            "",
+            "localhost",
+            "bad host.com",
+            "-a.com",
+            "a..com",
+            "a.*.com",
+            "é.com",
+        ] {
             assert!(
                 matches!(
                     validate_custom_domain(raw, &PLATFORM),

@@ -117,7 +117,11 @@ mod tests {
         assert!(validate_config_var("A", "").is_ok());
         assert!(validate_config_var("A", "x=y\nz \u{e9}").is_ok());
         let e = validate_config_var("SECRET", "a\0b").unwrap_err();
-        assert!(e.to_string().starts_with("Config var SECRET contains a NUL byte"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("Config var SECRET contains a NUL byte"),
+            "{e}"
+        );
         let big = "x".repeat(MAX_CONFIG_VALUE_BYTES + 1);
         assert!(validate_config_var("A", &big).is_err());
         assert!(validate_config_var("A", &big[1..]).is_ok());

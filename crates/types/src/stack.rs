@@ -38,6 +38,9 @@ mod tests {
         assert_eq!(stack_name_from_os_release(ubuntu), "ubuntu-24.04");
         assert_eq!(stack_name_from_os_release("ID=arch\n"), "arch");
         assert_eq!(stack_name_from_os_release(""), "linux");
-        assert_eq!(stack_name_from_os_release("ID=\"we ird/$\"\nVERSION_ID=1\n"), "weird-1");
+        assert_eq!(
+            stack_name_from_os_release("ID=\"we ird/$\"\nVERSION_ID=1\n"),
+            "weird-1"
+        );
     }
 }

@@ -641,7 +641,10 @@ fn a_source_wrapped_in_one_top_level_dir_is_unwrapped() {
         E::Link(b"owner-repo-0123abc/link", b"src/main.go"),
     ]);
     unpack_source_tar_gz(gz(&tar).as_slice(), &a.dest(), &LIMITS).unwrap();
-    assert_eq!(fs::read_to_string(a.dest().join("Procfile")).unwrap(), "web: x\n");
+    assert_eq!(
+        fs::read_to_string(a.dest().join("Procfile")).unwrap(),
+        "web: x\n"
+    );
     assert!(a.dest().join("src/main.go").is_file());
     assert!(a.dest().join("link").is_file());
     assert!(!a.dest().join("owner-repo-0123abc").exists());
@@ -670,7 +673,9 @@ fn sources_with_more_than_one_top_level_entry_are_kept_as_they_are() {
     let c = Area::new();
     let tar = raw_tar(&[E::Link(b"./l", b".")]);
     unpack_source_tar_gz(gz(&tar).as_slice(), &c.dest(), &LIMITS).unwrap();
-    assert!(fs::symlink_metadata(c.dest().join("l")).unwrap().is_symlink());
+    assert!(fs::symlink_metadata(c.dest().join("l"))
+        .unwrap()
+        .is_symlink());
 }
 
 #[test]
@@ -682,7 +687,11 @@ fn unwrapping_never_lets_a_link_leave_the_unwrapped_tree() {
         E::File(b"top/f", b"x"),
         E::Link(b"top/l", b"../top/f"),
     ]);
-    assert_unsafe(unpack_source_tar_gz(gz(&tar).as_slice(), &a.dest(), &LIMITS));
+    assert_unsafe(unpack_source_tar_gz(
+        gz(&tar).as_slice(),
+        &a.dest(),
+        &LIMITS,
+    ));
     assert!(!a.dest().exists());
     a.assert_untouched();
 }

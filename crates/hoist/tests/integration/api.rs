@@ -413,7 +413,10 @@ fn config_values_with_a_nul_byte_are_refused_naming_the_var() {
         Some(json!({"command": "env", "env": {"TOKEN": "x\u{0}"}})),
     );
     assert_eq!(s, 422, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("TOKEN"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("TOKEN"),
+        "{body}"
+    );
 }
 
 /// A custom domain that is an IP literal or one of the platform's own names would take
@@ -421,8 +424,14 @@ fn config_values_with_a_nul_byte_are_refused_naming_the_var() {
 #[test]
 fn ip_literals_and_platform_names_are_refused_as_custom_domains() {
     let p = TestPlatform::start();
-    assert_eq!(p.call("POST", "/apps", Some(json!({"name": "tenant"}))).0, 201);
-    assert_eq!(p.call("POST", "/apps", Some(json!({"name": "victim"}))).0, 201);
+    assert_eq!(
+        p.call("POST", "/apps", Some(json!({"name": "tenant"}))).0,
+        201
+    );
+    assert_eq!(
+        p.call("POST", "/apps", Some(json!({"name": "victim"}))).0,
+        201
+    );
     for (host, why) in [
         ("127.0.0.1", "IP address"),
         ("127.1", "IP address"),
@@ -445,7 +454,11 @@ fn ip_literals_and_platform_names_are_refused_as_custom_domains() {
         assert!(msg.contains(why), "{host}: {msg}");
     }
     let (_, doms) = p.call("GET", "/apps/tenant/domains", None);
-    assert_eq!(doms.as_array().unwrap().len(), 1, "only the default: {doms}");
+    assert_eq!(
+        doms.as_array().unwrap().len(),
+        1,
+        "only the default: {doms}"
+    );
     let (s, d) = p.call(
         "POST",
         "/apps/tenant/domains",

@@ -661,15 +661,15 @@ fn a_build_interrupted_by_kill_9_is_failed_and_cleaned_up_on_start() {
     while !String::from_utf8_lossy(&seen).contains("Building slowly") {
         use std::io::Read;
         let n = live.read(&mut buf).unwrap();
-        assert!(n > 0, "build ended early:\n{}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "build ended early:\n{}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     let scratch = p.data_dir().join("builds");
-    let leftovers = |dir: &std::path::Path| {
-        std::fs::read_dir(dir)
-            .map(|d| d.count())
-            .unwrap_or(0)
-    };
+    let leftovers = |dir: &std::path::Path| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
     p.kill9();
     drop(live);
     assert!(leftovers(&scratch) > 0, "the build had a scratch dir");
@@ -679,7 +679,10 @@ fn a_build_interrupted_by_kill_9_is_failed_and_cleaned_up_on_start() {
     let (_, b) = p.call("GET", &format!("/apps/crashy/builds/{id}"), None);
     assert_eq!(b["status"], "failed", "{b}");
     assert!(
-        b["status_reason"].as_str().unwrap_or("").contains("interrupted"),
+        b["status_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("interrupted"),
         "{b}"
     );
     let (_, list) = p.call("GET", "/apps/crashy/builds", None);

@@ -300,7 +300,10 @@ fn heroku_cli_names_the_stack_refuses_others_and_shows_release_output() {
     assert!(out.contains(&stack), "{out}");
     let (code, out) = h.run(&["stack:set", "heroku-22", "-a", "cli-stack"]);
     assert_ne!(code, 0, "{out}");
-    assert!(out.contains("heroku-22") && out.contains("not available"), "{out}");
+    assert!(
+        out.contains("heroku-22") && out.contains("not available"),
+        "{out}"
+    );
     h.ok(&["stack:set", &stack, "-a", "cli-stack"]);
     let (_, app) = p.call("GET", "/apps/cli-stack", None);
     assert_eq!(app["build_stack"]["name"], stack.as_str());
