@@ -413,7 +413,7 @@ impl Deployer {
                         release.version
                     ));
                     log.push(&format!(
-                        " !     See its output with `hoist releases:output v{}`.",
+                        " !     Its output is kept on v{0} (output_stream_url; `heroku releases:output v{0}`).",
                         release.version
                     ));
                     self.platform.api_event(
