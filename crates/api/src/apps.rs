@@ -88,6 +88,14 @@ async fn list_my_apps(
     )
 }
 
+/// Hoist has one stack, the host's distribution: any other is refused, never ignored.
+fn unavailable_stack(st: &crate::ApiState, shown: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "Stack {shown} is not available: this platform has one stack, {}, the host's own distribution.",
+        st.cfg.stack
+    ))
+}
+
 #[derive(Deserialize)]
 struct CreateApp {
     name: Option<String>,
@@ -109,10 +117,7 @@ async fn create_app(
     }
     if let Some(wanted) = &req.stack {
         if !views::is_platform_stack(&st.cfg, wanted) {
-            return Err(ApiError::invalid(format!(
-                "Stack {wanted:?} is not available: this platform has one stack, {}, the host's own distribution.",
-                st.cfg.stack
-            )));
+            return Err(unavailable_stack(&st, &format!("{wanted:?}")));
         }
     }
     let stack = st.cfg.stack.clone();
@@ -163,11 +168,10 @@ async fn update_app(
             _ => None,
         };
         if !name.is_some_and(|n| views::is_platform_stack(&st.cfg, n)) {
-            return Err(ApiError::invalid(format!(
-                "Stack {} is not available: this platform has one stack, {}, the host's own distribution.",
-                name.map_or_else(|| wanted.to_string(), |n| format!("{n:?}")),
-                st.cfg.stack
-            )));
+            return Err(unavailable_stack(
+                &st,
+                &name.map_or_else(|| wanted.to_string(), |n| format!("{n:?}")),
+            ));
         }
     }
     if let Some(name) = req.name {

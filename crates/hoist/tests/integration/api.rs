@@ -466,3 +466,39 @@ fn ip_literals_and_platform_names_are_refused_as_custom_domains() {
     );
     assert_eq!((s, d["hostname"].as_str()), (201, Some("www.tenant.test")));
 }
+
+/// One stack, named after the host's distribution everywhere; asking for another is
+/// refused with a clear error instead of being ignored.
+#[test]
+fn the_one_stack_is_the_hosts_and_others_are_refused() {
+    let p = TestPlatform::start();
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap();
+    let host = hoist_types::stack_name_from_os_release(&os_release);
+    let (s, stacks) = p.call("GET", "/stacks", None);
+    assert_eq!(s, 200);
+    assert_eq!(stacks.as_array().unwrap().len(), 1, "{stacks}");
+    assert_eq!(stacks[0]["name"], host.as_str());
+    let (s, body) = p.call(
+        "POST",
+        "/apps",
+        Some(json!({"name": "stacked", "stack": "heroku-24"})),
+    );
+    assert_eq!(s, 422, "{body}");
+    assert!(body["message"].as_str().unwrap().contains(&host), "{body}");
+    let (s, app) = p.call("POST", "/apps", Some(json!({"name": "stacked"})));
+    assert_eq!(s, 201, "{app}");
+    assert_eq!(app["stack"]["name"], host.as_str());
+    assert_eq!(app["stack"]["id"], stacks[0]["id"]);
+    let (s, body) = p.call(
+        "PATCH",
+        "/apps/stacked",
+        Some(json!({"build_stack": "heroku-22"})),
+    );
+    assert_eq!(s, 422, "{body}");
+    let (s, _) = p.call(
+        "PATCH",
+        "/apps/stacked",
+        Some(json!({"build_stack": stacks[0]["id"]})),
+    );
+    assert_eq!(s, 200);
+}
