@@ -164,7 +164,7 @@ impl Deployer {
         }
     }
 
-    /// Where a release's release-phase output is kept once the phase ended.
+    /// Where a release's release-phase output is kept (written as it comes).
     pub fn release_output_path(&self, release_id: &str) -> PathBuf {
         self.cfg
             .data_dir
@@ -178,7 +178,7 @@ impl Deployer {
     }
 
     /// Runs the release phase of `release`; its output is the release's own stream
-    /// (served while it runs, kept on disk after) and is also shown in the build log.
+    /// (served while it runs, on disk as it comes) and is also shown in the build log.
     async fn release_phase(
         &self,
         app: &App,
@@ -187,7 +187,11 @@ impl Deployer {
         build_log: &Arc<BuildLog>,
     ) -> Result<i32, String> {
         use futures::StreamExt;
-        let out = BuildLog::new();
+        let path = self.release_output_path(&release.id);
+        let out = BuildLog::persisted(&path).unwrap_or_else(|e| {
+            tracing::error!(path = %path.display(), error = %e, "keeping release output");
+            BuildLog::new()
+        });
         self.logs.insert(&release.id, out.clone());
         let shown = build_log.clone();
         let forward = tokio::spawn(out.stream().for_each(move |chunk| {
@@ -205,20 +209,12 @@ impl Deployer {
         if let Err(e) = &code {
             out.push(&format!("Release command could not run: {e}"));
         }
-        let path = self.release_output_path(&release.id);
-        let saved = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(&path, out.text()));
-        if let Err(e) = saved {
-            tracing::error!(path = %path.display(), error = %e, "saving release output");
-        }
         out.finish();
         let _ = forward.await;
         code
     }
 
-    /// Appends to a finished build's stored output.
+    /// Appends to an interrupted build's stored output.
     fn append_build_log(&self, build_id: &str, text: &str) {
         use std::io::Write;
         let path = self.build_log_path(build_id);
@@ -246,7 +242,11 @@ impl Deployer {
         let build = self
             .store
             .create_build(&app.id, &user.id, source_url, version, &buildpacks)?;
-        let log = BuildLog::new();
+        let path = self.build_log_path(&build.id);
+        let log = BuildLog::persisted(&path).unwrap_or_else(|e| {
+            tracing::error!(path = %path.display(), error = %e, "keeping build output");
+            BuildLog::new()
+        });
         self.logs.insert(&build.id, log.clone());
         self.platform
             .api_event(&app.id, &format!("Build started by user {}", user.email));
@@ -293,7 +293,6 @@ impl Deployer {
         {
             tracing::error!(error = %e, "recording build result");
         }
-        self.append_build_log(&build.id, &log.text());
         log.finish();
         let release = result?;
         let build = self

@@ -691,7 +691,12 @@ fn a_build_interrupted_by_kill_9_is_failed_and_cleaned_up_on_start() {
         .unwrap()
         .text()
         .unwrap();
-    assert!(out.contains("Build interrupted"), "{out}");
+    // What the build printed before the crash is kept, then the reason.
+    let (before, reason) = (out.find("Building slowly"), out.find("Build interrupted"));
+    assert!(
+        before.is_some() && reason.is_some() && before < reason,
+        "{out}"
+    );
     assert_eq!(leftovers(&scratch), 0, "scratch dirs removed");
     assert_eq!(leftovers(&p.data_dir().join("sources-unpacked")), 0);
     // The app's build slot is free again: a new build runs to the end.
