@@ -117,9 +117,10 @@ fn unpack(
     let mut root_mode = extract_into(GzDecoder::new(reader), tmp.path(), limits)?;
     // The tree that becomes `dest`: links are checked against it, not the wrapper
     // (`top/a -> ../b` stays inside the archive but would leave `dest`).
-    let tree = match unwrap_top_dir {
-        true => sole_top_dir(tmp.path())?,
-        false => None,
+    let tree = if unwrap_top_dir {
+        sole_top_dir(tmp.path())?
+    } else {
+        None
     };
     if let Some(top) = &tree {
         root_mode = (fs::symlink_metadata(top)
