@@ -405,6 +405,16 @@ async fn run(args: ServerArgs) -> Result<()> {
         .find_map(|p| std::fs::read_to_string(p).ok())
         .map(|text| hoist_types::stack_name_from_os_release(&text))
         .unwrap_or_else(|| "linux".to_string());
+    // Custom domains added before today's rules (an IP address would take every
+    // request addressed to the router by IP) go before the router sees them.
+    let api_host = url_host(&api_url);
+    let platform_hosts = hoist_types::PlatformHosts {
+        domain: &args.domain,
+        api_host: api_host.as_deref(),
+    };
+    for (d, why) in store.remove_refused_domains(&platform_hosts)? {
+        tracing::warn!(app = %d.app_id, domain = %d.hostname, reason = %why, "removed a custom domain");
+    }
 
     let logs = LogHub::open(hoist_logs::LogConfig {
         dir: args.data_dir.join("logs"),

@@ -65,6 +65,45 @@ impl Store {
         })
     }
 
+    /// Removes custom domains that today's rules refuse (added before they existed,
+    /// e.g. `127.0.0.1`, which would take every request addressed to the router by IP);
+    /// returns them with the reason.
+    pub fn remove_refused_domains(
+        &self,
+        platform: &PlatformHosts,
+    ) -> Result<Vec<(Domain, String)>> {
+        let all: Vec<Domain> = self.read(|c| {
+            let mut st =
+                c.prepare("SELECT id, app_id, hostname, created_at, updated_at FROM domains")?;
+            let rows = st.query_map([], |r| {
+                Ok(Domain {
+                    id: r.get(0)?,
+                    app_id: r.get(1)?,
+                    hostname: r.get(2)?,
+                    created_at: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        let refused: Vec<(Domain, String)> = all
+            .into_iter()
+            .filter_map(|d| match validate_custom_domain(&d.hostname, platform) {
+                Ok(_) => None,
+                Err(e) => Some((d, e.to_string())),
+            })
+            .collect();
+        if !refused.is_empty() {
+            self.write(|tx| {
+                for (d, _) in &refused {
+                    tx.execute("DELETE FROM domains WHERE id = ?1", [&d.id])?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(refused)
+    }
+
     pub fn remove_domain(&self, app_id: &str, ident: &str) -> Result<Domain> {
         let ident = ident.trim_end_matches('.').to_ascii_lowercase();
         let d = self
@@ -240,5 +279,26 @@ mod tests {
         assert!(s.add_domain(&app.id, "127.0.0.1", localhost).is_err());
         s.remove_domain(&app.id, "www.example.test").unwrap();
         assert!(s.domains(&app.id).unwrap().is_empty());
+        // Rows from before the rules (written directly here) are swept at start.
+        s.add_domain(&app.id, "www.kept.test", localhost).unwrap();
+        s.write(|tx| {
+            tx.execute(
+                "INSERT INTO domains (id, app_id, hostname, created_at, updated_at) VALUES ('d1', ?1, '127.0.0.1', '', '')",
+                [&app.id],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let gone = s.remove_refused_domains(localhost).unwrap();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].0.hostname, "127.0.0.1");
+        assert!(gone[0].1.contains("IP address"), "{}", gone[0].1);
+        let left: Vec<String> = s
+            .domains(&app.id)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.hostname)
+            .collect();
+        assert_eq!(left, ["www.kept.test"]);
     }
 }
