@@ -347,7 +347,27 @@ fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Server settings used to be read from `HOIST_<FLAG>`; say so when such a variable
+/// is set, except for the ones the CLI itself reads (set for it, not for the server).
+fn warn_about_old_env_names() {
+    use clap::CommandFactory;
+    const CLIENT_NAMES: &[&str] = &["HOIST_API_URL", "HOIST_DATA_DIR"];
+    for arg in ServerArgs::command().get_arguments() {
+        let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
+            continue;
+        };
+        let old = env.replacen("HOIST_SERVER_", "HOIST_", 1);
+        if !CLIENT_NAMES.contains(&old.as_str()) && std::env::var_os(&old).is_some() {
+            tracing::warn!(
+                "{old} is ignored: the server reads {env} (or --{})",
+                arg.get_id()
+            );
+        }
+    }
+}
+
 async fn run(args: ServerArgs) -> Result<()> {
+    warn_about_old_env_names();
     if args.domain.is_empty() || args.domain.contains(['/', ':', ' ']) {
         bail!("--domain must be a bare DNS name such as localhost or apps.example.com");
     }
