@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build --release -p hoist -p hoist-runtime -p hoist-build --bins >/dev/null 2>&1
 source bench/lib.sh
-HOIST_IDLE_SECONDS=2 start_hoist
+HOIST_SERVER_IDLE_SECONDS=2 start_hoist
 H=(-sf -H "Authorization: Bearer $token" -H "Content-Type: application/json")
 curl "${H[@]}" -X POST http://127.0.0.1:$api/apps -d '{"name":"bench-wake"}' >/dev/null
 mkdir "$work/app"; cd "$work/app"

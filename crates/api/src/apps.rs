@@ -88,6 +88,14 @@ async fn list_my_apps(
     )
 }
 
+/// Hoist has one stack, the host's distribution: any other is refused, never ignored.
+fn unavailable_stack(st: &crate::ApiState, shown: &str) -> ApiError {
+    ApiError::invalid(format!(
+        "Stack {shown} is not available: this platform has one stack, {}, the host's own distribution.",
+        st.cfg.stack
+    ))
+}
+
 #[derive(Deserialize)]
 struct CreateApp {
     name: Option<String>,
@@ -107,13 +115,12 @@ async fn create_app(
             "Unknown region {region:?}; this platform has regions us and eu (both local)."
         )));
     }
-    let stack = req.stack.unwrap_or_else(|| st.cfg.stack.clone());
-    if stack != st.cfg.stack {
-        return Err(ApiError::invalid(format!(
-            "Unknown stack {stack:?}; this platform provides {}.",
-            st.cfg.stack
-        )));
+    if let Some(wanted) = &req.stack {
+        if !views::is_platform_stack(&st.cfg, wanted) {
+            return Err(unavailable_stack(&st, &format!("{wanted:?}")));
+        }
     }
+    let stack = st.cfg.stack.clone();
     let app = st
         .store
         .create_app(req.name.as_deref(), &who.id, &stack, &region)?;
@@ -149,7 +156,24 @@ async fn update_app(
 ) -> ApiResult<Response> {
     let mut app = app_for(&st, &who, &app)?;
     let req: UpdateApp = parse_body(&body)?;
-    let _ = req.build_stack;
+    // `heroku stack:set NAME`: there is one stack (the host's); setting it is a no-op,
+    // any other is refused before anything changes.
+    if let Some(wanted) = &req.build_stack {
+        let name = match wanted {
+            Value::String(s) => Some(s.as_str()),
+            Value::Object(o) => o
+                .get("name")
+                .or_else(|| o.get("id"))
+                .and_then(Value::as_str),
+            _ => None,
+        };
+        if !name.is_some_and(|n| views::is_platform_stack(&st.cfg, n)) {
+            return Err(unavailable_stack(
+                &st,
+                &name.map_or_else(|| wanted.to_string(), |n| format!("{n:?}")),
+            ));
+        }
+    }
     if let Some(name) = req.name {
         if app.owner_id != who.id {
             return Err(ApiError::forbidden("Only the app owner can rename it."));
@@ -355,9 +379,14 @@ async fn add_domain(
 ) -> ApiResult<Response> {
     let app = app_for(&st, &who, &app)?;
     let req: AddDomain = parse_body(&body)?;
-    let d = st
-        .store
-        .add_domain(&app.id, &req.hostname, &st.cfg.domain)?;
+    let api_host = url::Url::parse(&st.cfg.api_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string));
+    let platform = hoist_types::PlatformHosts {
+        domain: &st.cfg.domain,
+        api_host: api_host.as_deref(),
+    };
+    let d = st.store.add_domain(&app.id, &req.hostname, &platform)?;
     st.platform.app_changed(&app.id);
     Ok(json(StatusCode::CREATED, views::domain(&st.cfg, &app, &d)))
 }

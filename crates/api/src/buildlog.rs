@@ -5,6 +5,8 @@ use bytes::Bytes;
 use futures::Stream;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -12,6 +14,9 @@ pub struct BuildLog {
     lines: Mutex<Vec<String>>,
     /// (number of lines, finished)
     progress: watch::Sender<(usize, bool)>,
+    /// Where every line is also appended as it comes (written under the `lines` lock,
+    /// so in order), so that the output survives a crash of the daemon.
+    file: Option<Mutex<std::fs::File>>,
 }
 
 impl BuildLog {
@@ -19,12 +24,35 @@ impl BuildLog {
         Arc::new(BuildLog {
             lines: Mutex::new(Vec::new()),
             progress: watch::channel((0, false)).0,
+            file: None,
         })
+    }
+
+    /// A log whose lines are also appended to `path` (created with its directory)
+    /// as they are pushed.
+    pub fn persisted(path: &Path) -> std::io::Result<Arc<BuildLog>> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Arc::new(BuildLog {
+            lines: Mutex::new(Vec::new()),
+            progress: watch::channel((0, false)).0,
+            file: Some(Mutex::new(file)),
+        }))
     }
 
     pub fn push(&self, line: &str) {
         let n = {
             let mut lines = self.lines.lock();
+            if let Some(f) = &self.file {
+                if let Err(e) = writeln!(f.lock(), "{line}") {
+                    tracing::warn!(error = %e, "writing build output to disk");
+                }
+            }
             lines.push(line.to_string());
             lines.len()
         };
@@ -119,5 +147,16 @@ mod tests {
         assert!(s.next().await.is_none());
         let all: Vec<_> = log.stream().collect().await;
         assert_eq!(all.len(), 1);
+    }
+
+    #[test]
+    fn a_persisted_log_is_on_disk_line_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs/b.log");
+        let log = BuildLog::persisted(&path).unwrap();
+        log.push("one");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\n");
+        log.push("two");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
     }
 }

@@ -186,7 +186,7 @@ async fn fetch_source(
     tokio::task::spawn_blocking(move || {
         let _guard = handle.enter();
         let sync = tokio_util::io::SyncIoBridge::new(reader);
-        hoist_build::unpack_tar_gz(sync, &dest, &SOURCE_LIMITS)
+        hoist_build::unpack_source_tar_gz(sync, &dest, &SOURCE_LIMITS)
             .map_err(|e| format!("the source tarball is invalid: {e}"))
     })
     .await

@@ -99,6 +99,138 @@ impl Deployer {
             .join(format!("{build_id}.log"))
     }
 
+    /// Start-up: builds and release phases the previous daemon left `pending` (it was
+    /// killed or crashed mid-way) are marked failed, with the reason in the API and in
+    /// their output, and every build's scratch directory is removed. Must run before
+    /// any build starts.
+    pub fn recover_interrupted(&self) {
+        const REASON: &str =
+            "Build interrupted: the Hoist server stopped while it ran. Push again to retry.";
+        let (builds, releases) = match self.store.fail_interrupted(REASON) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "marking interrupted builds failed");
+                return;
+            }
+        };
+        for b in &builds {
+            tracing::warn!(build = %b.id, app = %b.app_id, "build interrupted by a restart");
+            self.append_build_log(&b.id, &format!(" !     {REASON}\n"));
+            self.platform.api_event(
+                &b.app_id,
+                &format!("Build failed -- check your build output: {REASON}"),
+            );
+        }
+        for r in &releases {
+            tracing::warn!(release = %r.id, app = %r.app_id, "release phase interrupted by a restart");
+            let path = self.release_output_path(&r.id);
+            let noted = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| {
+                use std::io::Write;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)?
+                    .write_all(b"Release command interrupted: the Hoist server stopped while it ran.\n")
+            });
+            if let Err(e) = noted {
+                tracing::error!(path = %path.display(), error = %e, "writing release output");
+            }
+            self.platform.api_event(
+                &r.app_id,
+                &format!(
+                    "Release v{} failed: the Hoist server stopped during its release command",
+                    r.version
+                ),
+            );
+        }
+        // Nothing builds yet, so every scratch dir and unpacked source is a leftover.
+        for root in [&self.cfg.build.work_root, &self.source_root()] {
+            let Ok(entries) = std::fs::read_dir(root) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = e.path();
+                let removed = match e.file_type() {
+                    Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                    _ => std::fs::remove_file(&path),
+                };
+                match removed {
+                    Ok(()) => tracing::info!(path = %path.display(), "removed build leftovers"),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "could not remove build leftovers")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where a release's release-phase output is kept (written as it comes).
+    pub fn release_output_path(&self, release_id: &str) -> PathBuf {
+        self.cfg
+            .data_dir
+            .join("release-output")
+            .join(format!("{release_id}.log"))
+    }
+
+    /// Whether the release ran a release phase (so it has an output stream).
+    pub fn has_release_output(&self, release_id: &str) -> bool {
+        self.logs.get(release_id).is_some() || self.release_output_path(release_id).is_file()
+    }
+
+    /// Runs the release phase of `release`; its output is the release's own stream
+    /// (served while it runs, on disk as it comes) and is also shown in the build log.
+    async fn release_phase(
+        &self,
+        app: &App,
+        release: &Release,
+        cmd: &str,
+        build_log: &Arc<BuildLog>,
+    ) -> Result<i32, String> {
+        use futures::StreamExt;
+        let path = self.release_output_path(&release.id);
+        let out = BuildLog::persisted(&path).unwrap_or_else(|e| {
+            tracing::error!(path = %path.display(), error = %e, "keeping release output");
+            BuildLog::new()
+        });
+        self.logs.insert(&release.id, out.clone());
+        let shown = build_log.clone();
+        let forward = tokio::spawn(out.stream().for_each(move |chunk| {
+            if let Ok(chunk) = chunk {
+                for line in String::from_utf8_lossy(&chunk).lines() {
+                    shown.push(&format!("       {line}"));
+                }
+            }
+            futures::future::ready(())
+        }));
+        let code = self
+            .platform
+            .run_release_phase(&app.id, release.version, cmd, out.clone())
+            .await;
+        if let Err(e) = &code {
+            out.push(&format!("Release command could not run: {e}"));
+        }
+        out.finish();
+        let _ = forward.await;
+        code
+    }
+
+    /// Appends to an interrupted build's stored output.
+    fn append_build_log(&self, build_id: &str, text: &str) {
+        use std::io::Write;
+        let path = self.build_log_path(build_id);
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            tracing::error!(path = %path.display(), error = %e, "writing build output");
+        }
+    }
+
     pub fn start_build(
         &self,
         app: &App,
@@ -110,7 +242,11 @@ impl Deployer {
         let build = self
             .store
             .create_build(&app.id, &user.id, source_url, version, &buildpacks)?;
-        let log = BuildLog::new();
+        let path = self.build_log_path(&build.id);
+        let log = BuildLog::persisted(&path).unwrap_or_else(|e| {
+            tracing::error!(path = %path.display(), error = %e, "keeping build output");
+            BuildLog::new()
+        });
         self.logs.insert(&build.id, log.clone());
         self.platform
             .api_event(&app.id, &format!("Build started by user {}", user.email));
@@ -157,11 +293,6 @@ impl Deployer {
         {
             tracing::error!(error = %e, "recording build result");
         }
-        let path = self.build_log_path(&build.id);
-        if let Some(parent) = path.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let _ = std::fs::write(&path, log.text());
         log.finish();
         let release = result?;
         let build = self
@@ -257,10 +388,7 @@ impl Deployer {
             None => release,
             Some(cmd) => {
                 log.push(&format!("-----> Running release command `{cmd}`..."));
-                let code = self
-                    .platform
-                    .run_release_phase(&app.id, release.version, &cmd, log.clone())
-                    .await;
+                let code = self.release_phase(app, &release, &cmd, log).await;
                 let ok = matches!(code, Ok(0));
                 let status = if ok {
                     ReleaseStatus::Succeeded
@@ -272,14 +400,26 @@ impl Deployer {
                     .set_release_status(&app.id, &release.id, status)
                     .map_err(|e| e.to_string())?;
                 if !ok {
+                    // As on Heroku: the build and the push succeed, the release is
+                    // marked failed and what runs does not change; its output stays
+                    // on the release (`releases:output`).
                     let why = match code {
                         Ok(c) => format!("exited with status {c}"),
                         Err(e) => e,
                     };
-                    return Err(format!(
-                        "Release command `{cmd}` {why}; v{} failed and the previous release keeps running.",
+                    log.push(&format!(
+                        " !     Release command `{cmd}` {why}; v{} failed and what runs did not change.",
                         release.version
                     ));
+                    log.push(&format!(
+                        " !     Its output is kept on v{0} (output_stream_url; `heroku releases:output v{0}`).",
+                        release.version
+                    ));
+                    self.platform.api_event(
+                        &app.id,
+                        &format!("Release v{} command failed", release.version),
+                    );
+                    return Ok(release);
                 }
                 release
             }

@@ -70,8 +70,8 @@ pub trait Platform: Send + Sync + 'static {
     fn app_destroyed(&self, app_id: &str);
     /// An `app[api]` line for the app's log stream.
     fn api_event(&self, app_id: &str, message: &str);
-    /// Runs a release's `release` command in a one-off dyno on that release; output
-    /// goes to `log`; resolves to the exit status.
+    /// Runs a release's `release` command in a one-off dyno on that release; its
+    /// output lines go to `log` as the command wrote them; resolves to the exit status.
     fn run_release_phase(
         &self,
         app_id: &str,

@@ -346,10 +346,7 @@ async fn regions() -> Response {
 }
 
 async fn stacks(State(st): State<SharedState>) -> Response {
-    json(
-        StatusCode::OK,
-        json!([{"id": st.cfg.stack, "name": st.cfg.stack, "state": "public", "default": true}]),
-    )
+    json(StatusCode::OK, json!([views::platform_stack(&st.cfg)]))
 }
 
 async fn app_addons(

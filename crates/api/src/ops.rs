@@ -142,13 +142,13 @@ pub async fn create_dyno(
     let _ = req.ptype;
     let mut env = BTreeMap::new();
     for (k, v) in req.env {
-        hoist_types::validate_config_var_name(&k).map_err(|e| ApiError::invalid(e.to_string()))?;
         let v = match v {
             Value::String(s) => s,
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
             _ => return Err(ApiError::invalid(format!("env.{k} must be a string."))),
         };
+        hoist_types::validate_config_var(&k, &v).map_err(|e| ApiError::invalid(e.to_string()))?;
         env.insert(k, v);
     }
     let size = match &req.size {

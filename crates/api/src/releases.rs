@@ -20,6 +20,7 @@ pub fn routes() -> Router<SharedState> {
             get(list_releases).post(create_release),
         )
         .route("/apps/{app}/releases/{release}", get(release_info))
+        .route("/apps/{app}/releases/{release}/output", get(release_output))
         .route(
             "/apps/{app}/releases/{release}/config-vars",
             get(release_config),
@@ -77,8 +78,49 @@ async fn list_releases(
     )?;
     let more = rows.len() > range.max;
     rows.truncate(range.max);
-    let page = rows.iter().map(|r| views::release(&app, r)).collect();
+    let page = rows.iter().map(|r| release_view(&st, &app, r)).collect();
     page_response(&range, page, more)
+}
+
+/// A release as JSON; `output_stream_url` when it ran a release phase.
+fn release_view(st: &crate::ApiState, app: &hoist_store::App, r: &hoist_store::Release) -> Value {
+    let output = st.deployer.has_release_output(&r.id).then(|| {
+        format!(
+            "{}/apps/{}/releases/{}/output",
+            st.cfg.api_url.trim_end_matches('/'),
+            app.id,
+            r.id
+        )
+    });
+    views::release(app, r, output)
+}
+
+/// The release phase's output. Like a build's output stream, the URL is a capability
+/// (the release's random id, never its version) read without a token, as
+/// `heroku releases:output` does: every line so far, then live lines until it ends.
+async fn release_output(
+    State(st): State<SharedState>,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let app = st
+        .store
+        .app(&app)
+        .map_err(|_| ApiError::not_found("release"))?;
+    let r = st.store.release(&app.id, &id)?;
+    if r.id != id {
+        return Err(ApiError::not_found("release"));
+    }
+    let body = match st.deployer.logs.get(&id) {
+        Some(log) => axum::body::Body::from_stream(log.stream()),
+        None => match std::fs::read(st.deployer.release_output_path(&id)) {
+            Ok(text) => axum::body::Body::from(text),
+            Err(_) => return Err(ApiError::not_found("release output")),
+        },
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(body)
+        .map_err(ApiError::internal)
 }
 
 async fn release_info(
@@ -88,7 +130,7 @@ async fn release_info(
 ) -> ApiResult<Response> {
     let app = app_for(&st, &who, &app)?;
     let r = st.store.release(&app.id, &release)?;
-    Ok(json(StatusCode::OK, views::release(&app, &r)))
+    Ok(json(StatusCode::OK, release_view(&st, &app, &r)))
 }
 
 async fn release_config(
@@ -161,7 +203,7 @@ async fn create_release(
         &format!("Release v{} created by user {}", release.version, who.email),
     );
     st.platform.app_changed(&app.id);
-    Ok(json(StatusCode::CREATED, views::release(&app, &release)))
+    Ok(json(StatusCode::CREATED, release_view(&st, &app, &release)))
 }
 
 async fn formation(

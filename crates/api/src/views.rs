@@ -20,6 +20,18 @@ fn stack(name: &str) -> Value {
     json!({"id": uuid_for(name), "name": name})
 }
 
+/// The platform's one stack, as `GET /stacks` lists it.
+pub fn platform_stack(cfg: &ApiConfig) -> Value {
+    json!({
+        "id": uuid_for(&cfg.stack), "name": cfg.stack, "state": "public", "default": true,
+    })
+}
+
+/// Whether `ident` (a stack name or id) names the platform's stack.
+pub fn is_platform_stack(cfg: &ApiConfig, ident: &str) -> bool {
+    ident.eq_ignore_ascii_case(&cfg.stack) || ident == uuid_for(&cfg.stack)
+}
+
 /// A stable UUID for a fixed name (stacks, regions), so clients see consistent ids.
 fn uuid_for(name: &str) -> String {
     use sha2::{Digest, Sha256};
@@ -39,7 +51,8 @@ pub fn app(cfg: &ApiConfig, a: &App) -> Value {
     json!({
         "id": a.id, "name": a.name,
         "web_url": cfg.web_url(&a.name), "git_url": cfg.git_url(&a.name),
-        "stack": stack(&a.stack), "build_stack": stack(&a.stack),
+        // Apps run on the platform's one stack, whatever name an older version stored.
+        "stack": stack(&cfg.stack), "build_stack": stack(&cfg.stack),
         "region": {"id": uuid_for(&a.region), "name": a.region},
         "owner": {"id": a.owner_id, "email": a.owner_email},
         "organization": null, "team": null, "space": null, "internal_routing": null,
@@ -51,14 +64,14 @@ pub fn app(cfg: &ApiConfig, a: &App) -> Value {
     })
 }
 
-pub fn release(app: &App, r: &Release) -> Value {
+pub fn release(app: &App, r: &Release, output_stream_url: Option<String>) -> Value {
     json!({
         "id": r.id, "version": r.version, "description": r.description,
         "status": r.status.as_str(), "current": r.current,
         "eligible_for_rollback": r.status == hoist_store::ReleaseStatus::Succeeded,
         "user": {"id": r.user_id, "email": r.user_email},
         "addon_plan_names": r.addon_plan_names,
-        "output_stream_url": null,
+        "output_stream_url": output_stream_url,
         "slug": r.slug_id.as_ref().map(|id| json!({"id": id})),
         "app": app_ref(app),
         "artifacts": r.slug_id.as_ref().map(|id| vec![json!({"type": "slug", "id": id})]).unwrap_or_default(),
@@ -122,13 +135,15 @@ pub fn domain(cfg: &ApiConfig, app: &App, d: &Domain) -> Value {
 pub fn build(cfg: &ApiConfig, app: &App, b: &Build) -> Value {
     json!({
         "id": b.id, "status": b.status, "app": app_ref(app),
+        // Hoist's addition: why a build failed when its output cannot say (interrupted).
+        "status_reason": b.status_reason,
         "source_blob": {"url": b.source_url, "version": b.source_version, "checksum": null, "version_description": null},
         "buildpacks": b.buildpacks.iter().map(|u| json!({"url": u, "name": u})).collect::<Vec<_>>(),
         "output_stream_url": format!("{}/apps/{}/builds/{}/output", cfg.api_url.trim_end_matches('/'), app.id, b.id),
         "slug": b.slug_id.as_ref().map(|id| json!({"id": id})),
         "release": b.release_id.as_ref().map(|id| json!({"id": id})),
         "user": {"id": b.user_id, "email": b.user_email},
-        "stack": app.stack,
+        "stack": cfg.stack,
         "created_at": b.created_at, "updated_at": b.updated_at,
     })
 }

@@ -63,6 +63,46 @@ pub fn unpack_tar_gz(
     dest: &Path,
     limits: &UnpackLimits,
 ) -> Result<(), BuildError> {
+    unpack(reader, dest, limits, false)
+}
+
+/// [`unpack_tar_gz`] for app source tarballs: when the archive holds one top-level
+/// directory and nothing else, as GitHub's `/tarball/` and `/archive/*.tar.gz`
+/// downloads do, `dest` becomes that directory's contents (what Heroku builds from
+/// such a tarball). See [`sole_top_dir`].
+pub fn unpack_source_tar_gz(
+    reader: impl Read,
+    dest: &Path,
+    limits: &UnpackLimits,
+) -> Result<(), BuildError> {
+    unpack(reader, dest, limits, true)
+}
+
+/// The directory an unpacked archive is wrapped in: `root` holds exactly one entry
+/// and it is a directory (not a link to one). The one rule for unwrapping app sources
+/// and buildpack tarballs.
+pub fn sole_top_dir(root: &Path) -> Result<Option<PathBuf>, BuildError> {
+    let mut entries = fs::read_dir(root).ctx(|| format!("reading {}", root.display()))?;
+    let first = match entries.next() {
+        Some(e) => e.ctx(|| format!("reading {}", root.display()))?,
+        None => return Ok(None),
+    };
+    if entries.next().is_some() {
+        return Ok(None);
+    }
+    let is_dir = first
+        .file_type()
+        .ctx(|| format!("inspecting {}", first.path().display()))?
+        .is_dir();
+    Ok(is_dir.then(|| first.path()))
+}
+
+fn unpack(
+    reader: impl Read,
+    dest: &Path,
+    limits: &UnpackLimits,
+    unwrap_top_dir: bool,
+) -> Result<(), BuildError> {
     let parent = parent_of(dest)?;
     fs::create_dir_all(&parent).ctx(|| format!("creating {}", parent.display()))?;
     check_dest_free(dest)?;
@@ -74,14 +114,33 @@ pub fn unpack_tar_gz(
         .prefix(&format!(".{name}.unpack-"))
         .tempdir_in(&parent)
         .ctx(|| format!("creating a temp dir in {}", parent.display()))?;
-    let root_mode = extract_into(GzDecoder::new(reader), tmp.path(), limits)?;
-    if !limits.allow_outside_symlinks {
-        verify_symlinks(tmp.path(), tmp.path())?;
+    let mut root_mode = extract_into(GzDecoder::new(reader), tmp.path(), limits)?;
+    // The tree that becomes `dest`: links are checked against it, not the wrapper
+    // (`top/a -> ../b` stays inside the archive but would leave `dest`).
+    let tree = if unwrap_top_dir {
+        sole_top_dir(tmp.path())?
+    } else {
+        None
+    };
+    if let Some(top) = &tree {
+        root_mode = (fs::symlink_metadata(top)
+            .ctx(|| format!("inspecting {}", top.display()))?
+            .mode()
+            & 0o777)
+            | 0o700;
     }
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(root_mode))
-        .ctx(|| format!("chmod {}", tmp.path().display()))?;
+    let tree = tree.unwrap_or_else(|| tmp.path().to_path_buf());
+    if !limits.allow_outside_symlinks {
+        verify_symlinks(&tree, &tree)?;
+    }
+    fs::set_permissions(&tree, fs::Permissions::from_mode(root_mode))
+        .ctx(|| format!("chmod {}", tree.display()))?;
     let tmp_path = tmp.keep();
-    if let Err(e) = fs::rename(&tmp_path, dest) {
+    let moved = fs::rename(&tree, dest);
+    if tree != tmp_path {
+        let _ = fs::remove_dir_all(&tmp_path);
+    }
+    if let Err(e) = moved {
         let _ = fs::remove_dir_all(&tmp_path);
         return Err(
             if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) {

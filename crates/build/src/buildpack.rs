@@ -1,6 +1,6 @@
 //! Finding buildpacks: built-ins, local paths, tarball URLs and git URLs.
 
-use crate::archive::{unpack_tar_gz, UnpackLimits};
+use crate::archive::{sole_top_dir, unpack_tar_gz, UnpackLimits};
 use crate::error::{BuildError, IoContext};
 use crate::tree::{copy_tree, random_id};
 use sha2::{Digest, Sha256};
@@ -325,21 +325,14 @@ fn fetch_cached(
     }
 }
 
-/// GitHub-style tarballs wrap everything in one top-level directory.
+/// GitHub-style tarballs wrap everything in one top-level directory (the same rule
+/// as for app sources, [`sole_top_dir`]); a buildpack's root is where `bin/` is.
 fn buildpack_root(dir: &Path) -> PathBuf {
     if dir.join("bin").is_dir() {
         return dir.to_path_buf();
     }
-    let subdirs: Vec<PathBuf> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| fs::symlink_metadata(p).map(|m| m.is_dir()).unwrap_or(false))
-                .collect()
-        })
-        .unwrap_or_default();
-    match subdirs.as_slice() {
-        [only] if only.join("bin").is_dir() => only.clone(),
+    match sole_top_dir(dir) {
+        Ok(Some(only)) if only.join("bin").is_dir() => only,
         _ => dir.to_path_buf(),
     }
 }

@@ -22,7 +22,8 @@ mod slugignore;
 mod tree;
 
 pub use archive::{
-    pack_slug, pack_source_dir, unpack_slug, unpack_tar_gz, UnpackLimits, SLUG_UNPACK_LIMITS,
+    pack_slug, pack_source_dir, sole_top_dir, unpack_slug, unpack_source_tar_gz, unpack_tar_gz,
+    UnpackLimits, SLUG_UNPACK_LIMITS,
 };
 pub use buildpack::{builtin_display_name, install_builtin_buildpacks, BUILTIN_ORDER};
 pub use error::BuildError;

@@ -22,67 +22,83 @@ use tracing::info;
 #[command(name = "hoist server", about = "Run the Hoist control plane")]
 pub struct ServerArgs {
     /// Where state, repositories, slugs and logs live.
-    #[arg(long, env = "HOIST_DATA_DIR", default_value_os_t = default_data_dir())]
+    #[arg(long, env = "HOIST_SERVER_DATA_DIR", default_value_os_t = default_data_dir())]
     pub data_dir: PathBuf,
     /// Address of the Platform API and git server.
-    #[arg(long, env = "HOIST_API_ADDR", default_value = "127.0.0.1:5000")]
+    #[arg(long, env = "HOIST_SERVER_API_ADDR", default_value = "127.0.0.1:5000")]
     pub api_addr: SocketAddr,
     /// Address of the HTTP router that serves apps.
-    #[arg(long, env = "HOIST_ROUTER_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "HOIST_SERVER_ROUTER_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub router_addr: SocketAddr,
     /// Also terminate TLS for apps on this address (HTTP/2 and HTTP/1.1 by ALPN);
     /// off unless given. Certificates come from --router-tls-certs.
-    #[arg(long, env = "HOIST_ROUTER_TLS_ADDR")]
+    #[arg(long, env = "HOIST_SERVER_ROUTER_TLS_ADDR")]
     pub router_tls_addr: Option<SocketAddr>,
     /// Directory of `<hostname>.crt` + `<hostname>.key` PEM pairs for the TLS router,
     /// chosen by SNI (`*.<domain>.crt` for a wildcard, `default.crt` as fallback);
     /// defaults to <data-dir>/certs.
-    #[arg(long, env = "HOIST_ROUTER_TLS_CERTS")]
+    #[arg(long, env = "HOIST_SERVER_ROUTER_TLS_CERTS")]
     pub router_tls_certs: Option<PathBuf>,
     /// Base domain: apps are reachable as <app>.<domain>.
-    #[arg(long, env = "HOIST_DOMAIN", default_value = "localhost")]
+    #[arg(long, env = "HOIST_SERVER_DOMAIN", default_value = "localhost")]
     pub domain: String,
     /// Public URL of the API (defaults to http://<api-addr>).
-    #[arg(long, env = "HOIST_API_URL")]
+    #[arg(long, env = "HOIST_SERVER_API_URL")]
     pub api_url: Option<String>,
     /// Dyno runtime: `runc` (isolated containers) or `process` (plain child processes,
     /// no isolation; development only).
-    #[arg(long, env = "HOIST_RUNTIME", default_value = "runc")]
+    #[arg(long, env = "HOIST_SERVER_RUNTIME", default_value = "runc")]
     pub runtime: String,
     /// Seconds a web dyno has to bind $PORT (Heroku: 60).
-    #[arg(long, env = "HOIST_BOOT_TIMEOUT", default_value_t = 60)]
+    #[arg(long, env = "HOIST_SERVER_BOOT_TIMEOUT", default_value_t = 60)]
     pub boot_timeout: u64,
     /// Seconds between SIGTERM and SIGKILL when stopping a dyno (Heroku: 30).
-    #[arg(long, env = "HOIST_STOP_GRACE", default_value_t = 30)]
+    #[arg(long, env = "HOIST_SERVER_STOP_GRACE", default_value_t = 30)]
     pub stop_grace: u64,
     /// Seconds without a request before an eco app sleeps (Heroku: 30 minutes).
-    #[arg(long, env = "HOIST_IDLE_SECONDS", default_value_t = 1800)]
+    #[arg(long, env = "HOIST_SERVER_IDLE_SECONDS", default_value_t = 1800)]
     pub idle_seconds: u64,
     /// Restart every dyno daily like Heroku's cycling (`false` to switch off).
-    #[arg(long, env = "HOIST_DAILY_CYCLING", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "HOIST_SERVER_DAILY_CYCLING", default_value_t = true, action = clap::ArgAction::Set)]
     pub daily_cycling: bool,
     /// Address of the TLS rendezvous endpoint for attached one-off dynos
     /// (`hoist run`, `heroku run`); port 0 picks a free one.
-    #[arg(long, env = "HOIST_RENDEZVOUS_ADDR", default_value = "127.0.0.1:0")]
+    #[arg(
+        long,
+        env = "HOIST_SERVER_RENDEZVOUS_ADDR",
+        default_value = "127.0.0.1:0"
+    )]
     pub rendezvous_addr: SocketAddr,
     /// Seconds an add-on may stay `provisioning` (partner never called back) before it
     /// is deprovisioned and removed.
-    #[arg(long, env = "HOIST_ADDON_PROVISION_TIMEOUT", default_value_t = 600)]
+    #[arg(
+        long,
+        env = "HOIST_SERVER_ADDON_PROVISION_TIMEOUT",
+        default_value_t = 600
+    )]
     pub addon_provision_timeout: u64,
     /// Share runtimes installed from a runtime source (e.g. Node 22) among the builds of
     /// all apps, in <data-dir>/runtimes (`false`: each app keeps its own in its build
     /// cache; safer when apps do not trust each other, since every build can write the
     /// shared cache).
-    #[arg(long, env = "HOIST_SHARED_RUNTIME_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "HOIST_SERVER_SHARED_RUNTIME_CACHE", default_value_t = true, action = clap::ArgAction::Set)]
     pub shared_runtime_cache: bool,
     /// Hosts that tenants' URLs (sources, buildpacks, log drains) may reach although
     /// they resolve to loopback, private or link-local addresses, which are refused
     /// otherwise. A name, an IP address or a URL naming the host; repeat or
     /// comma-separate.
-    #[arg(long, env = "HOIST_ALLOW_INTERNAL_URL", value_delimiter = ',')]
+    #[arg(long, env = "HOIST_SERVER_ALLOW_INTERNAL_URL", value_delimiter = ',')]
     pub allow_internal_url: Vec<String>,
     /// Email of the owner account created on first start.
-    #[arg(long, env = "HOIST_ADMIN_EMAIL", default_value = "admin@hoist.local")]
+    #[arg(
+        long,
+        env = "HOIST_SERVER_ADMIN_EMAIL",
+        default_value = "admin@hoist.local"
+    )]
     pub admin_email: String,
 }
 
@@ -211,9 +227,7 @@ impl Platform for ServerPlatform {
             tty: false,
             process_type: "release".into(),
             release_version: Some(version),
-            output: Some(Arc::new(move |line: &str| {
-                log.push(&format!("       {line}"))
-            })),
+            output: Some(Arc::new(move |line: &str| log.push(line))),
             // Heroku's release phase has a hard one-hour limit.
             time_to_live: Some(Duration::from_secs(3600)),
         };
@@ -339,7 +353,27 @@ fn hex_lower(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Server settings used to be read from `HOIST_<FLAG>`; say so when such a variable
+/// is set, except for the ones the CLI itself reads (set for it, not for the server).
+fn warn_about_old_env_names() {
+    use clap::CommandFactory;
+    const CLIENT_NAMES: &[&str] = &["HOIST_API_URL", "HOIST_DATA_DIR"];
+    for arg in ServerArgs::command().get_arguments() {
+        let Some(env) = arg.get_env().and_then(|e| e.to_str()) else {
+            continue;
+        };
+        let old = env.replacen("HOIST_SERVER_", "HOIST_", 1);
+        if !CLIENT_NAMES.contains(&old.as_str()) && std::env::var_os(&old).is_some() {
+            tracing::warn!(
+                "{old} is ignored: the server reads {env} (or --{})",
+                arg.get_id()
+            );
+        }
+    }
+}
+
 async fn run(args: ServerArgs) -> Result<()> {
+    warn_about_old_env_names();
     if args.domain.is_empty() || args.domain.contains(['/', ':', ' ']) {
         bail!("--domain must be a bare DNS name such as localhost or apps.example.com");
     }
@@ -390,6 +424,23 @@ async fn run(args: ServerArgs) -> Result<()> {
         .api_url
         .clone()
         .unwrap_or_else(|| format!("http://{api_addr}"));
+    // The one stack is the host's distribution; named once, here, for the API,
+    // `$STACK` and the build banner.
+    let stack = ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|text| hoist_types::stack_name_from_os_release(&text))
+        .unwrap_or_else(|| "linux".to_string());
+    // Custom domains added before today's rules (an IP address would take every
+    // request addressed to the router by IP) go before the router sees them.
+    let api_host = url_host(&api_url);
+    let platform_hosts = hoist_types::PlatformHosts {
+        domain: &args.domain,
+        api_host: api_host.as_deref(),
+    };
+    for (d, why) in store.remove_refused_domains(&platform_hosts)? {
+        tracing::warn!(app = %d.app_id, domain = %d.hostname, reason = %why, "removed a custom domain");
+    }
 
     let egress = args
         .allow_internal_url
@@ -526,10 +577,11 @@ async fn run(args: ServerArgs) -> Result<()> {
         hoist_api::deploy::DeployConfig {
             data_dir: args.data_dir.clone(),
             build: build_cfg,
-            stack: "heroku-24".into(),
+            stack: stack.clone(),
         },
         platform.clone(),
     );
+    deployer.recover_interrupted();
     // Add-on providers: managed PostgreSQL/Redis servers keep running across daemon
     // restarts; boot re-adopts them (or starts them again after a reboot).
     let mut addons_cfg = hoist_addons::AddonsConfig::default();
@@ -568,7 +620,7 @@ async fn run(args: ServerArgs) -> Result<()> {
             domain: args.domain.clone(),
             api_url: api_url.clone(),
             router_port: router_addr.port(),
-            stack: "heroku-24".into(),
+            stack: stack.clone(),
             egress,
         },
         platform,
@@ -681,4 +733,31 @@ fn url_host(url: &str) -> Option<String> {
             .to_string()
     };
     (!host.is_empty()).then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerArgs;
+    use clap::CommandFactory;
+
+    /// The CLI reads `HOIST_API_URL`, `HOIST_DATA_DIR`, ... from the same shell: every
+    /// server setting has a name of its own so that a shell configured for the client
+    /// cannot reconfigure a server started from it.
+    #[test]
+    fn server_env_names_cannot_collide_with_the_clients() {
+        let cmd = ServerArgs::command();
+        let mut seen = 0;
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                assert!(
+                    env.starts_with("HOIST_SERVER_"),
+                    "--{} reads {env}",
+                    arg.get_id()
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen > 10, "only {seen} settings have an env name");
+    }
 }

@@ -68,6 +68,15 @@ fn addon_config(tx: &Transaction<'_>, addon_id: &str) -> Result<BTreeMap<String,
     Ok(serde_json::from_str(&raw)?)
 }
 
+/// Checks the `<NAME>_<KEY>` vars an attachment would set, before anything is written.
+fn check_attachment_vars(name: &str, config: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in config {
+        hoist_types::validate_config_var(&format!("{name}_{k}"), v)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Sets `<NAME>_<KEY>` vars on the app, refusing to overwrite existing ones.
 fn set_attachment_vars(
     tx: &Transaction<'_>,
@@ -75,6 +84,7 @@ fn set_attachment_vars(
     name: &str,
     config: &BTreeMap<String, String>,
 ) -> Result<()> {
+    check_attachment_vars(name, config)?;
     for (k, v) in config {
         let var = format!("{name}_{k}");
         let exists: Option<String> = tx
@@ -510,6 +520,7 @@ fn update_config_in_tx(
     };
     let mut out = Vec::new();
     for (app_id, name) in attachments {
+        check_attachment_vars(&name, &new)?;
         for k in old.keys() {
             tx.execute(
                 "DELETE FROM config_vars WHERE app_id = ?1 AND key = ?2",
@@ -703,5 +714,43 @@ mod tests {
         // A failed destroy (no such app) records nothing.
         assert!(s.destroy_app("nope", &u.id).is_err());
         assert!(s.pending_deprovisions().unwrap().is_empty());
+    }
+
+    #[test]
+    fn addon_config_that_no_process_could_receive_is_refused() {
+        let (_d, s) = store();
+        let (u, app) = owner_and_app(&s);
+        let bad = BTreeMap::from([("URL".to_string(), "redis://a\0b".to_string())]);
+        let new = NewAddon {
+            name: "redis-nul-1",
+            service: "redis",
+            plan: "mini",
+            state: "provisioned",
+            provider_id: None,
+            config: &bad,
+            attachment: "REDIS",
+        };
+        let e = s.create_addon(&app.id, &new, &u.id).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Invalid(m) if m.contains("REDIS_URL")),
+            "{e:?}"
+        );
+        assert!(s.addon("redis-nul-1").is_err(), "nothing written");
+        let good = BTreeMap::from([("URL".to_string(), "redis://r".to_string())]);
+        let (addon, _) = s
+            .create_addon(
+                &app.id,
+                &NewAddon {
+                    config: &good,
+                    ..new
+                },
+                &u.id,
+            )
+            .unwrap();
+        assert!(matches!(
+            s.set_addon_config(&addon.id, &bad, &u.id),
+            Err(StoreError::Invalid(_))
+        ));
+        assert_eq!(s.config_vars(&app.id).unwrap()["REDIS_URL"], "redis://r");
     }
 }

@@ -4,11 +4,11 @@ use crate::{
     new_id, not_found, now, Build, ConfigVars, Release, ReleaseStatus, Result, Slug, Store,
     StoreError,
 };
-use hoist_types::validate_config_var_name;
+use hoist_types::{validate_config_var, validate_config_var_name};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use std::collections::BTreeMap;
 
-pub const MAX_CONFIG_VALUE_BYTES: usize = 32 * 1024;
+pub use hoist_types::MAX_CONFIG_VALUE_BYTES;
 pub const MAX_CONFIG_TOTAL_BYTES: usize = 64 * 1024;
 
 const RELEASE_COLS: &str = "r.id, r.app_id, r.version, r.description, r.status, r.slug_id, r.config, r.addon_plan_names, r.user_id, COALESCE(u.email, ''), r.created_at, r.updated_at";
@@ -232,15 +232,11 @@ fn config_description(set: &[&str], removed: &[&str]) -> String {
 /// Checks a config var change before anything is written.
 pub fn validate_config_change(changes: &BTreeMap<String, Option<String>>) -> Result<()> {
     for (k, v) in changes {
-        validate_config_var_name(k).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        if let Some(v) = v {
-            if v.len() > MAX_CONFIG_VALUE_BYTES {
-                return Err(StoreError::Invalid(format!(
-                    "Config var {k} is {} bytes; values are limited to 32 KB.",
-                    v.len()
-                )));
-            }
+        match v {
+            Some(v) => validate_config_var(k, v),
+            None => validate_config_var_name(k),
         }
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
     }
     Ok(())
 }
@@ -335,10 +331,7 @@ impl Store {
     ) -> Result<Release> {
         self.write(|tx| {
             let rel = release_by_ident(tx, app_id, release_id)?;
-            tx.execute(
-                "UPDATE releases SET status = ?2, updated_at = ?3 WHERE id = ?1",
-                params![rel.id, status.as_str(), now()],
-            )?;
+            update_release_status(tx, &rel.id, status)?;
             if status == ReleaseStatus::Succeeded {
                 released(tx, app_id, rel.slug_id.as_deref())?;
             }
@@ -488,6 +481,41 @@ impl Store {
         })
     }
 
+    /// Marks every build and release phase still `pending` as failed with `reason`.
+    /// Only for start-up: nothing can be running then, so `pending` means the daemon
+    /// stopped (crash, `kill -9`) in the middle. Returns the builds and releases marked.
+    pub fn fail_interrupted(&self, reason: &str) -> Result<(Vec<Build>, Vec<Release>)> {
+        let (builds, releases) = self.write(|tx| {
+            let ts = now();
+            let builds: Vec<(String, String)> = {
+                let mut st = tx.prepare(
+                    "UPDATE builds SET status = 'failed', status_reason = ?1, updated_at = ?2 WHERE status = 'pending' RETURNING app_id, id",
+                )?;
+                let rows = st.query_map(params![reason, ts], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let releases: Vec<(String, String)> = {
+                let mut st =
+                    tx.prepare("SELECT app_id, id FROM releases WHERE status = 'pending'")?;
+                let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for (_, id) in &releases {
+                update_release_status(tx, id, ReleaseStatus::Failed)?;
+            }
+            Ok((builds, releases))
+        })?;
+        let builds = builds
+            .iter()
+            .map(|(app, id)| self.build(app, id))
+            .collect::<Result<_>>()?;
+        let releases = releases
+            .iter()
+            .map(|(app, id)| self.release(app, id))
+            .collect::<Result<_>>()?;
+        Ok((builds, releases))
+    }
+
     pub fn build(&self, app_id: &str, id: &str) -> Result<Build> {
         self.read(|c| {
             let raw = c
@@ -513,6 +541,15 @@ impl Store {
     }
 }
 
+/// The one change the ledger allows to a release: its status.
+fn update_release_status(tx: &Transaction<'_>, id: &str, status: ReleaseStatus) -> Result<()> {
+    tx.execute(
+        "UPDATE releases SET status = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, status.as_str(), now()],
+    )?;
+    Ok(())
+}
+
 fn current_slug_id(c: &Connection, app_id: &str) -> Result<Option<String>> {
     Ok(c.query_row(
         "SELECT slug_id FROM releases WHERE app_id = ?1 AND status = 'succeeded' ORDER BY version DESC LIMIT 1",
@@ -523,7 +560,7 @@ fn current_slug_id(c: &Connection, app_id: &str) -> Result<Option<String>> {
     .flatten())
 }
 
-const BUILD_SELECT: &str = "SELECT b.id, b.app_id, b.status, b.source_url, b.source_version, b.slug_id, b.release_id, b.user_id, COALESCE(u.email, ''), b.buildpacks, b.created_at, b.updated_at FROM builds b LEFT JOIN accounts u ON u.id = b.user_id";
+const BUILD_SELECT: &str = "SELECT b.id, b.app_id, b.status, b.source_url, b.source_version, b.slug_id, b.release_id, b.user_id, COALESCE(u.email, ''), b.buildpacks, b.created_at, b.updated_at, b.status_reason FROM builds b LEFT JOIN accounts u ON u.id = b.user_id";
 
 fn build_row(r: &Row<'_>) -> rusqlite::Result<(Build, String)> {
     Ok((
@@ -538,6 +575,7 @@ fn build_row(r: &Row<'_>) -> rusqlite::Result<(Build, String)> {
             user_id: r.get(7)?,
             user_email: r.get(8)?,
             buildpacks: Vec::new(),
+            status_reason: r.get(12)?,
             created_at: r.get(10)?,
             updated_at: r.get(11)?,
         },
@@ -633,6 +671,51 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn interrupted_builds_and_release_phases_are_marked_failed_with_the_reason() {
+        let (_d, s) = store();
+        let (u, app) = owner_and_app(&s);
+        let done = s.create_build(&app.id, &u.id, None, None, &[]).unwrap();
+        s.finish_build(&done.id, "succeeded", None, None).unwrap();
+        let running = s
+            .create_build(&app.id, &u.id, None, Some("abc"), &[])
+            .unwrap();
+        let phase = s
+            .create_release(
+                &app.id,
+                NewRelease {
+                    description: "Deploy abc".into(),
+                    slug_id: None,
+                    config: None,
+                    status: ReleaseStatus::Pending,
+                    user_id: u.id.clone(),
+                },
+            )
+            .unwrap();
+        let (builds, releases) = s.fail_interrupted("the server stopped").unwrap();
+        assert_eq!(builds.len(), 1);
+        assert_eq!(builds[0].id, running.id);
+        assert_eq!(builds[0].status, "failed");
+        assert_eq!(
+            builds[0].status_reason.as_deref(),
+            Some("the server stopped")
+        );
+        assert_eq!(releases.len(), 1);
+        assert_eq!(releases[0].id, phase.id);
+        assert_eq!(
+            s.release(&app.id, &phase.id).unwrap().status,
+            ReleaseStatus::Failed
+        );
+        let kept = s.build(&app.id, &done.id).unwrap();
+        assert_eq!(
+            (kept.status.as_str(), kept.status_reason),
+            ("succeeded", None)
+        );
+        // A second start finds nothing left.
+        let (b, r) = s.fail_interrupted("again").unwrap();
+        assert!(b.is_empty() && r.is_empty());
     }
 
     #[test]

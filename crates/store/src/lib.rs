@@ -21,7 +21,6 @@ pub use ledger::{
     validate_config_change, NewRelease, NewSlug, MAX_CONFIG_TOTAL_BYTES, MAX_CONFIG_VALUE_BYTES,
 };
 pub use model::*;
-pub use resources::validate_hostname;
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};

@@ -98,6 +98,8 @@ pub struct Build {
     pub user_id: String,
     pub user_email: String,
     pub buildpacks: Vec<String>,
+    /// Why the build failed, when that is not in its output (e.g. the daemon stopped).
+    pub status_reason: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }

@@ -1,33 +1,8 @@
 //! Smaller per-app resources: custom domains, log drains, buildpack installations.
 
 use crate::{new_id, not_found, now, Domain, LogDrain, Result, Store, StoreError};
+use hoist_types::{validate_custom_domain, PlatformHosts};
 use rusqlite::{params, OptionalExtension};
-
-/// Hostnames as RFC 1123 allows them (letters, digits, dashes, dots; wildcard first label).
-pub fn validate_hostname(h: &str) -> Result<String> {
-    let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
-    let ok = !h.is_empty()
-        && h.len() <= 253
-        && h.contains('.')
-        && h.split('.').enumerate().all(|(i, label)| {
-            (i == 0 && label == "*")
-                || (!label.is_empty()
-                    && label.len() <= 63
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-        });
-    if ok {
-        Ok(h)
-    } else {
-        Err(StoreError::Invalid(format!(
-            "{:?} is not a valid hostname.",
-            h.chars().take(80).collect::<String>()
-        )))
-    }
-}
 
 impl Store {
     pub fn domains(&self, app_id: &str) -> Result<Vec<Domain>> {
@@ -61,14 +36,10 @@ impl Store {
         &self,
         app_id: &str,
         hostname: &str,
-        platform_domain: &str,
+        platform: &PlatformHosts,
     ) -> Result<Domain> {
-        let hostname = validate_hostname(hostname)?;
-        if hostname == platform_domain || hostname.ends_with(&format!(".{platform_domain}")) {
-            return Err(StoreError::Invalid(format!(
-                "{hostname} is under the platform domain {platform_domain}; apps get <app>.{platform_domain} automatically."
-            )));
-        }
+        let hostname = validate_custom_domain(hostname, platform)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.write(|tx| {
             let taken: Option<String> = tx
                 .query_row("SELECT app_id FROM domains WHERE hostname = ?1", [&hostname], |r| r.get(0))
@@ -92,6 +63,45 @@ impl Store {
             )?;
             Ok(d)
         })
+    }
+
+    /// Removes custom domains that today's rules refuse (added before they existed,
+    /// e.g. `127.0.0.1`, which would take every request addressed to the router by IP);
+    /// returns them with the reason.
+    pub fn remove_refused_domains(
+        &self,
+        platform: &PlatformHosts,
+    ) -> Result<Vec<(Domain, String)>> {
+        let all: Vec<Domain> = self.read(|c| {
+            let mut st =
+                c.prepare("SELECT id, app_id, hostname, created_at, updated_at FROM domains")?;
+            let rows = st.query_map([], |r| {
+                Ok(Domain {
+                    id: r.get(0)?,
+                    app_id: r.get(1)?,
+                    hostname: r.get(2)?,
+                    created_at: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        let refused: Vec<(Domain, String)> = all
+            .into_iter()
+            .filter_map(|d| match validate_custom_domain(&d.hostname, platform) {
+                Ok(_) => None,
+                Err(e) => Some((d, e.to_string())),
+            })
+            .collect();
+        if !refused.is_empty() {
+            self.write(|tx| {
+                for (d, _) in &refused {
+                    tx.execute("DELETE FROM domains WHERE id = ?1", [&d.id])?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(refused)
     }
 
     pub fn remove_domain(&self, app_id: &str, ident: &str) -> Result<Domain> {
@@ -274,21 +284,48 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use crate::testutil::{owner_and_app, store};
+    use hoist_types::PlatformHosts;
 
     #[test]
     fn domains_are_validated_and_unique() {
         let (_d, s) = store();
+        let localhost = &PlatformHosts {
+            domain: "localhost",
+            api_host: Some("127.0.0.1"),
+        };
         let (_u, app) = owner_and_app(&s);
         let d = s
-            .add_domain(&app.id, "WWW.Example.test.", "localhost")
+            .add_domain(&app.id, "WWW.Example.test.", localhost)
             .unwrap();
         assert_eq!(d.hostname, "www.example.test");
         assert!(s
-            .add_domain(&app.id, "www.example.test", "localhost")
+            .add_domain(&app.id, "www.example.test", localhost)
             .is_err());
-        assert!(s.add_domain(&app.id, "bad host", "localhost").is_err());
-        assert!(s.add_domain(&app.id, "x.localhost", "localhost").is_err());
+        assert!(s.add_domain(&app.id, "bad host", localhost).is_err());
+        assert!(s.add_domain(&app.id, "x.localhost", localhost).is_err());
+        assert!(s.add_domain(&app.id, "127.0.0.1", localhost).is_err());
         s.remove_domain(&app.id, "www.example.test").unwrap();
         assert!(s.domains(&app.id).unwrap().is_empty());
+        // Rows from before the rules (written directly here) are swept at start.
+        s.add_domain(&app.id, "www.kept.test", localhost).unwrap();
+        s.write(|tx| {
+            tx.execute(
+                "INSERT INTO domains (id, app_id, hostname, created_at, updated_at) VALUES ('d1', ?1, '127.0.0.1', '', '')",
+                [&app.id],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let gone = s.remove_refused_domains(localhost).unwrap();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].0.hostname, "127.0.0.1");
+        assert!(gone[0].1.contains("IP address"), "{}", gone[0].1);
+        let left: Vec<String> = s
+            .domains(&app.id)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.hostname)
+            .collect();
+        assert_eq!(left, ["www.kept.test"]);
     }
 }

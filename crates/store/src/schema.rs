@@ -182,4 +182,8 @@ CREATE TABLE addon_deprovisions (
     created_at TEXT NOT NULL
 );
 "#,
+    // Why a build failed when its own output cannot say it (e.g. interrupted).
+    r#"
+ALTER TABLE builds ADD COLUMN status_reason TEXT;
+"#,
 ];

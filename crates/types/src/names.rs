@@ -8,6 +8,8 @@ pub enum NameError {
     InvalidAppName,
     #[error("Invalid config var name {0:?}: names must start with a letter or underscore and contain only letters, digits and underscores (at most 256 characters).")]
     InvalidConfigVarName(String),
+    #[error("Config var {name} {reason}.")]
+    InvalidConfigVarValue { name: String, reason: String },
     #[error("Invalid process type {0:?}: use letters, digits, dashes and underscores (at most 30 characters).")]
     InvalidProcessType(String),
 }
@@ -41,6 +43,32 @@ pub fn validate_config_var_name(name: &str) -> Result<(), NameError> {
             name.chars().take(64).collect(),
         ))
     }
+}
+
+/// Longest config var value accepted (Heroku's limit is 32 KB per var).
+pub const MAX_CONFIG_VALUE_BYTES: usize = 32 * 1024;
+
+/// A config var as it becomes an environment variable of every dyno and build: a valid
+/// name, and a value the kernel can pass (`execve` strings end at the first NUL, so such
+/// a value could never reach a process) within the size limit.
+pub fn validate_config_var(name: &str, value: &str) -> Result<(), NameError> {
+    validate_config_var_name(name)?;
+    let invalid = |reason: String| NameError::InvalidConfigVarValue {
+        name: name.to_string(),
+        reason,
+    };
+    if value.contains('\0') {
+        return Err(invalid(
+            "contains a NUL byte, which an environment variable cannot hold".into(),
+        ));
+    }
+    if value.len() > MAX_CONFIG_VALUE_BYTES {
+        return Err(invalid(format!(
+            "is {} bytes; values are limited to 32 KB",
+            value.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Process types as Heroku accepts them in a Procfile (`web`, `worker`, `clock-2`).
@@ -82,6 +110,22 @@ mod tests {
         ] {
             assert!(validate_app_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn config_var_values_must_fit_an_environment_variable() {
+        assert!(validate_config_var("A", "").is_ok());
+        assert!(validate_config_var("A", "x=y\nz \u{e9}").is_ok());
+        let e = validate_config_var("SECRET", "a\0b").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("Config var SECRET contains a NUL byte"),
+            "{e}"
+        );
+        let big = "x".repeat(MAX_CONFIG_VALUE_BYTES + 1);
+        assert!(validate_config_var("A", &big).is_err());
+        assert!(validate_config_var("A", &big[1..]).is_ok());
+        assert!(validate_config_var("1A", "v").is_err());
     }
 
     #[test]

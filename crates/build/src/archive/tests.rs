@@ -627,3 +627,71 @@ fn slugs_may_link_outside_but_sources_may_not() {
     let link = std::fs::read_link(dir.path().join("slug/python3")).unwrap();
     assert_eq!(link, std::path::Path::new("/usr/bin/python3"));
 }
+
+#[test]
+fn a_source_wrapped_in_one_top_level_dir_is_unwrapped() {
+    // GitHub's `/tarball/<ref>`: `owner-repo-sha/` holds the tree (plus a global
+    // pax header, which is no entry).
+    let a = Area::new();
+    let tar = raw_tar(&[
+        E::Dir(b"owner-repo-0123abc/"),
+        E::File(b"owner-repo-0123abc/Procfile", b"web: x\n"),
+        E::Dir(b"owner-repo-0123abc/src/"),
+        E::File(b"owner-repo-0123abc/src/main.go", b"package main\n"),
+        E::Link(b"owner-repo-0123abc/link", b"src/main.go"),
+    ]);
+    unpack_source_tar_gz(gz(&tar).as_slice(), &a.dest(), &LIMITS).unwrap();
+    assert_eq!(
+        fs::read_to_string(a.dest().join("Procfile")).unwrap(),
+        "web: x\n"
+    );
+    assert!(a.dest().join("src/main.go").is_file());
+    assert!(a.dest().join("link").is_file());
+    assert!(!a.dest().join("owner-repo-0123abc").exists());
+    a.assert_untouched();
+    // The plain unpack keeps the wrapper (buildpacks look for bin/ themselves).
+    let b = Area::new();
+    b.unpack(&tar).unwrap();
+    assert!(b.dest().join("owner-repo-0123abc/Procfile").is_file());
+}
+
+#[test]
+fn sources_with_more_than_one_top_level_entry_are_kept_as_they_are() {
+    let a = Area::new();
+    let tar = raw_tar(&[
+        E::Dir(b"./app/"),
+        E::File(b"./app/x", b"1"),
+        E::File(b"./Procfile", b"p"),
+    ]);
+    unpack_source_tar_gz(gz(&tar).as_slice(), &a.dest(), &LIMITS).unwrap();
+    assert!(a.dest().join("app/x").is_file() && a.dest().join("Procfile").is_file());
+    // A lone top-level file or symlink is not a wrapper either.
+    let b = Area::new();
+    let tar = raw_tar(&[E::Dir(b"./d/"), E::Link(b"./l", b"d")]);
+    unpack_source_tar_gz(gz(&tar).as_slice(), &b.dest(), &LIMITS).unwrap();
+    assert!(b.dest().join("d").is_dir());
+    let c = Area::new();
+    let tar = raw_tar(&[E::Link(b"./l", b".")]);
+    unpack_source_tar_gz(gz(&tar).as_slice(), &c.dest(), &LIMITS).unwrap();
+    assert!(fs::symlink_metadata(c.dest().join("l"))
+        .unwrap()
+        .is_symlink());
+}
+
+#[test]
+fn unwrapping_never_lets_a_link_leave_the_unwrapped_tree() {
+    // Inside the archive `top/l -> ../top/f` stays in; in `dest` it would point out.
+    let a = Area::new();
+    let tar = raw_tar(&[
+        E::Dir(b"top/"),
+        E::File(b"top/f", b"x"),
+        E::Link(b"top/l", b"../top/f"),
+    ]);
+    assert_unsafe(unpack_source_tar_gz(
+        gz(&tar).as_slice(),
+        &a.dest(),
+        &LIMITS,
+    ));
+    assert!(!a.dest().exists());
+    a.assert_untouched();
+}

@@ -391,6 +391,118 @@ fn pagination_follows_heroku_ranges() {
     assert!(r.headers().get("next-range").is_none());
 }
 
+/// A NUL byte cannot be passed in an environment variable: such a value used to be
+/// stored (200) and then fail every dyno start. It is refused up front, by name.
+#[test]
+fn config_values_with_a_nul_byte_are_refused_naming_the_var() {
+    let p = TestPlatform::start();
+    assert_eq!(p.call("POST", "/apps", Some(json!({"name": "nul"}))).0, 201);
+    let (s, body) = p.call(
+        "PATCH",
+        "/apps/nul/config-vars",
+        Some(json!({"GOOD": "1", "SECRET": "a\u{0}b"})),
+    );
+    assert_eq!(s, 422, "{body}");
+    let msg = body["message"].as_str().unwrap();
+    assert!(msg.contains("SECRET") && msg.contains("NUL"), "{msg}");
+    assert_eq!(p.call("GET", "/apps/nul/config-vars", None).1, json!({}));
+    // The same rule for a one-off dyno's extra env.
+    let (s, body) = p.call(
+        "POST",
+        "/apps/nul/dynos",
+        Some(json!({"command": "env", "env": {"TOKEN": "x\u{0}"}})),
+    );
+    assert_eq!(s, 422, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("TOKEN"),
+        "{body}"
+    );
+}
+
+/// A custom domain that is an IP literal or one of the platform's own names would take
+/// requests addressed to the router by IP, or another app's or the API's traffic.
+#[test]
+fn ip_literals_and_platform_names_are_refused_as_custom_domains() {
+    let p = TestPlatform::start();
+    assert_eq!(
+        p.call("POST", "/apps", Some(json!({"name": "tenant"}))).0,
+        201
+    );
+    assert_eq!(
+        p.call("POST", "/apps", Some(json!({"name": "victim"}))).0,
+        201
+    );
+    for (host, why) in [
+        ("127.0.0.1", "IP address"),
+        ("127.1", "IP address"),
+        ("2130706433", "IP address"),
+        ("0x7f.0.0.1", "IP address"),
+        ("[::1]", "IP address"),
+        ("::1", "IP address"),
+        ("127.0.0.1:8080", "IP address"),
+        ("victim.localhost", "platform domain"),
+        ("localhost", "not a valid hostname"),
+        ("www.example.test:8080", "port"),
+    ] {
+        let (s, body) = p.call(
+            "POST",
+            "/apps/tenant/domains",
+            Some(json!({"hostname": host, "sni_endpoint": null})),
+        );
+        assert_eq!(s, 422, "{host}: {body}");
+        let msg = body["message"].as_str().unwrap();
+        assert!(msg.contains(why), "{host}: {msg}");
+    }
+    let (_, doms) = p.call("GET", "/apps/tenant/domains", None);
+    assert_eq!(
+        doms.as_array().unwrap().len(),
+        1,
+        "only the default: {doms}"
+    );
+    let (s, d) = p.call(
+        "POST",
+        "/apps/tenant/domains",
+        Some(json!({"hostname": "www.tenant.test", "sni_endpoint": null})),
+    );
+    assert_eq!((s, d["hostname"].as_str()), (201, Some("www.tenant.test")));
+}
+
+/// One stack, named after the host's distribution everywhere; asking for another is
+/// refused with a clear error instead of being ignored.
+#[test]
+fn the_one_stack_is_the_hosts_and_others_are_refused() {
+    let p = TestPlatform::start();
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap();
+    let host = hoist_types::stack_name_from_os_release(&os_release);
+    let (s, stacks) = p.call("GET", "/stacks", None);
+    assert_eq!(s, 200);
+    assert_eq!(stacks.as_array().unwrap().len(), 1, "{stacks}");
+    assert_eq!(stacks[0]["name"], host.as_str());
+    let (s, body) = p.call(
+        "POST",
+        "/apps",
+        Some(json!({"name": "stacked", "stack": "heroku-24"})),
+    );
+    assert_eq!(s, 422, "{body}");
+    assert!(body["message"].as_str().unwrap().contains(&host), "{body}");
+    let (s, app) = p.call("POST", "/apps", Some(json!({"name": "stacked"})));
+    assert_eq!(s, 201, "{app}");
+    assert_eq!(app["stack"]["name"], host.as_str());
+    assert_eq!(app["stack"]["id"], stacks[0]["id"]);
+    let (s, body) = p.call(
+        "PATCH",
+        "/apps/stacked",
+        Some(json!({"build_stack": "heroku-22"})),
+    );
+    assert_eq!(s, 422, "{body}");
+    let (s, _) = p.call(
+        "PATCH",
+        "/apps/stacked",
+        Some(json!({"build_stack": stacks[0]["id"]})),
+    );
+    assert_eq!(s, 200);
+}
+
 #[test]
 fn app_scoped_sources_give_an_upload_slot_to_the_apps_users_only() {
     let p = TestPlatform::start();

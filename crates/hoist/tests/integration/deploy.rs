@@ -605,3 +605,175 @@ fn pinned_node_comes_from_the_runtime_source_once_for_all_apps() {
         .join(format!("runtimes/node-{version}"))
         .is_dir());
 }
+
+/// Serves `body` once over HTTP on a free loopback port; returns the port.
+fn serve_once(body: Vec<u8>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(1) {
+            use std::io::{Read, Write};
+            let mut s = stream.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(&body);
+        }
+    });
+    port
+}
+
+/// GitHub's `/tarball/<sha>` wraps the tree in one `owner-repo-<sha>/` folder; the
+/// build sees the tree itself, as on Heroku (it used to fail detection).
+#[test]
+fn webhook_tarballs_wrapped_in_one_folder_build_from_that_folder() {
+    let p = TestPlatform::start();
+    crate::harness::use_shell_buildpack(&p, "wrapped");
+    let src = tempfile::tempdir().unwrap();
+    let top = src.path().join("owner-repo-0123456");
+    std::fs::create_dir(&top).unwrap();
+    std::fs::write(top.join("Procfile"), "web: sleep 600\n").unwrap();
+    let tgz = std::process::Command::new("tar")
+        .args(["-czf", "-", "-C"])
+        .arg(src.path())
+        .arg("owner-repo-0123456")
+        .output()
+        .unwrap();
+    assert!(tgz.status.success());
+    let port = serve_once(tgz.stdout);
+    let (_, hook) = p.call("GET", "/apps/wrapped/webhook", None);
+    let event = json!({
+        "ref": "refs/heads/main",
+        "after": "0123456789abcdef0123456789abcdef01234567",
+        "repository": {"archive_url": format!("http://127.0.0.1:{port}/repos/o/r/{{archive_format}}{{/ref}}")},
+    })
+    .to_string();
+    use hmac::Mac;
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(hook["secret"].as_str().unwrap().as_bytes())
+            .unwrap();
+    mac.update(event.as_bytes());
+    let r = reqwest::blocking::Client::new()
+        .post(p.url("/apps/wrapped/webhooks/push"))
+        .header(
+            "X-Hub-Signature-256",
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+        )
+        .header("Content-Type", "application/json")
+        .body(event)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let b: serde_json::Value = r.json().unwrap();
+    let done = wait_for_build(&p, "wrapped", b["id"].as_str().unwrap());
+    let out = reqwest::blocking::get(done["output_stream_url"].as_str().unwrap())
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(done["status"], "succeeded", "{done}\n{out}");
+    assert!(out.contains("Shell app detected"), "{out}");
+    // The banner names the host's stack, the one the API reports.
+    let (_, stacks) = p.call("GET", "/stacks", None);
+    let stack = stacks[0]["name"].as_str().unwrap();
+    let mut shown = stack.to_string();
+    shown[..1].make_ascii_uppercase();
+    assert!(
+        out.contains(&format!("Building on the {shown} stack")) && !out.contains("Heroku-24"),
+        "{out}"
+    );
+}
+
+/// `kill -9` of the daemon during a build: on the next start the build is failed with
+/// a reason (API and output) and its scratch directories are gone.
+#[test]
+fn a_build_interrupted_by_kill_9_is_failed_and_cleaned_up_on_start() {
+    let mut p = TestPlatform::start();
+    crate::harness::use_shell_buildpack(&p, "crashy");
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("Procfile"), "web: sleep 600\n").unwrap();
+    std::fs::write(src.path().join("SLOW_BUILD"), "120\n").unwrap();
+    let (_, source) = p.call("POST", "/sources", None);
+    let r = reqwest::blocking::Client::new()
+        .put(source["source_blob"]["put_url"].as_str().unwrap())
+        .body(tarball(src.path()))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let (s, build) = p.call(
+        "POST",
+        "/apps/crashy/builds",
+        Some(json!({"source_blob": {"url": source["source_blob"]["get_url"]}})),
+    );
+    assert_eq!(s, 201, "{build}");
+    // Wait until the buildpack is observed running (its marker in the live output).
+    let mut live = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+        .get(build["output_stream_url"].as_str().unwrap())
+        .send()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("Building slowly") {
+        use std::io::Read;
+        let n = live.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "build ended early:\n{}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let scratch = p.data_dir().join("builds");
+    let leftovers = |dir: &std::path::Path| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    p.kill9();
+    drop(live);
+    assert!(leftovers(&scratch) > 0, "the build had a scratch dir");
+
+    p.spawn();
+    let id = build["id"].as_str().unwrap();
+    let (_, b) = p.call("GET", &format!("/apps/crashy/builds/{id}"), None);
+    assert_eq!(b["status"], "failed", "{b}");
+    assert!(
+        b["status_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("interrupted"),
+        "{b}"
+    );
+    let (_, list) = p.call("GET", "/apps/crashy/builds", None);
+    assert_eq!(list[0]["status"], "failed", "{list}");
+    let out = reqwest::blocking::get(b["output_stream_url"].as_str().unwrap())
+        .unwrap()
+        .text()
+        .unwrap();
+    // What the build printed before the crash is kept, then the reason.
+    let (before, reason) = (out.find("Building slowly"), out.find("Build interrupted"));
+    assert!(
+        before.is_some() && reason.is_some() && before < reason,
+        "{out}"
+    );
+    assert_eq!(leftovers(&scratch), 0, "scratch dirs removed");
+    assert_eq!(leftovers(&p.data_dir().join("sources-unpacked")), 0);
+    // The app's build slot is free again: a new build runs to the end.
+    std::fs::remove_file(src.path().join("SLOW_BUILD")).unwrap();
+    let (_, source) = p.call("POST", "/sources", None);
+    reqwest::blocking::Client::new()
+        .put(source["source_blob"]["put_url"].as_str().unwrap())
+        .body(tarball(src.path()))
+        .send()
+        .unwrap();
+    let (s, again) = p.call(
+        "POST",
+        "/apps/crashy/builds",
+        Some(json!({"source_blob": {"url": source["source_blob"]["get_url"]}})),
+    );
+    assert_eq!(s, 201, "{again}");
+    let done = wait_for_build(&p, "crashy", again["id"].as_str().unwrap());
+    assert_eq!(done["status"], "succeeded", "{done}");
+}

@@ -135,9 +135,33 @@ fn release_phase_gates_the_release() {
 
     let bad = format!("{WEB}release: echo failing; exit 4\n");
     let (ok, out) = deploy_procfile(&p, "phased", &bad, &[("index.html", "v3\n")]);
-    assert!(!ok, "a failed release command rejects the deploy:\n{out}");
+    // As on Heroku: the push succeeds, the release is marked failed.
+    assert!(
+        ok,
+        "a failed release command does not reject the push:\n{out}"
+    );
+    assert!(
+        out.contains("v3 failed") && !out.contains("Released v3"),
+        "{out}"
+    );
     let (_, rel) = p.call("GET", "/apps/phased/releases/3", None);
     assert_eq!(rel["status"], "failed", "{rel}");
+    // Its output stays on the release (`releases:output`); v2's passing phase too.
+    for (v, said) in [(3, "failing"), (2, "migrating database")] {
+        let (_, rel) = p.call("GET", &format!("/apps/phased/releases/{v}"), None);
+        let url = rel["output_stream_url"]
+            .as_str()
+            .expect("release phase output");
+        let text = reqwest::blocking::get(url).unwrap().text().unwrap();
+        assert!(text.contains(said), "v{v}: {text}");
+    }
+    let (_, v1) = p.call("GET", "/apps/phased/releases/1", None);
+    assert!(v1["output_stream_url"].is_null(), "no release phase: {v1}");
+    let (_, builds) = p.call("GET", "/apps/phased/builds", None);
+    assert_eq!(
+        builds[1]["status"], "succeeded",
+        "the build itself succeeded"
+    );
     let (_, cur) = p.call("GET", "/apps/phased/releases", None);
     let current: Vec<i64> = cur
         .as_array()

@@ -496,12 +496,10 @@ fn fixture_buildpack() -> PathBuf {
     dir.path().join("shell-buildpack")
 }
 
-pub fn deploy_procfile(
-    p: &TestPlatform,
-    app: &str,
-    procfile: &str,
-    files: &[(&str, &str)],
-) -> (bool, String) {
+/// Creates `app` if needed and makes the test's shell buildpack its only buildpack
+/// (detects any source with a Procfile; a `SLOW_BUILD` file makes it sleep that many
+/// seconds after printing "Building slowly").
+pub fn use_shell_buildpack(p: &TestPlatform, app: &str) {
     let (s, body) = p.call("POST", "/apps", Some(serde_json::json!({"name": app})));
     assert!(s == 201 || s == 409, "{body}");
     let bp = fixture_buildpack();
@@ -511,6 +509,15 @@ pub fn deploy_procfile(
         Some(serde_json::json!({"updates": [{"buildpack": bp.display().to_string()}]})),
     );
     assert_eq!(s, 200, "{body}");
+}
+
+pub fn deploy_procfile(
+    p: &TestPlatform,
+    app: &str,
+    procfile: &str,
+    files: &[(&str, &str)],
+) -> (bool, String) {
+    use_shell_buildpack(p, app);
     let src = tempfile::tempdir().expect("src");
     std::fs::write(src.path().join("Procfile"), procfile).expect("Procfile");
     for (name, content) in files {

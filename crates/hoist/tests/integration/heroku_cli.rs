@@ -271,6 +271,49 @@ c.on('close', () => { console.log((Date.now() - t0) + 'ms closed before EOT; got
     assert!(text.contains("EOT written"), "{text}");
 }
 
+/// `stack`, `stack:set` and `releases:output` with the official CLI: the one stack is
+/// the host's and named so; another stack is refused (it used to print "done" and do
+/// nothing); a release phase's output is on its release.
+#[test]
+fn heroku_cli_names_the_stack_refuses_others_and_shows_release_output() {
+    let Some(bin) = heroku_bin() else {
+        eprintln!("skipping: HOIST_SKIP_HEROKU_CLI is set");
+        return;
+    };
+    let p = TestPlatform::start();
+    let h = Heroku {
+        bin,
+        p: &p,
+        home: tempfile::tempdir().unwrap(),
+    };
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap();
+    let stack = hoist_types::stack_name_from_os_release(&os_release);
+    assert!(!stack.starts_with("heroku"), "{stack}");
+    let web = "web: exec python3 -m http.server $PORT\n";
+    let procfile = format!("{web}release: echo checking schema; exit 7\n");
+    let (ok, out) = deploy_procfile(&p, "cli-stack", &procfile, &[]);
+    assert!(ok, "{out}");
+
+    let out = h.ok(&["stack", "-a", "cli-stack"]);
+    assert!(out.contains(&format!("* {stack}")), "{out}");
+    let out = h.ok(&["apps:info", "-a", "cli-stack"]);
+    assert!(out.contains(&stack), "{out}");
+    let (code, out) = h.run(&["stack:set", "heroku-22", "-a", "cli-stack"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("heroku-22") && out.contains("not available"),
+        "{out}"
+    );
+    h.ok(&["stack:set", &stack, "-a", "cli-stack"]);
+    let (_, app) = p.call("GET", "/apps/cli-stack", None);
+    assert_eq!(app["build_stack"]["name"], stack.as_str());
+
+    let out = h.ok(&["releases:output", "-a", "cli-stack"]);
+    assert!(out.contains("checking schema"), "{out}");
+    let out = h.ok(&["releases", "-a", "cli-stack"]);
+    assert!(out.contains("failed"), "{out}");
+}
+
 /// What tutorials type: Heroku's service and plan names, `addons:info`, `addons:open`,
 /// `addons:plans` and `pg:info`, none of which may crash or contradict `hoist`.
 #[test]
