@@ -125,6 +125,7 @@ pub trait Operations: Send + Sync + 'static {
         tail: bool,
         source: Option<String>,
         dyno: Option<String>,
+        owner: SessionOwner,
     ) -> String;
     /// The app's drains changed in the store.
     fn drains_changed(&self, app_id: &str);
@@ -132,6 +133,41 @@ pub trait Operations: Send + Sync + 'static {
     fn metrics_text(&self) -> String;
     /// Router metrics of one app.
     fn app_metrics(&self, app_id: &str) -> serde_json::Value;
+}
+
+/// Who opened a log session, and with which credential: the session streams only
+/// while that token still authenticates that account and the account may read the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOwner {
+    pub account_id: String,
+    pub token_hash: String,
+}
+
+impl SessionOwner {
+    /// The string the log hub keeps for the session (it does not look inside).
+    pub fn encode(&self) -> String {
+        format!("{} {}", self.account_id, self.token_hash)
+    }
+
+    pub fn decode(s: &str) -> Option<SessionOwner> {
+        let (account_id, token_hash) = s.split_once(' ')?;
+        Some(SessionOwner {
+            account_id: account_id.to_owned(),
+            token_hash: token_hash.to_owned(),
+        })
+    }
+
+    /// Whether the owner may still read the app's log.
+    pub fn may_read(&self, store: &hoist_store::Store, app_id: &str) -> bool {
+        let Ok(Some(account)) = store.account_by_token_hash(&self.token_hash) else {
+            return false;
+        };
+        account.id == self.account_id
+            && store
+                .app(app_id)
+                .and_then(|app| store.has_access(&app, &account))
+                .unwrap_or(false)
+    }
 }
 
 pub struct ApiState {

@@ -208,6 +208,7 @@ struct LogSessionReq {
 async fn log_session(
     State(st): State<SharedState>,
     Auth(who): Auth,
+    headers: axum::http::HeaderMap,
     Path(app): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -230,7 +231,12 @@ async fn log_session(
         }
     }
     let dyno = req.dyno.or(req.dyno_name).or(req.ptype);
-    let url = ops(&st)?.log_session(&app.id, lines.min(1500), req.tail, req.source, dyno);
+    let (_, token) = crate::auth::credentials(&headers).ok_or_else(ApiError::unauthorized)?;
+    let owner = crate::SessionOwner {
+        account_id: who.id.clone(),
+        token_hash: hoist_store::hash_token(&token),
+    };
+    let url = ops(&st)?.log_session(&app.id, lines.min(1500), req.tail, req.source, dyno, owner);
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     Ok(json(
         StatusCode::CREATED,

@@ -293,19 +293,21 @@ impl Operations for ServerPlatform {
         tail: bool,
         source: Option<String>,
         dyno: Option<String>,
+        owner: hoist_api::SessionOwner,
     ) -> String {
         let source = match source.as_deref() {
             Some("app") => Some(hoist_types::LogSource::App),
             Some("heroku") => Some(hoist_types::LogSource::Heroku),
             _ => None,
         };
-        let token = self.logs.create_session(
+        let token = self.logs.create_owned_session(
             app_id,
             hoist_logs::SessionRequest {
                 lines,
                 tail,
                 filter: hoist_logs::LogFilter { source, ps: dyno },
             },
+            Some(owner.encode()),
         );
         format!("{}/log-streams/{token}", self.api_url.trim_end_matches('/'))
     }
@@ -456,6 +458,13 @@ async fn run(args: ServerArgs) -> Result<()> {
         ..Default::default()
     })
     .context("opening the log history")?;
+    {
+        // A log session streams only while its creator may read the app.
+        let store = store.clone();
+        logs.set_access_check(Arc::new(move |app_id, owner| {
+            hoist_api::SessionOwner::decode(owner).is_some_and(|o| o.may_read(&store, app_id))
+        }));
+    }
     let table = RoutingTable::new();
     let manager_cell: Arc<tokio::sync::OnceCell<DynoManager>> =
         Arc::new(tokio::sync::OnceCell::new());

@@ -24,6 +24,8 @@ pub(crate) struct Inner {
     pub cfg: LogConfig,
     apps: RwLock<HashMap<String, Arc<AppLog>>>,
     sessions: Mutex<HashMap<String, Session>>,
+    /// Whether a session's owner may still read the app's log; `None`: no check.
+    access: RwLock<Option<AccessCheck>>,
     pub metrics: Arc<Metrics>,
     persister: Persister,
     /// Keep-alive comment interval for tail streams, in milliseconds.
@@ -82,7 +84,13 @@ pub(crate) struct Session {
     pub app_id: String,
     pub req: SessionRequest,
     pub expires: Instant,
+    /// Who created it (opaque to the hub; see [`AccessCheck`]).
+    pub owner: Option<String>,
 }
+
+/// `(app_id, owner) -> may the owner still read this app's log?` The API decides what an
+/// owner string is (an account and the credential it used).
+pub type AccessCheck = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
 /// What an SSE stream starts with: history to replay and, for tails, the live feed.
 pub(crate) struct Subscription {
@@ -126,6 +134,7 @@ impl LogHub {
                 cfg,
                 apps: RwLock::new(apps),
                 sessions: Mutex::new(HashMap::new()),
+                access: RwLock::new(None),
                 metrics,
                 persister,
                 keepalive_ms: AtomicU64::new(15_000),
@@ -201,6 +210,18 @@ impl LogHub {
     /// Creates a log session and returns its token: 256 random bits, hex. The stream
     /// is served at `/log-streams/{token}` by [`LogHub::stream_router`].
     pub fn create_session(&self, app_id: &str, req: SessionRequest) -> String {
+        self.create_owned_session(app_id, req, None)
+    }
+
+    /// A session that lives only while [`AccessCheck`] says `owner` may read the app:
+    /// its stream ends within `access_recheck` of the owner losing access, and it is
+    /// not renewed after that.
+    pub fn create_owned_session(
+        &self,
+        app_id: &str,
+        req: SessionRequest,
+        owner: Option<String>,
+    ) -> String {
         let mut bytes = [0u8; 32];
         if getrandom::getrandom(&mut bytes).is_err() {
             // No OS randomness: fall back to two v4 UUIDs (still 244 random bits).
@@ -217,6 +238,7 @@ impl LogHub {
                 app_id: app_id.to_owned(),
                 req,
                 expires: now + self.inner.cfg.session_ttl,
+                owner,
             },
         );
         inc(&self.inner.metrics.sessions_created);
@@ -232,7 +254,13 @@ impl LogHub {
             .iter()
             .map(|(t, s)| {
                 let left = s.expires.saturating_duration_since(now).as_secs();
-                (t.clone(), s.app_id.clone(), s.req.clone(), wall + left)
+                (
+                    t.clone(),
+                    s.app_id.clone(),
+                    s.req.clone(),
+                    wall + left,
+                    s.owner.clone(),
+                )
             })
             .collect();
         let path = self.inner.cfg.dir.join("sessions.json");
@@ -262,7 +290,7 @@ impl LogHub {
         let wall = unix_now();
         let now = Instant::now();
         let mut sessions = self.inner.sessions.lock();
-        for (token, app_id, req, expires) in saved {
+        for (token, app_id, req, expires, owner) in saved {
             if expires > wall {
                 let expires = now + Duration::from_secs(expires - wall);
                 sessions.insert(
@@ -271,6 +299,7 @@ impl LogHub {
                         app_id,
                         req,
                         expires,
+                        owner,
                     },
                 );
             }
@@ -464,17 +493,51 @@ impl LogHub {
             .clone()
     }
 
-    /// Looks up a session and extends its expiry. `None` if unknown or expired.
+    /// Installs the check that ties sessions to their owner's access.
+    pub fn set_access_check(&self, check: AccessCheck) {
+        *self.inner.access.write() = Some(check);
+    }
+
+    /// Whether the session's owner may still read its app. Sessions without an owner
+    /// are not checked.
+    pub(crate) fn may_read(&self, session: &Session) -> bool {
+        let check = self.inner.access.read().clone();
+        match (check, &session.owner) {
+            (Some(check), Some(owner)) => check(&session.app_id, owner),
+            _ => true,
+        }
+    }
+
+    /// Looks up a session and extends its expiry. `None` if unknown, expired or its
+    /// owner lost access (then it is gone for good).
     pub(crate) fn use_session(&self, token: &str) -> Option<Session> {
         let now = Instant::now();
-        let mut sessions = self.inner.sessions.lock();
-        let s = sessions.get_mut(token)?;
-        if s.expires <= now {
-            sessions.remove(token);
+        let found = {
+            let mut sessions = self.inner.sessions.lock();
+            let s = sessions.get(token)?;
+            if s.expires <= now {
+                sessions.remove(token);
+                return None;
+            }
+            s.clone()
+        };
+        // Checked outside the lock: the check may read the store.
+        if !self.may_read(&found) {
+            self.revoke_session(token);
             return None;
         }
+        let mut sessions = self.inner.sessions.lock();
+        let s = sessions.get_mut(token)?;
         s.expires = now + self.inner.cfg.session_ttl;
         Some(s.clone())
+    }
+
+    /// Ends a session for good (its owner lost access).
+    pub(crate) fn revoke_session(&self, token: &str) {
+        let mut sessions = self.inner.sessions.lock();
+        if sessions.remove(token).is_some() {
+            self.save_sessions(&sessions);
+        }
     }
 
     /// Restarts a session's expiry clock (a tail stream just ended).
@@ -520,7 +583,7 @@ fn seq_for(next: u64, line: &LogLine) -> u64 {
 }
 
 /// Sessions on disk: `(token, app_id, request, expiry as Unix seconds)`.
-type SavedSessions = Vec<(String, String, SessionRequest, u64)>;
+type SavedSessions = Vec<(String, String, SessionRequest, u64, Option<String>)>;
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()

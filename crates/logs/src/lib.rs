@@ -28,7 +28,7 @@ use std::time::Duration;
 use hoist_types::{LogLine, LogSource};
 
 pub use drain::{redact_drain_url, validate_drain_url};
-pub use hub::LogHub;
+pub use hub::{AccessCheck, LogHub};
 pub use splitter::LineSplitter;
 pub use syslog::parse_frames as parse_octet_frames;
 
@@ -49,6 +49,8 @@ pub struct LogConfig {
     pub tail_buffer: usize,
     /// Lines queued per drain before it starts dropping (-> L10).
     pub drain_buffer: usize,
+    /// How often a live tail re-checks that its session's owner may still read the app.
+    pub access_recheck: Duration,
     /// Where drains may connect (the platform's own addresses are refused).
     pub egress: std::sync::Arc<hoist_egress::EgressPolicy>,
 }
@@ -62,6 +64,7 @@ impl Default for LogConfig {
             max_line_bytes: 10_000,
             tail_buffer: 8192,
             drain_buffer: 4096,
+            access_recheck: Duration::from_secs(2),
             egress: std::sync::Arc::new(hoist_egress::EgressPolicy::strict()),
         }
     }

@@ -43,9 +43,13 @@ async fn stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
     let sub = hub.subscribe(&session, after);
+    let recheck = hub.inner.cfg.access_recheck;
     let state = StreamState {
         hub,
         token,
+        session,
+        next_access_check: tokio::time::Instant::now() + recheck,
+        revoked: false,
         history: Some(sub.history),
         live: sub.live,
         items: Vec::new(),
@@ -66,6 +70,10 @@ async fn stream(
 struct StreamState {
     hub: LogHub,
     token: String,
+    session: crate::hub::Session,
+    next_access_check: tokio::time::Instant,
+    /// The owner lost access: the session must not be renewed on drop.
+    revoked: bool,
     history: Option<Vec<Arc<Entry>>>,
     live: Option<Arc<Mailbox>>,
     items: Vec<Item>,
@@ -76,7 +84,9 @@ impl Drop for StreamState {
         if let Some(mb) = &self.live {
             // Detach from push() and give the CLI a full TTL to reconnect.
             mb.close();
-            self.hub.touch_session(&self.token);
+            if !self.revoked {
+                self.hub.touch_session(&self.token);
+            }
         }
     }
 }
@@ -100,33 +110,56 @@ async fn next_chunk(
     }
     let mb = st.live.clone()?;
     let keepalive = Duration::from_millis(st.hub.inner.keepalive_ms.load(Ordering::Relaxed));
+    let keepalive_at = tokio::time::Instant::now() + keepalive;
     st.items.clear();
-    tokio::select! {
-        open = mb.recv_batch(BATCH, LINGER, &mut st.items) => {
-            if !open {
-                return None;
+    loop {
+        let wake = tokio::select! {
+            open = mb.recv_batch(BATCH, LINGER, &mut st.items) => Wake::Lines { open },
+            _ = tokio::time::sleep_until(keepalive_at) => Wake::KeepAlive,
+            _ = tokio::time::sleep_until(st.next_access_check) => Wake::AccessCheck,
+        };
+        match wake {
+            Wake::Lines { open: false } => return None,
+            Wake::Lines { open: true } => {
+                let buf = format_items(&st.hub, &st.items);
+                return Some((Ok(Bytes::from(buf)), st));
             }
-            let mut buf = String::with_capacity(st.items.len() * 128);
-            let mut sent = 0;
-            for item in &st.items {
-                match item {
-                    Item::Line(e) => {
-                        write_event(&mut buf, Some(e.seq), &e.line);
-                        sent += 1;
-                    }
-                    Item::Dropped { count, since } => {
-                        // No id: the client's Last-Event-ID stays at the last real line.
-                        write_event(&mut buf, None, &crate::syslog::l11_line(*count, *since));
-                    }
+            Wake::KeepAlive => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st)),
+            Wake::AccessCheck => {
+                if !st.hub.may_read(&st.session) {
+                    st.revoked = true;
+                    st.hub.revoke_session(&st.token);
+                    return None;
                 }
+                st.next_access_check += st.hub.inner.cfg.access_recheck;
             }
-            st.hub.count_sent(sent);
-            Some((Ok(Bytes::from(buf)), st))
-        }
-        _ = tokio::time::sleep(keepalive) => {
-            Some((Ok(Bytes::from_static(b": keep-alive\n\n")), st))
         }
     }
+}
+
+enum Wake {
+    Lines { open: bool },
+    KeepAlive,
+    AccessCheck,
+}
+
+fn format_items(hub: &LogHub, items: &[Item]) -> String {
+    let mut buf = String::with_capacity(items.len() * 128);
+    let mut sent = 0;
+    for item in items {
+        match item {
+            Item::Line(e) => {
+                write_event(&mut buf, Some(e.seq), &e.line);
+                sent += 1;
+            }
+            Item::Dropped { count, since } => {
+                // No id: the client's Last-Event-ID stays at the last real line.
+                write_event(&mut buf, None, &crate::syslog::l11_line(*count, *since));
+            }
+        }
+    }
+    hub.count_sent(sent);
+    buf
 }
 
 /// One `message` event per line. `data` must not contain line breaks, so a

@@ -727,3 +727,64 @@ async fn a_tail_session_and_its_event_ids_survive_a_restart() {
         ev.data
     );
 }
+
+/// A session lives only while its owner may read the app: a live tail ends within the
+/// re-check interval of the owner losing access, and the URL is dead afterwards (no
+/// renewal on reconnect). Sessions of owners who keep access are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_when_its_owner_loses_access() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let hub = LogHub::open(LogConfig {
+        access_recheck: Duration::from_millis(100),
+        ..config(dir.path())
+    })
+    .unwrap();
+    let alice_may_read = Arc::new(AtomicBool::new(true));
+    let flag = alice_may_read.clone();
+    hub.set_access_check(Arc::new(move |app, owner| {
+        app == "app1" && (owner == "bob" || (owner == "alice" && flag.load(Ordering::SeqCst)))
+    }));
+    let addr = serve(&hub).await;
+    let alice =
+        hub.create_owned_session("app1", tail(0, LogFilter::default()), Some("alice".into()));
+    let bob = hub.create_owned_session("app1", tail(0, LogFilter::default()), Some("bob".into()));
+    let mut a = SseClient::connect(addr, &alice, None, None).await;
+    let mut b = SseClient::connect(addr, &bob, None, None).await;
+    assert_eq!((a.status, b.status), (200, 200));
+    hub.push("app1", LogLine::app("web.1", "before"));
+    assert_eq!(
+        a.next_event().await.unwrap().data.split(": ").last(),
+        Some("before")
+    );
+    assert_eq!(
+        b.next_event().await.unwrap().data.split(": ").last(),
+        Some("before")
+    );
+
+    alice_may_read.store(false, Ordering::SeqCst);
+    // Alice's stream ends by itself, without a line pushed to wake it.
+    let ended = tokio::time::timeout(PATIENCE, a.next_event())
+        .await
+        .unwrap();
+    assert_eq!(ended, None, "the stream must end, not deliver");
+    hub.push("app1", LogLine::app("web.1", "after"));
+    assert_eq!(
+        b.next_event().await.unwrap().data.split(": ").last(),
+        Some("after")
+    );
+    // Reconnecting does not renew it, even once access would be given back.
+    let again = SseClient::connect(addr, &alice, None, None).await;
+    assert_eq!(again.status, 404);
+    alice_may_read.store(true, Ordering::SeqCst);
+    let again = SseClient::connect(addr, &alice, None, None).await;
+    assert_eq!(again.status, 404);
+    // A session whose owner lost access before it was ever used is refused at once.
+    alice_may_read.store(false, Ordering::SeqCst);
+    let fresh =
+        hub.create_owned_session("app1", tail(0, LogFilter::default()), Some("alice".into()));
+    assert_eq!(
+        SseClient::connect(addr, &fresh, None, None).await.status,
+        404
+    );
+}

@@ -145,7 +145,11 @@ impl Store {
 
     /// The account a bearer token belongs to, if the token is known and unexpired.
     pub fn authenticate(&self, token: &str) -> Result<Option<Account>> {
-        let hash = hash_token(token);
+        self.account_by_token_hash(&hash_token(token))
+    }
+
+    /// The account a token (by its hash) still authenticates, if it does.
+    pub fn account_by_token_hash(&self, hash: &str) -> Result<Option<Account>> {
         self.read(|c| {
             Ok(c.query_row(
                 "SELECT a.id, a.email, a.is_owner, a.created_at, a.updated_at FROM api_tokens t JOIN accounts a ON a.id = t.account_id

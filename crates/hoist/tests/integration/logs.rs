@@ -114,3 +114,78 @@ fn a_syslog_drain_gets_every_line_in_order_across_a_daemon_restart() {
     let token = d["token"].as_str().unwrap();
     assert!(got.lock().unwrap().iter().any(|m| m.contains(token)));
 }
+
+/// A log-tail URL is a capability of its creator: removing the collaborator ends their
+/// live tail within seconds, and reconnecting to it does not renew it. The owner's own
+/// tail goes on.
+#[test]
+fn a_removed_collaborators_log_tail_stops_and_is_not_renewed() {
+    let p = TestPlatform::start();
+    let alice = p.new_user("alice@example.test");
+    let bob = p.new_user("bob@example.test");
+    assert_eq!(
+        p.call_as(&alice, "POST", "/apps", Some(json!({"name": "tails"})))
+            .0,
+        201
+    );
+    let (s, c) = p.call_as(
+        &alice,
+        "POST",
+        "/apps/tails/collaborators",
+        Some(json!({"user": "bob@example.test"})),
+    );
+    assert_eq!(s, 201, "{c}");
+    let session = |token: &str| {
+        let (s, body) = p.call_as(
+            token,
+            "POST",
+            "/apps/tails/log-sessions",
+            Some(json!({"tail": true, "lines": 1})),
+        );
+        assert_eq!(s, 201, "{body}");
+        body["logplex_url"].as_str().unwrap().to_string()
+    };
+    let (bobs, alices) = (session(&bob), session(&alice));
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut bob_stream = client.get(&bobs).send().unwrap();
+    assert_eq!(bob_stream.status(), 200);
+    let alice_stream = client.get(&alices).send().unwrap();
+    assert_eq!(alice_stream.status(), 200);
+
+    assert_eq!(
+        p.call_as(
+            &alice,
+            "DELETE",
+            "/apps/tails/collaborators/bob@example.test",
+            None
+        )
+        .0,
+        200
+    );
+    // The stream ends on its own (the read returns) well before the client's timeout.
+    let mut rest = String::new();
+    bob_stream
+        .read_to_string(&mut rest)
+        .expect("bob's tail ends cleanly");
+    assert_eq!(client.get(&bobs).send().unwrap().status(), 404);
+    // Alice still reads: a line she causes reaches her tail.
+    p.call_as(
+        &alice,
+        "PATCH",
+        "/apps/tails/config-vars",
+        Some(json!({"MARK": "after-removal"})),
+    );
+    let mut alice_stream = alice_stream;
+    let mut buf = [0u8; 4096];
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.contains("MARK") && Instant::now() < deadline {
+        let n = alice_stream.read(&mut buf).unwrap();
+        assert!(n > 0, "alice's tail ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("MARK"), "{seen}");
+}
