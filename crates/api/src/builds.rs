@@ -19,6 +19,8 @@ use tokio_util::io::StreamReader;
 
 /// Largest source tarball accepted (upload or download).
 const MAX_SOURCE_BYTES: u64 = 1 << 30;
+/// How long an upload slot's URLs work (Heroku's pre-signed URLs: one hour).
+const SOURCE_SLOT_TTL: chrono::Duration = chrono::Duration::hours(1);
 
 pub fn routes() -> Router<SharedState> {
     Router::new()
@@ -40,13 +42,86 @@ fn valid_source_id(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-async fn create_source(State(st): State<SharedState>, Auth(_who): Auth) -> ApiResult<Response> {
+/// Where an upload lives: named by the id's hash, the id being the capability.
+fn source_file(st: &crate::ApiState, id: &str, ext: &str) -> PathBuf {
+    sources_dir(st).join(format!("{}.{ext}", hoist_store::hash_token(id)))
+}
+
+/// The open slot behind a source id, or 404 (never issued, or expired).
+fn open_slot(st: &crate::ApiState, id: &str) -> ApiResult<hoist_store::SourceSlot> {
+    if !valid_source_id(id) {
+        return Err(ApiError::not_found("source"));
+    }
+    st.store
+        .source_slot(&hoist_store::hash_token(id))?
+        .ok_or_else(|| {
+            ApiError::not_found("source").with_message(
+                "Couldn't find that source upload: it was never issued by POST /sources, or its hour is up.",
+            )
+        })
+}
+
+#[derive(Deserialize, Default)]
+struct CreateSource {
+    /// Optional declared size in bytes: the upload may not exceed it.
+    size: Option<u64>,
+}
+
+async fn create_source(
+    State(st): State<SharedState>,
+    Auth(who): Auth,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: CreateSource = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateSource::default()
+    } else {
+        parse_body(&body)?
+    };
+    let max_bytes = match req.size {
+        Some(n) if n > MAX_SOURCE_BYTES => {
+            return Err(ApiError::invalid(
+                "size is over the 1 GB limit for sources.",
+            ))
+        }
+        Some(n) => n,
+        None => MAX_SOURCE_BYTES,
+    };
     let id = hoist_store::new_token();
+    let expires = chrono::Utc::now() + SOURCE_SLOT_TTL;
+    st.store.issue_source_slot(
+        &hoist_store::hash_token(&id),
+        &who.id,
+        max_bytes,
+        &expires.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )?;
     let url = format!("{}/sources/{id}", st.cfg.api_url.trim_end_matches('/'));
     Ok(json(
         StatusCode::CREATED,
-        json!({"source_blob": {"get_url": url, "put_url": url}}),
+        json!({"source_blob": {"get_url": url, "put_url": url, "expires_at": expires.format("%Y-%m-%dT%H:%M:%SZ").to_string()}}),
     ))
+}
+
+/// Deletes uploads whose slot expired, and any file in the sources directory that no
+/// open slot claims (e.g. a half-written upload of a crashed daemon).
+pub async fn sweep_expired_sources(st: SharedState, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = st.store.take_expired_source_slots() {
+            tracing::warn!(error = %e, "cannot sweep expired source slots");
+            continue;
+        }
+        let Ok(mut dir) = tokio::fs::read_dir(sources_dir(&st)).await else {
+            continue;
+        };
+        while let Ok(Some(entry)) = dir.next_entry().await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stem = name.split('.').next().unwrap_or_default();
+            if !matches!(st.store.source_slot(stem), Ok(Some(_))) {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
+    }
 }
 
 /// Heroku's app-scoped variant: the same upload slot, for callers with access to the app.
@@ -54,55 +129,75 @@ async fn create_app_source(
     State(st): State<SharedState>,
     Auth(who): Auth,
     Path(app): Path<String>,
+    body: Bytes,
 ) -> ApiResult<Response> {
     app_for(&st, &who, &app)?;
-    create_source(State(st), Auth(who)).await
+    create_source(State(st), Auth(who), body).await
 }
 
 async fn put_source(
     State(st): State<SharedState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    if !valid_source_id(&id) {
-        return Err(ApiError::not_found("source"));
+    let slot = open_slot(&st, &id)?;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_entity_too_large",
+            format!(
+                "This upload is limited to {} bytes (1 GB at most).",
+                slot.max_bytes
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > slot.max_bytes) {
+        return Err(too_large());
     }
-    let dir = sources_dir(&st);
-    tokio::fs::create_dir_all(&dir)
+    tokio::fs::create_dir_all(sources_dir(&st))
         .await
-        .map_err(ApiError::internal)?;
-    let tmp = dir.join(format!("{id}.part"));
-    let mut file = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::io)?;
+    let tmp = source_file(&st, &id, "part");
+    let written = write_upload(&tmp, body, slot.max_bytes).await;
+    let result = match written {
+        Ok(true) => tokio::fs::rename(&tmp, source_file(&st, &id, "tgz"))
+            .await
+            .map_err(ApiError::io),
+        Ok(false) => Err(too_large()),
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        // Nothing of a refused or failed upload stays on disk.
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result.map(|()| (StatusCode::OK, "").into_response())
+}
+
+/// Streams a request body to `path`; `Ok(false)` once it passes `limit` bytes.
+async fn write_upload(path: &std::path::Path, body: Body, limit: u64) -> ApiResult<bool> {
+    let mut file = tokio::fs::File::create(path).await.map_err(ApiError::io)?;
     let mut stream = body.into_data_stream();
     let mut total = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("Upload interrupted: {e}")))?;
         total += chunk.len() as u64;
-        if total > MAX_SOURCE_BYTES {
-            drop(file);
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request_entity_too_large",
-                "Source tarballs are limited to 1 GB.",
-            ));
+        if total > limit {
+            return Ok(false);
         }
-        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+        file.write_all(&chunk).await.map_err(ApiError::io)?;
     }
-    file.flush().await.map_err(ApiError::internal)?;
-    tokio::fs::rename(&tmp, dir.join(format!("{id}.tgz")))
-        .await
-        .map_err(ApiError::internal)?;
-    Ok((StatusCode::OK, "").into_response())
+    file.flush().await.map_err(ApiError::io)?;
+    Ok(true)
 }
 
 async fn get_source(State(st): State<SharedState>, Path(id): Path<String>) -> ApiResult<Response> {
-    if !valid_source_id(&id) {
-        return Err(ApiError::not_found("source"));
-    }
-    let file = tokio::fs::File::open(sources_dir(&st).join(format!("{id}.tgz")))
+    open_slot(&st, &id)?;
+    let file = tokio::fs::File::open(source_file(&st, &id, "tgz"))
         .await
         .map_err(|_| ApiError::not_found("source"))?;
     Response::builder()
@@ -137,10 +232,10 @@ async fn fetch_source(
     let own = format!("{}/sources/", st.cfg.api_url.trim_end_matches('/'));
     let reader: Box<dyn tokio::io::AsyncRead + Send + Unpin> =
         if let Some(id) = url.strip_prefix(&own) {
-            if !valid_source_id(id) {
-                return Err("unknown source URL".into());
+            if open_slot(st, id).is_err() {
+                return Err("unknown or expired source URL (upload slots last one hour)".into());
             }
-            let f = tokio::fs::File::open(sources_dir(st).join(format!("{id}.tgz")))
+            let f = tokio::fs::File::open(source_file(st, id, "tgz"))
                 .await
                 .map_err(|_| {
                     "the uploaded source was not found (was the PUT completed?)".to_string()

@@ -66,6 +66,23 @@ impl ApiError {
         self.message = message.into();
         self
     }
+    /// The data disk is full: say so (a bare 500 told users nothing).
+    pub fn disk_full() -> Self {
+        tracing::error!("the data disk is full");
+        Self::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "insufficient_storage",
+            "The platform's data disk is full; nothing was changed. Ask the operator to free space.",
+        )
+    }
+    /// A failed file operation: 507 when the disk is full, else internal.
+    pub fn io(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            Self::disk_full()
+        } else {
+            Self::internal(e)
+        }
+    }
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
         Self::new(
@@ -83,6 +100,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(m) => ApiError::conflict(m),
             StoreError::Invalid(m) => ApiError::invalid(m),
             StoreError::Forbidden(m) => ApiError::forbidden(m),
+            e if e.is_disk_full() => ApiError::disk_full(),
             e => ApiError::internal(e),
         }
     }

@@ -7,7 +7,7 @@ pub mod addons;
 mod apps;
 mod auth;
 pub mod buildlog;
-mod builds;
+pub mod builds;
 pub mod deploy;
 mod error;
 pub mod git;

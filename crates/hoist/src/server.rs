@@ -639,6 +639,10 @@ async fn run(args: ServerArgs) -> Result<()> {
         state.clone(),
         Duration::from_secs(provision_timeout),
     ));
+    tokio::spawn(hoist_api::builds::sweep_expired_sources(
+        state.clone(),
+        Duration::from_secs(300),
+    ));
     let app = hoist_api::router(state).merge(logs.stream_router());
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

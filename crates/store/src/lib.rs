@@ -13,6 +13,7 @@ mod ledger;
 pub mod model;
 mod resources;
 mod schema;
+mod sources;
 
 pub use accounts::{hash_token, new_token};
 pub use addons::{validate_attachment_name, NewAddon};
@@ -21,6 +22,7 @@ pub use ledger::{
     validate_config_change, NewRelease, NewSlug, MAX_CONFIG_TOTAL_BYTES, MAX_CONFIG_VALUE_BYTES,
 };
 pub use model::*;
+pub use sources::{SourceSlot, MAX_OPEN_SOURCE_SLOTS};
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -47,6 +49,13 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// SQLite could not write because the disk (or the database's quota) is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Db(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::DiskFull)
+    }
+}
 
 pub(crate) fn not_found(resource: &'static str) -> StoreError {
     StoreError::NotFound { resource }

@@ -186,4 +186,16 @@ CREATE TABLE addon_deprovisions (
     r#"
 ALTER TABLE builds ADD COLUMN status_reason TEXT;
 "#,
+    r#"
+-- Upload slots issued by POST /sources: PUT accepts only these, up to max_bytes,
+-- until expires_at; expired ones are swept with their files.
+CREATE TABLE source_slots (
+    id_hash TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL,
+    max_bytes INTEGER NOT NULL,
+    expires_at TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX source_slots_expiry ON source_slots (expires_at);
+"#,
 ];

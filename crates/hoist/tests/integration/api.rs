@@ -532,3 +532,86 @@ fn app_scoped_sources_give_an_upload_slot_to_the_apps_users_only() {
     assert_eq!(s, 403, "{body}");
     assert_eq!(p.call("POST", "/apps/nope/sources", None).0, 404);
 }
+
+/// `PUT /sources/{id}` takes only ids `POST /sources` issued, up to the size declared,
+/// and leaves nothing behind when it refuses; a full disk is a 507 that says so.
+#[test]
+fn source_uploads_need_an_issued_slot_and_fit_its_size() {
+    let p = TestPlatform::start();
+    let client = reqwest::blocking::Client::new();
+    let sources = p.data_dir().join("sources");
+    let files = || std::fs::read_dir(&sources).map(|d| d.count()).unwrap_or(0);
+    // Any 64 hex digits used to be accepted, without a token, up to 1 GB each.
+    let forged = p.url(&format!("/sources/{}", "ab".repeat(32)));
+    let r = client.put(&forged).body("x".repeat(1000)).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(client.get(&forged).send().unwrap().status(), 404);
+    assert_eq!(files(), 0);
+
+    let (s, src) = p.call("POST", "/sources", Some(json!({"size": 10})));
+    assert_eq!(s, 201, "{src}");
+    assert!(src["source_blob"]["expires_at"].is_string(), "{src}");
+    let put = src["source_blob"]["put_url"].as_str().unwrap();
+    let r = client.put(put).body("x".repeat(11)).send().unwrap();
+    assert_eq!(r.status(), 413);
+    // Without Content-Length (chunked), the limit holds while streaming.
+    let chunks = chunked_body(vec![b"123456".to_vec(), b"789012".to_vec()]);
+    let r = client.put(put).body(chunks).send().unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(files(), 0, "a refused upload leaves nothing");
+    assert_eq!(
+        client.put(put).body("0123456789").send().unwrap().status(),
+        200
+    );
+    assert_eq!(
+        client.get(put).send().unwrap().text().unwrap(),
+        "0123456789"
+    );
+    let (s, body) = p.call("POST", "/sources", Some(json!({"size": 2_000_000_000u64})));
+    assert_eq!(s, 422, "{body}");
+
+    // A full disk: the sources dir on a 64 KB tmpfs (root only, as in CI).
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&sources)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let (_, big) = p.call("POST", "/sources", None);
+    let r = client
+        .put(big["source_blob"]["put_url"].as_str().unwrap())
+        .body(vec![7u8; 1 << 20])
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().unwrap();
+    let _ = std::process::Command::new("umount").arg(&sources).status();
+    assert_eq!(status, 507, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("disk is full"),
+        "{body}"
+    );
+}
+
+/// A request body with no Content-Length, sent chunk by chunk.
+fn chunked_body(chunks: Vec<Vec<u8>>) -> reqwest::blocking::Body {
+    struct Chunks(std::collections::VecDeque<Vec<u8>>, Vec<u8>);
+    impl std::io::Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.1.is_empty() {
+                match self.0.pop_front() {
+                    Some(c) => self.1 = c,
+                    None => return Ok(0),
+                }
+            }
+            let n = buf.len().min(self.1.len());
+            buf[..n].copy_from_slice(&self.1[..n]);
+            self.1.drain(..n);
+            Ok(n)
+        }
+    }
+    reqwest::blocking::Body::new(Chunks(chunks.into(), Vec::new()))
+}
