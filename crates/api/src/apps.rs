@@ -117,6 +117,8 @@ async fn create_app(
     let app = st
         .store
         .create_app(req.name.as_deref(), &who.id, &stack, &region)?;
+    // The router learns of the app now (it answers for it before the first deploy).
+    st.platform.app_changed(&app.id);
     st.platform.api_event(
         &app.id,
         &format!("Release v1 created by user {}", who.email),
@@ -184,7 +186,7 @@ async fn destroy_app(
         )));
     }
     st.store.destroy_app(&app.id)?;
-    st.platform.app_destroyed(&app.id);
+    st.platform.app_destroyed(&app.id).await;
     Ok(json(StatusCode::OK, views::app(&st.cfg, &app)))
 }
 

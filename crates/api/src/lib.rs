@@ -64,8 +64,9 @@ pub trait Platform: Send + Sync + 'static {
     /// Desired state of the app changed (release, config, formation, maintenance,
     /// domains): reconcile it.
     fn app_changed(&self, app_id: &str);
-    /// The app and all its rows are gone.
-    fn app_destroyed(&self, app_id: &str);
+    /// The app and all its rows are gone. Resolves once its dynos are gone too
+    /// (containers, mounts, cgroups, files).
+    fn app_destroyed(&self, app_id: &str) -> futures::future::BoxFuture<'static, ()>;
     /// An `app[api]` line for the app's log stream.
     fn api_event(&self, app_id: &str, message: &str);
     /// Runs a release's `release` command in a one-off dyno on that release; output

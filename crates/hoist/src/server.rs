@@ -173,10 +173,8 @@ impl Platform for ServerPlatform {
             m.app_changed(app_id);
         }
     }
-    fn app_destroyed(&self, app_id: &str) {
-        if let Some(m) = self.manager() {
-            m.app_destroyed(app_id);
-        }
+    fn app_destroyed(&self, app_id: &str) -> BoxFuture<'static, ()> {
+        let manager = self.manager().cloned();
         self.logs.forget_app(app_id);
         for dir in [
             self.data_dir.join("repos").join(format!("{app_id}.git")),
@@ -184,6 +182,12 @@ impl Platform for ServerPlatform {
         ] {
             let _ = std::fs::remove_dir_all(dir);
         }
+        let app_id = app_id.to_string();
+        Box::pin(async move {
+            if let Some(m) = manager {
+                m.app_destroyed(&app_id).await;
+            }
+        })
     }
     fn api_event(&self, app_id: &str, message: &str) {
         self.logs.push(app_id, LogLine::app("api", message));
