@@ -117,8 +117,7 @@ async fn create_app(
     let app = st
         .store
         .create_app(req.name.as_deref(), &who.id, &stack, &region)?;
-    // The router learns of the app now (it answers for it before the first deploy).
-    st.platform.app_changed(&app.id);
+    st.platform.app_created(&app.id).await;
     st.platform.api_event(
         &app.id,
         &format!("Release v1 created by user {}", who.email),

@@ -72,6 +72,8 @@ pub struct OneOffStarted {
 
 enum Command {
     AppChanged(String),
+    /// Replies once the routing table has the app.
+    AppCreated(String, oneshot::Sender<()>),
     /// Replies once the app's dynos are gone, containers and files included.
     AppDestroyed(String, oneshot::Sender<()>),
     Restart {
@@ -134,6 +136,17 @@ impl DynoManager {
 
     pub fn app_changed(&self, app_id: &str) {
         let _ = self.tx.send(Command::AppChanged(app_id.to_string()));
+    }
+    /// Returns once the router knows the new app.
+    pub async fn app_created(&self, app_id: &str) {
+        let (reply, done) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::AppCreated(app_id.to_string(), reply))
+            .is_ok()
+        {
+            let _ = done.await;
+        }
     }
     /// Stops and removes the app's dynos; returns once their containers, mounts,
     /// cgroups and directories are gone.
@@ -556,6 +569,11 @@ impl Loop {
                 // A new release resets crash back-off.
                 self.crashes.retain(|(a, _), _| *a != app);
                 self.dirty.insert(app);
+            }
+            Command::AppCreated(app, reply) => {
+                // Reconciling a new app publishes its route (see reconcile).
+                self.reconcile(&app).await;
+                let _ = reply.send(());
             }
             Command::AppDestroyed(app, reply) => {
                 self.resting.retain(|(a, _), _| *a != app);

@@ -173,6 +173,15 @@ impl Platform for ServerPlatform {
             m.app_changed(app_id);
         }
     }
+    fn app_created(&self, app_id: &str) -> BoxFuture<'static, ()> {
+        let manager = self.manager().cloned();
+        let app_id = app_id.to_string();
+        Box::pin(async move {
+            if let Some(m) = manager {
+                m.app_created(&app_id).await;
+            }
+        })
+    }
     fn app_destroyed(&self, app_id: &str) -> BoxFuture<'static, ()> {
         let manager = self.manager().cloned();
         self.logs.forget_app(app_id);
