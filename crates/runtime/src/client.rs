@@ -942,24 +942,19 @@ fn unescape_mount_path(s: &str) -> std::ffi::OsString {
     std::ffi::OsString::from_vec(out)
 }
 
-/// SIGKILLs every shim serving `dir` (`<exe> shim <dir>`): found by its command line,
-/// since the dir's `shim.pid` may be gone with the rest of its state.
+/// SIGKILLs every shim serving `dir`, found through /proc since the dir's `shim.pid`
+/// may be gone with the rest of its state.
 fn kill_shims_of(dir: &Path) {
     let Ok(procs) = fs::read_dir("/proc") else {
         return;
     };
-    let dir = dir.as_os_str().as_encoded_bytes();
     for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(cmdline) = fs::read(p.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        if args.len() >= 3 && args[1] == b"shim" && args[2] == dir {
+        if shim_alive(pid, dir) {
             // SAFETY: plain syscall; the process is a shim of this data dir's dyno.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
         }
     }
 }
@@ -978,15 +973,28 @@ fn shim_pid(dir: &Path) -> Option<u32> {
         .ok()
 }
 
-/// The pid is alive and still this dyno's shim (its cmdline names the dyno dir).
+/// The pid is alive and still this dyno's shim: `<exe> shim <dir>`, or a spare shim
+/// (`<exe> shim <dynos_dir> --spare`) that was handed `dir` and logs to its `shim.log`.
 fn shim_alive(pid: u32, dir: &Path) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    let dir = dir.as_os_str().as_encoded_bytes();
-    let is_ours = cmdline.split(|b| *b == 0).any(|arg| arg == dir);
     // A zombie has an empty cmdline; treat it as dead.
-    is_ours
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    if args.get(1) != Some(&&b"shim"[..]) {
+        return false;
+    }
+    let bytes = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
+    if args.get(2) == Some(&bytes(dir).as_slice()) {
+        return true;
+    }
+    let spare = dir
+        .parent()
+        .is_some_and(|d| args.get(2) == Some(&bytes(d).as_slice()))
+        && args.get(3) == Some(&&b"--spare"[..]);
+    // Its stderr is the dir's shim.log (with " (deleted)" once the dir is gone).
+    let log = bytes(&dir.join("shim.log"));
+    spare && fs::read_link(format!("/proc/{pid}/fd/2")).is_ok_and(|l| bytes(&l).starts_with(&log))
 }
 
 /// Stdio of an attached one-off dyno.

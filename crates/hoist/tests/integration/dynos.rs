@@ -386,6 +386,31 @@ fn cgroups_of(id: &str) -> Vec<PathBuf> {
     found
 }
 
+/// Pids of shims serving a dyno of this data dir (`shim <dyno dir>`, or a spare shim
+/// that was handed one and logs into it); idle spare shims do not count.
+fn shims_of(data_dir: &Path) -> Vec<u32> {
+    let data = data_dir.as_os_str().as_encoded_bytes().to_vec();
+    let mut pids = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.get(1) != Some(&&b"shim"[..]) {
+            continue;
+        }
+        let direct =
+            args.get(2).is_some_and(|a| a.starts_with(&data)) && !args.contains(&&b"--spare"[..]);
+        let logs_here = std::fs::read_link(p.path().join("fd/2"))
+            .is_ok_and(|l| l.as_os_str().as_encoded_bytes().starts_with(&data));
+        if direct || logs_here {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 fn names(list: &[Value]) -> Vec<String> {
     list.iter()
         .map(|d| format!("{}:{}", d["name"].as_str().unwrap_or(""), d["state"]))
@@ -683,6 +708,10 @@ fn a_data_dir_that_lost_its_state_has_its_dynos_swept_on_start() {
         !mounts_under(&dynos_dir).is_empty(),
         "precondition: its layer is mounted"
     );
+    assert!(
+        !shims_of(&p.data_dir()).is_empty(),
+        "precondition: its shim runs on"
+    );
 
     p.spawn();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -691,12 +720,18 @@ fn a_data_dir_that_lost_its_state_has_its_dynos_swept_on_start() {
         let containers = runc_containers(&p);
         let cgroups = cgroups_of(&id);
         let dir_left = dynos_dir.join(&id).exists();
-        if mounts.is_empty() && containers.is_empty() && cgroups.is_empty() && !dir_left {
+        let shims = shims_of(&p.data_dir());
+        if mounts.is_empty()
+            && containers.is_empty()
+            && cgroups.is_empty()
+            && !dir_left
+            && shims.is_empty()
+        {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "left behind: mounts {mounts:?}, containers {containers:?}, cgroups {cgroups:?}, dir {dir_left}"
+            "left behind: mounts {mounts:?}, containers {containers:?}, cgroups {cgroups:?}, dir {dir_left}, shims {shims:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
