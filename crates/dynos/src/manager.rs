@@ -76,6 +76,9 @@ enum Command {
     AppCreated(String, oneshot::Sender<()>),
     /// Replies once the app's dynos are gone, containers and files included.
     AppDestroyed(String, oneshot::Sender<()>),
+    /// The daemon stops: removals still waiting (e.g. an attached one-off's) are done
+    /// now; running dynos stay.
+    FinishRemovals(oneshot::Sender<()>),
     Restart {
         app_id: String,
         target: Option<String>,
@@ -157,6 +160,14 @@ impl DynoManager {
             .send(Command::AppDestroyed(app_id.to_string(), reply))
             .is_ok()
         {
+            let _ = done.await;
+        }
+    }
+    /// Before the daemon exits: completes the removals of dynos that already ended, so
+    /// that none leaves its writable layer mounted. Running dynos are left alone.
+    pub async fn finish_removals(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.tx.send(Command::FinishRemovals(reply)).is_ok() {
             let _ = done.await;
         }
     }
@@ -510,6 +521,39 @@ impl Loop {
         Ok(())
     }
 
+    /// Removals under way or waiting (like an attached one-off's) that match `pred`
+    /// run now; `done` hears once all of them have finished.
+    async fn finish_removals(
+        &mut self,
+        pred: impl Fn(&Removing) -> bool,
+        done: oneshot::Sender<()>,
+    ) {
+        let ids: Vec<String> = self
+            .removing
+            .iter()
+            .filter(|(_, r)| pred(r))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut tasks = Vec::new();
+        for id in ids {
+            let Some(r) = self.removing.remove(&id) else {
+                continue;
+            };
+            r.task.abort();
+            let _ = r.task.await;
+            let runtime = self.runtime.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = runtime.remove(&id).await {
+                    warn!(dyno = %id, error = %e, "removing dyno");
+                }
+            }));
+        }
+        tokio::spawn(async move {
+            futures::future::join_all(tasks).await;
+            let _ = done.send(());
+        });
+    }
+
     /// (app id, dyno name) of a dyno on the books.
     fn names_of(&self, id: &str) -> Option<(String, String)> {
         let r = self.recs.get(id)?;
@@ -586,38 +630,14 @@ impl Loop {
                 for id in ids {
                     self.forget(&id, Removal::After(Duration::ZERO)).await;
                 }
-                // Removals under way (or waiting, like an attached one-off's) finish
-                // now; the caller hears back once all of them are done.
-                let ids: Vec<String> = self
-                    .removing
-                    .iter()
-                    .filter(|(_, r)| r.app_id == app)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                let mut tasks = Vec::new();
-                for id in ids {
-                    let Some(r) = self.removing.remove(&id) else {
-                        continue;
-                    };
-                    r.task.abort();
-                    let _ = r.task.await;
-                    let runtime = self.runtime.clone();
-                    tasks.push(tokio::spawn(async move {
-                        if let Err(e) = runtime.remove(&id).await {
-                            warn!(dyno = %id, error = %e, "removing dyno");
-                        }
-                    }));
-                }
-                tokio::spawn(async move {
-                    futures::future::join_all(tasks).await;
-                    let _ = reply.send(());
-                });
+                self.finish_removals(|r| r.app_id == app, reply).await;
                 self.crashes.retain(|(a, _), _| *a != app);
                 self.sleeping.remove(&app);
                 self.routes.remove(&app);
                 self.logs.forget_app(&app);
                 self.publish();
             }
+            Command::FinishRemovals(reply) => self.finish_removals(|_| true, reply).await,
             Command::Restart { app_id, target } => {
                 let matches = |r: &Rec| {
                     r.spec.app_id == app_id

@@ -619,8 +619,12 @@ async fn run(args: ServerArgs) -> Result<()> {
     if let Some(t) = router_tls_task {
         let _ = t.await;
     }
+    // Dynos keep running (the next start re-adopts them), but those that already ended
+    // are removed now rather than left mounted until the next start.
+    if let Some(m) = manager_cell.get() {
+        m.finish_removals().await;
+    }
     logs.shutdown().await;
-    // Dynos keep running: the next start re-adopts them.
     info!("hoist server stopped");
     Ok(())
 }

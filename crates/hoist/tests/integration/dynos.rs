@@ -736,3 +736,37 @@ fn a_data_dir_that_lost_its_state_has_its_dynos_swept_on_start() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn an_ended_one_off_leaves_nothing_mounted_when_the_daemon_stops() {
+    let mut p = TestPlatform::start();
+    let (ok, out) = deploy_procfile(&p, "leaver", WEB, &[]);
+    assert!(ok, "{out}");
+    // An attached one-off that ended: its removal waits for a client.
+    let (s, d) = p.call(
+        "POST",
+        "/apps/leaver/dynos",
+        Some(json!({"command": "echo done", "attach": true})),
+    );
+    assert_eq!(s, 201, "{d}");
+    wait_for_log(
+        &p,
+        "leaver",
+        "State changed from up to complete",
+        Duration::from_secs(30),
+    );
+    let run_dir = std::fs::read_dir(p.data_dir().join("dynos"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|d| d.to_string_lossy().contains("-run-"))
+        .expect("the one-off's dir");
+    assert!(
+        !mounts_under(&run_dir).is_empty(),
+        "precondition: its layer is mounted"
+    );
+
+    assert_eq!(p.stop(), Some(0), "clean stop");
+    assert_eq!(mounts_under(&run_dir), Vec::<String>::new());
+    assert!(!run_dir.exists(), "{} is left", run_dir.display());
+}
