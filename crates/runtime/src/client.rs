@@ -751,10 +751,7 @@ impl Core {
         if let Backend::Runc { cgroups, .. } = &self.backend {
             // The app's parent cgroups go with its last dyno (rmdir fails while others
             // of the app still run, which is fine).
-            let spec: Option<DynoSpec> = fs::read(dir.join("spec.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            if let Some(spec) = spec {
+            if let Some(spec) = read_spec(&dir) {
                 cgroups.remove_app_parent(&spec.app_name);
             }
         }
@@ -838,10 +835,7 @@ impl Core {
 
     async fn attach(&self, id: &str) -> Result<Attached, RuntimeError> {
         let dir = self.checked_dir(id)?;
-        let spec: DynoSpec = fs::read(dir.join("spec.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        let spec = read_spec(&dir).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
         if !spec.attach {
             return Err(RuntimeError::NotAttachable(id.to_string()));
         }
