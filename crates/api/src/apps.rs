@@ -124,6 +124,7 @@ async fn create_app(
     let app = st
         .store
         .create_app(req.name.as_deref(), &who.id, &stack, &region)?;
+    st.platform.app_created(&app.id).await;
     st.platform.api_event(
         &app.id,
         &format!("Release v1 created by user {}", who.email),
@@ -208,7 +209,8 @@ async fn destroy_app(
         )));
     }
     let releases = st.store.destroy_app(&app.id, &who.id)?;
-    st.platform.app_destroyed(&app.id);
+    // Returns once the app's dynos and their resources are gone.
+    st.platform.app_destroyed(&app.id).await;
     crate::addons::released(&st, &who, &releases);
     // The app's add-ons were recorded for deprovisioning in the same transaction;
     // give them back before answering, so no old credential works afterwards.

@@ -66,8 +66,15 @@ pub trait Platform: Send + Sync + 'static {
     /// Desired state of the app changed (release, config, formation, maintenance,
     /// domains): reconcile it.
     fn app_changed(&self, app_id: &str);
-    /// The app and all its rows are gone.
-    fn app_destroyed(&self, app_id: &str);
+    /// A new app: resolves once the router knows it (it answers for the app from
+    /// the start, with Heroku's blank-app page until the first deploy).
+    fn app_created(&self, app_id: &str) -> futures::future::BoxFuture<'static, ()> {
+        self.app_changed(app_id);
+        Box::pin(async {})
+    }
+    /// The app and all its rows are gone. Resolves once its dynos are gone too
+    /// (containers, mounts, cgroups, files).
+    fn app_destroyed(&self, app_id: &str) -> futures::future::BoxFuture<'static, ()>;
     /// An `app[api]` line for the app's log stream.
     fn api_event(&self, app_id: &str, message: &str);
     /// Runs a release's `release` command in a one-off dyno on that release; its

@@ -50,6 +50,82 @@ pub const SLUG_UNPACK_LIMITS: UnpackLimits = UnpackLimits {
 /// Longest GNU long name / link name / PAX header accepted.
 const MAX_EXTENSION_BYTES: u64 = 64 * 1024;
 
+/// A limit of [`UnpackLimits`] an archive goes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OverLimit {
+    pub what: &'static str,
+    pub limit: u64,
+}
+
+/// Running totals of an archive against its [`UnpackLimits`]. The unpacker counts with
+/// it, and so does the slug packer with [`SLUG_UNPACK_LIMITS`]: a slug that would not
+/// unpack on the dyno side fails its build instead of being released.
+pub(crate) struct Tally<'a> {
+    limits: &'a UnpackLimits,
+    entries: u64,
+    bytes: u64,
+}
+
+impl<'a> Tally<'a> {
+    pub(crate) fn new(limits: &'a UnpackLimits) -> Self {
+        Tally {
+            limits,
+            entries: 0,
+            bytes: 0,
+        }
+    }
+
+    /// One more entry, `depth` path components below the root.
+    pub(crate) fn entry(&mut self, depth: usize) -> Result<(), OverLimit> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(OverLimit {
+                what: "entry count",
+                limit: self.limits.max_entries,
+            });
+        }
+        if depth > self.limits.max_depth {
+            return Err(OverLimit {
+                what: "directory depth",
+                limit: self.limits.max_depth as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// A regular file of `size` bytes.
+    pub(crate) fn file(&mut self, size: u64) -> Result<(), OverLimit> {
+        self.bytes = self.bytes.saturating_add(size);
+        if self.bytes > self.limits.max_bytes {
+            return Err(OverLimit {
+                what: "total unpacked size",
+                limit: self.limits.max_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// A path or link target stored in a GNU long-name record (with its NUL).
+    pub(crate) fn long_name(len: usize) -> Result<(), OverLimit> {
+        if len as u64 + 1 > MAX_EXTENSION_BYTES {
+            return Err(OverLimit {
+                what: "path or link length",
+                limit: MAX_EXTENSION_BYTES - 1,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl From<OverLimit> for BuildError {
+    fn from(o: OverLimit) -> BuildError {
+        BuildError::ArchiveTooLarge {
+            what: o.what,
+            limit: o.limit,
+        }
+    }
+}
+
 /// Unpacks an untrusted gzip tarball into `dest`, which must not exist (or be an empty
 /// directory). Extraction happens in a fresh private temp dir next to `dest`, which is
 /// renamed into place only when every entry was accepted: on error nothing appears.
@@ -302,8 +378,7 @@ fn extract_into(reader: impl Read, root: &Path, limits: &UnpackLimits) -> Result
     let entries = archive.entries().map_err(corrupt)?.raw(true);
     let mut long_name: Option<Vec<u8>> = None;
     let mut long_link: Option<Vec<u8>> = None;
-    let mut entry_count = 0u64;
-    let mut total_bytes = 0u64;
+    let mut tally = Tally::new(limits);
     let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
     let mut root_mode = 0o755;
 
@@ -371,20 +446,8 @@ fn extract_into(reader: impl Read, root: &Path, limits: &UnpackLimits) -> Result
             .or_else(|| header.link_name_bytes().map(|b| b.into_owned()));
         let shown = String::from_utf8_lossy(&raw_path).into_owned();
 
-        entry_count += 1;
-        if entry_count > limits.max_entries {
-            return Err(BuildError::ArchiveTooLarge {
-                what: "entry count",
-                limit: limits.max_entries,
-            });
-        }
         let comps = clean_components(&raw_path)?;
-        if comps.len() > limits.max_depth {
-            return Err(BuildError::ArchiveTooLarge {
-                what: "directory depth",
-                limit: limits.max_depth as u64,
-            });
-        }
+        tally.entry(comps.len())?;
         let mode = header.mode().map_err(corrupt)? & 0o777;
         let target = join(root, &comps);
 
@@ -422,13 +485,7 @@ fn extract_into(reader: impl Read, root: &Path, limits: &UnpackLimits) -> Result
                         "file entry without a name",
                     ));
                 }
-                total_bytes = total_bytes.saturating_add(size);
-                if total_bytes > limits.max_bytes {
-                    return Err(BuildError::ArchiveTooLarge {
-                        what: "total unpacked size",
-                        limit: limits.max_bytes,
-                    });
-                }
+                tally.file(size)?;
                 ensure_parents(root, &comps, &shown)?;
                 clear_slot(&target, &shown)?;
                 let mut file = fs::OpenOptions::new()
@@ -743,8 +800,10 @@ pub fn pack_slug(app_dir: &Path, slugs_dir: &Path, max_bytes: u64) -> Result<Slu
     let mut tar = TarWriter::new(GzEncoder::new(out, Compression::new(SLUG_GZIP_LEVEL)));
 
     let root_fd = open_dir_nofollow(None, app_dir)?;
+    let mut tally = Tally::new(&SLUG_UNPACK_LIMITS);
     let result = (|| -> Result<HashingWriter<BufWriter<fs::File>>, io::Error> {
         let st = nix::sys::stat::fstat(root_fd.as_raw_fd())?;
+        within_dyno_limits(&mut tally, b"./", None, None)?;
         tar.append(
             EntryType::Directory,
             b"./",
@@ -754,12 +813,13 @@ pub fn pack_slug(app_dir: &Path, slugs_dir: &Path, max_bytes: u64) -> Result<Slu
             0,
             io::empty(),
         )?;
-        pack_dir_fd(&mut tar, root_fd, b"./", true)?;
+        pack_dir_fd(&mut tar, &mut tally, root_fd, b"./", true)?;
         tar.finish()?.finish()
     })();
-    let mut out = match result {
+    let mut out = match result.map_err(build_error_in) {
         Ok(out) => out,
-        Err(e) => {
+        Err(Ok(e)) => return Err(e),
+        Err(Err(e)) => {
             if e.kind() == io::ErrorKind::FileTooLarge || e.to_string().contains(SLUG_LIMIT_MSG) {
                 return Err(BuildError::SlugTooLarge { limit: max_bytes });
             }
@@ -796,10 +856,51 @@ fn open_dir_nofollow(dir: Option<RawFd>, name: &Path) -> Result<OwnedFd, BuildEr
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The [`BuildError`] an io::Error carries, or the io::Error itself.
+fn build_error_in(e: io::Error) -> Result<BuildError, io::Error> {
+    let kind = e.kind();
+    match e.into_inner() {
+        Some(inner) => match inner.downcast::<BuildError>() {
+            Ok(b) => Ok(*b),
+            Err(other) => Err(io::Error::new(kind, other)),
+        },
+        None => Err(io::Error::from(kind)),
+    }
+}
+
+/// Checks one slug entry against what the dyno side's [`unpack_slug`] accepts, so that
+/// a slug that could never start fails its build. The error travels as an io::Error
+/// holding the [`BuildError`].
+fn within_dyno_limits(
+    tally: &mut Tally<'_>,
+    path: &[u8],
+    file_size: Option<u64>,
+    link: Option<&[u8]>,
+) -> io::Result<()> {
+    let depth = path
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .count();
+    let checked = tally
+        .entry(depth)
+        .and_then(|()| file_size.map_or(Ok(()), |s| tally.file(s)))
+        .and_then(|()| Tally::long_name(path.len()))
+        .and_then(|()| link.map_or(Ok(()), |l| Tally::long_name(l.len())));
+    checked.map_err(|o| {
+        let shown = String::from_utf8_lossy(path);
+        io::Error::other(BuildError::SlugOverDynoLimit {
+            what: o.what,
+            limit: o.limit,
+            path: shown.chars().take(200).collect(),
+        })
+    })
+}
+
 /// Walks a directory through file descriptors only (`openat` with `O_NOFOLLOW`), so a
 /// symlink swapped in by a leftover build process cannot redirect the walk.
 fn pack_dir_fd<W: Write>(
     tar: &mut TarWriter<W>,
+    tally: &mut Tally<'_>,
     dir_fd: OwnedFd,
     prefix: &[u8],
     top: bool,
@@ -823,13 +924,14 @@ fn pack_dir_fd<W: Write>(
     for name in names {
         let mut path = prefix.to_vec();
         path.extend_from_slice(name.to_bytes());
-        pack_one(tar, dfd, &name, path)?;
+        pack_one(tar, tally, dfd, &name, path)?;
     }
     Ok(())
 }
 
 fn pack_one<W: Write>(
     tar: &mut TarWriter<W>,
+    tally: &mut Tally<'_>,
     dfd: RawFd,
     name: &CStr,
     path: Vec<u8>,
@@ -852,6 +954,7 @@ fn pack_one<W: Write>(
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let mut dir_name = path;
         dir_name.push(b'/');
+        within_dyno_limits(tally, &dir_name, None, None)?;
         tar.append(
             EntryType::Directory,
             &dir_name,
@@ -861,7 +964,7 @@ fn pack_one<W: Write>(
             0,
             io::empty(),
         )?;
-        pack_dir_fd(tar, fd, &dir_name, false)
+        pack_dir_fd(tar, tally, fd, &dir_name, false)
     } else if kind == SFlag::S_IFREG {
         let fd = openat(
             Some(dfd),
@@ -876,6 +979,7 @@ fn pack_one<W: Write>(
             return Ok(());
         }
         let size = meta.len();
+        within_dyno_limits(tally, &path, Some(size), None)?;
         tar.append(
             EntryType::Regular,
             &path,
@@ -887,6 +991,7 @@ fn pack_one<W: Write>(
         )
     } else if kind == SFlag::S_IFLNK {
         let target = readlinkat(Some(dfd), name)?;
+        within_dyno_limits(tally, &path, None, Some(target.as_bytes()))?;
         tar.append(
             EntryType::Symlink,
             &path,

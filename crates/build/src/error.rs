@@ -30,6 +30,16 @@ pub enum BuildError {
         limit / 1_000_000
     )]
     SlugTooLarge { limit: u64 },
+    #[error(
+        "The compiled slug could not start on a dyno: its {what} exceeds the dyno's limit of \
+         {limit} (at {path}). Remove what the app does not need at runtime (e.g. with \
+         .slugignore) and push again."
+    )]
+    SlugOverDynoLimit {
+        what: &'static str,
+        limit: u64,
+        path: String,
+    },
 
     // --- buildpacks ---
     #[error(

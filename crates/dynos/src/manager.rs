@@ -72,7 +72,13 @@ pub struct OneOffStarted {
 
 enum Command {
     AppChanged(String),
-    AppDestroyed(String),
+    /// Replies once the routing table has the app.
+    AppCreated(String, oneshot::Sender<()>),
+    /// Replies once the app's dynos are gone, containers and files included.
+    AppDestroyed(String, oneshot::Sender<()>),
+    /// The daemon stops: removals still waiting (e.g. an attached one-off's) are done
+    /// now; running dynos stay.
+    FinishRemovals(oneshot::Sender<()>),
     Restart {
         app_id: String,
         target: Option<String>,
@@ -116,6 +122,8 @@ impl DynoManager {
             table,
             metrics,
             recs: HashMap::new(),
+            resting: HashMap::new(),
+            removing: HashMap::new(),
             crashes: HashMap::new(),
             sleeping: HashSet::new(),
             dirty: HashSet::new(),
@@ -132,8 +140,36 @@ impl DynoManager {
     pub fn app_changed(&self, app_id: &str) {
         let _ = self.tx.send(Command::AppChanged(app_id.to_string()));
     }
-    pub fn app_destroyed(&self, app_id: &str) {
-        let _ = self.tx.send(Command::AppDestroyed(app_id.to_string()));
+    /// Returns once the router knows the new app.
+    pub async fn app_created(&self, app_id: &str) {
+        let (reply, done) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::AppCreated(app_id.to_string(), reply))
+            .is_ok()
+        {
+            let _ = done.await;
+        }
+    }
+    /// Stops and removes the app's dynos; returns once their containers, mounts,
+    /// cgroups and directories are gone.
+    pub async fn app_destroyed(&self, app_id: &str) {
+        let (reply, done) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::AppDestroyed(app_id.to_string(), reply))
+            .is_ok()
+        {
+            let _ = done.await;
+        }
+    }
+    /// Before the daemon exits: completes the removals of dynos that already ended, so
+    /// that none leaves its writable layer mounted. Running dynos are left alone.
+    pub async fn finish_removals(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.tx.send(Command::FinishRemovals(reply)).is_ok() {
+            let _ = done.await;
+        }
     }
     /// Restarts all dynos (`None`), one process type, or one dyno by name.
     pub fn restart(&self, app_id: &str, target: Option<&str>) {
@@ -177,6 +213,15 @@ impl State {
             State::Stopping => "up",
         }
     }
+
+    /// The state a row recorded before a daemon restart, for a dyno still running.
+    fn recorded(state: &str) -> Option<State> {
+        match state {
+            "starting" => Some(State::Starting),
+            "up" => Some(State::Up),
+            _ => None,
+        }
+    }
 }
 
 struct OneOff {
@@ -191,6 +236,8 @@ struct Rec {
     port: Option<u16>,
     started: Instant,
     created_at: String,
+    /// When the dyno entered its current state (`ps`: "up since ...").
+    since: String,
     stop_deadline: Option<Instant>,
     /// Marked by restart, cycling or a stop request: replace it.
     replace: bool,
@@ -207,6 +254,20 @@ const MEMORY_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// Heroku repeats R14 while a dyno stays over its quota, not on every sample.
 const R14_EVERY: Duration = Duration::from_secs(20);
 
+struct Removing {
+    app_id: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// When [`Loop::forget`] removes a dyno's container and files.
+#[derive(Clone, Copy)]
+enum Removal {
+    /// Before returning (the process may still run: killed first).
+    Now,
+    /// In the background, after this delay.
+    After(Duration),
+}
+
 struct Crash {
     count: u32,
     retry_at: Instant,
@@ -214,6 +275,7 @@ struct Crash {
 }
 
 /// What the routing table needs to know about an app, refreshed on reconcile.
+#[derive(PartialEq)]
 struct RouteInfo {
     name: String,
     maintenance: bool,
@@ -231,6 +293,11 @@ struct Loop {
     metrics: Option<Arc<hoist_router::Metrics>>,
     pool: PortPool,
     recs: HashMap<String, Rec>,
+    /// What `ps` shows for a formation dyno that has no process: `crashed` (in crash
+    /// back-off) or `idle` (an eco app asleep), by (app id, dyno name).
+    resting: HashMap<(String, String), Dyno>,
+    /// Removals of dynos already off the books, still under way.
+    removing: HashMap<String, Removing>,
     crashes: HashMap<(String, String), Crash>,
     sleeping: HashSet<String>,
     dirty: HashSet<String>,
@@ -278,19 +345,95 @@ impl Loop {
             port: rec.port.map(i64::from),
             attach: rec.spec.attach,
             created_at: rec.created_at.clone(),
-            updated_at: now_str(),
+            updated_at: rec.since.clone(),
         }
     }
 
-    fn save(&self, id: &str) {
-        if let Some(rec) = self.recs.get(id) {
-            if let Err(e) = self
-                .store
-                .upsert_dyno(&self.dyno_row(rec, rec.state.as_str()))
-            {
+    /// Writes the one row `ps` shows for a dyno name, as Heroku shows it: the oldest
+    /// process of the name (during preboot the old dyno, until it stops), else its
+    /// crashed or idle row, else nothing. Every other row of the name goes.
+    fn show(&self, app_id: &str, name: &str) {
+        let visible = self
+            .recs
+            .values()
+            .filter(|r| r.spec.app_id == app_id && r.spec.name == name)
+            .min_by_key(|r| r.started)
+            .map(|r| self.dyno_row(r, r.state.as_str()))
+            .or_else(|| {
+                self.resting
+                    .get(&(app_id.to_string(), name.to_string()))
+                    .cloned()
+            });
+        let rows = match self.store.dynos(app_id) {
+            Ok(rows) => rows,
+            Err(e) => {
+                warn!(error = %e, "reading dyno rows");
+                return;
+            }
+        };
+        for row in rows.iter().filter(|d| d.name == name) {
+            if visible.as_ref().is_none_or(|v| v.id != row.id) {
+                if let Err(e) = self.store.delete_dyno(&row.id) {
+                    warn!(error = %e, "deleting a dyno row");
+                }
+            }
+        }
+        if let Some(row) = visible {
+            if let Err(e) = self.store.upsert_dyno(&row) {
                 warn!(error = %e, "recording dyno state");
             }
         }
+    }
+
+    /// Drops the crashed/idle rows of an app's names that match `pred`.
+    fn forget_resting(&mut self, app_id: &str, pred: impl Fn(&str) -> bool) {
+        let gone: Vec<(String, String)> = self
+            .resting
+            .keys()
+            .filter(|(a, n)| a == app_id && pred(n))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.resting.remove(&key);
+            self.show(&key.0, &key.1);
+        }
+    }
+
+    /// Takes a dyno off the books: its port, its row (the name then shows what is
+    /// left, see [`Loop::show`]) and its container, mounts and files.
+    async fn forget(&mut self, id: &str, removal: Removal) -> Option<Rec> {
+        let rec = self.recs.remove(id)?;
+        match removal {
+            Removal::Now => {
+                if let Err(e) = self.runtime.remove(id).await {
+                    warn!(dyno = %rec.spec.name, error = %e, "removing dyno");
+                }
+            }
+            Removal::After(delay) => {
+                let runtime = self.runtime.clone();
+                let cid = id.to_string();
+                let task = tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Err(e) = runtime.remove(&cid).await {
+                        warn!(dyno = %cid, error = %e, "removing dyno");
+                    }
+                });
+                self.removing.retain(|_, r| !r.task.is_finished());
+                self.removing.insert(
+                    id.to_string(),
+                    Removing {
+                        app_id: rec.spec.app_id.clone(),
+                        task,
+                    },
+                );
+            }
+        }
+        // Released once the process is gone, or after it exited by itself.
+        if let Some(p) = rec.port {
+            self.pool.release(p);
+        }
+        self.show(&rec.spec.app_id, &rec.spec.name);
+        Some(rec)
     }
 
     /// Re-adopts running dynos after a (re)start of the daemon instead of starting new ones.
@@ -301,6 +444,13 @@ impl Loop {
             .await
             .map_err(|e| format!("listing dynos: {e}"))?;
         let known: HashSet<String> = observed.iter().map(|o| o.spec.id.clone()).collect();
+        let rows: HashMap<String, Dyno> = self
+            .store
+            .all_dynos()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| (d.id.clone(), d))
+            .collect();
         for o in observed {
             let app_exists = self.store.app(&o.spec.app_id).is_ok();
             if !o.running || !app_exists {
@@ -324,13 +474,27 @@ impl Loop {
             info!(dyno = %o.spec.name, app = %o.spec.app_name, "re-adopted running dyno");
             self.dirty.insert(o.spec.app_id.clone());
             let id = o.spec.id.clone();
+            // The process never stopped: it keeps the state and since-time recorded
+            // before the daemon went away (a web dyno without a record is checked anew).
+            let row = rows.get(&id);
+            let recorded = row.and_then(|r| State::recorded(&r.state).map(|s| (s, &r.updated_at)));
+            let (state, since) = match recorded {
+                Some((state, since)) => (state, since.clone()),
+                None if web => (State::Starting, now_str()),
+                None => (State::Up, now_str()),
+            };
+            let (app, name) = (o.spec.app_id.clone(), o.spec.name.clone());
             self.recs.insert(
                 id.clone(),
                 Rec {
-                    state: if web { State::Starting } else { State::Up },
+                    state,
                     port,
                     started: Instant::now(),
-                    created_at: o.started_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    created_at: row.map_or_else(
+                        || o.started_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                        |r| r.created_at.clone(),
+                    ),
+                    since,
                     stop_deadline: None,
                     replace: false,
                     cycle_at: self.cycle_deadline(),
@@ -341,7 +505,7 @@ impl Loop {
                     spec: o.spec,
                 },
             );
-            self.save(&id);
+            self.show(&app, &name);
         }
         // Rows of dynos that no longer exist (e.g. after a host reboot).
         if let Ok(rows) = self.store.all_dynos() {
@@ -355,6 +519,45 @@ impl Loop {
             self.dirty.extend(apps.into_iter().map(|a| a.id));
         }
         Ok(())
+    }
+
+    /// Removals under way or waiting (like an attached one-off's) that match `pred`
+    /// run now; `done` hears once all of them have finished.
+    async fn finish_removals(
+        &mut self,
+        pred: impl Fn(&Removing) -> bool,
+        done: oneshot::Sender<()>,
+    ) {
+        let ids: Vec<String> = self
+            .removing
+            .iter()
+            .filter(|(_, r)| pred(r))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut tasks = Vec::new();
+        for id in ids {
+            let Some(r) = self.removing.remove(&id) else {
+                continue;
+            };
+            r.task.abort();
+            let _ = r.task.await;
+            let runtime = self.runtime.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = runtime.remove(&id).await {
+                    warn!(dyno = %id, error = %e, "removing dyno");
+                }
+            }));
+        }
+        tokio::spawn(async move {
+            futures::future::join_all(tasks).await;
+            let _ = done.send(());
+        });
+    }
+
+    /// (app id, dyno name) of a dyno on the books.
+    fn names_of(&self, id: &str) -> Option<(String, String)> {
+        let r = self.recs.get(id)?;
+        Some((r.spec.app_id.clone(), r.spec.name.clone()))
     }
 
     fn cycle_deadline(&self) -> Option<Instant> {
@@ -411,7 +614,13 @@ impl Loop {
                 self.crashes.retain(|(a, _), _| *a != app);
                 self.dirty.insert(app);
             }
-            Command::AppDestroyed(app) => {
+            Command::AppCreated(app, reply) => {
+                // Reconciling a new app publishes its route (see reconcile).
+                self.reconcile(&app).await;
+                let _ = reply.send(());
+            }
+            Command::AppDestroyed(app, reply) => {
+                self.resting.retain(|(a, _), _| *a != app);
                 let ids: Vec<String> = self
                     .recs
                     .iter()
@@ -419,19 +628,16 @@ impl Loop {
                     .map(|(id, _)| id.clone())
                     .collect();
                 for id in ids {
-                    if let Some(rec) = self.recs.remove(&id) {
-                        if let Some(p) = rec.port {
-                            self.pool.release(p);
-                        }
-                        let _ = self.runtime.remove(&id).await;
-                    }
+                    self.forget(&id, Removal::After(Duration::ZERO)).await;
                 }
+                self.finish_removals(|r| r.app_id == app, reply).await;
                 self.crashes.retain(|(a, _), _| *a != app);
                 self.sleeping.remove(&app);
                 self.routes.remove(&app);
                 self.logs.forget_app(&app);
                 self.publish();
             }
+            Command::FinishRemovals(reply) => self.finish_removals(|_| true, reply).await,
             Command::Restart { app_id, target } => {
                 let matches = |r: &Rec| {
                     r.spec.app_id == app_id
@@ -456,7 +662,9 @@ impl Loop {
                     .collect();
                 for k in names {
                     self.crashes.remove(&k);
-                    let _ = self.store.delete_dyno(&format!("crashed-{}-{}", k.0, k.1));
+                    if self.resting.remove(&k).is_some() {
+                        self.show(&k.0, &k.1);
+                    }
                 }
                 self.log(
                     &app_id,
@@ -498,7 +706,12 @@ impl Loop {
 
     async fn event(&mut self, ev: DynoEvent) {
         match ev {
-            DynoEvent::Output { id, stream, data } => {
+            DynoEvent::Output {
+                id,
+                stream,
+                data,
+                read_at,
+            } => {
                 let Some(rec) = self.recs.get_mut(&id) else {
                     return;
                 };
@@ -513,7 +726,13 @@ impl Loop {
                     if let Some(s) = &sink {
                         s(&line);
                     }
-                    self.logs.push(&app, LogLine::app(name.clone(), line));
+                    // Stamped when the shim read it: lines spilled while the daemon was
+                    // away keep the time they were written.
+                    let line = LogLine {
+                        time: read_at,
+                        ..LogLine::app(name.clone(), line)
+                    };
+                    self.logs.push(&app, line);
                 }
             }
             DynoEvent::OutputDropped { id, bytes } => {
@@ -533,7 +752,13 @@ impl Loop {
     }
 
     async fn exited(&mut self, id: &str, status: i32, oom_killed: bool) {
-        let Some(mut rec) = self.recs.remove(id) else {
+        // An attached session may still be reading the last output from the shim.
+        let linger = match self.recs.get(id) {
+            Some(r) if r.spec.attach => Duration::from_secs(30),
+            Some(_) => Duration::ZERO,
+            None => return,
+        };
+        let Some(mut rec) = self.forget(id, Removal::After(linger)).await else {
             return;
         };
         let app = rec.spec.app_id.clone();
@@ -551,22 +776,6 @@ impl Loop {
             ));
         }
         self.log(&app, &name, format!("Process exited with status {status}"));
-        if let Some(p) = rec.port {
-            self.pool.release(p);
-        }
-        let _ = self.store.delete_dyno(id);
-        let runtime = self.runtime.clone();
-        let cid = id.to_string();
-        // An attached session may still be reading the last output from the shim.
-        let linger = if rec.spec.attach {
-            Duration::from_secs(30)
-        } else {
-            Duration::ZERO
-        };
-        tokio::spawn(async move {
-            tokio::time::sleep(linger).await;
-            let _ = runtime.remove(&cid).await;
-        });
         if let Some(one_off) = rec.one_off.as_mut() {
             self.log(&app, &name, "State changed from up to complete");
             if let Some(tx) = one_off.exit.take() {
@@ -604,9 +813,9 @@ impl Loop {
             },
         );
         let mut row = self.dyno_row(rec, "crashed");
-        row.id = format!("crashed-{app}-{name}");
         row.updated_at = at;
-        let _ = self.store.upsert_dyno(&row);
+        self.resting.insert((app.clone(), name.clone()), row);
+        self.show(&app, &name);
     }
 
     async fn stop(&mut self, id: &str) {
@@ -647,28 +856,26 @@ impl Loop {
             if bound {
                 if let Some(rec) = self.recs.get_mut(&id) {
                     rec.state = State::Up;
+                    rec.since = now_str();
                     let (app, name) = (rec.spec.app_id.clone(), rec.spec.name.clone());
                     self.log(&app, &name, "State changed from starting to up");
-                    self.save(&id);
+                    self.show(&app, &name);
                     self.dirty.insert(app);
                 }
             } else if now.duration_since(started) > self.cfg.boot_timeout {
-                if let Some(rec) = self.recs.remove(&id) {
-                    let (app, name) = (rec.spec.app_id.clone(), rec.spec.name.clone());
-                    self.log(&app, &name, format!(
-                        "Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {} seconds of launch",
-                        self.cfg.boot_timeout.as_secs()
-                    ));
-                    self.log(&app, &name, "Stopping process with SIGKILL");
-                    let _ = self.runtime.remove(&id).await;
+                let Some((app, name)) = self.names_of(&id) else {
+                    continue;
+                };
+                self.log(&app, &name, format!(
+                    "Error R10 (Boot timeout) -> Web process failed to bind to $PORT within {} seconds of launch",
+                    self.cfg.boot_timeout.as_secs()
+                ));
+                self.log(&app, &name, "Stopping process with SIGKILL");
+                if let Some(rec) = self.forget(&id, Removal::Now).await {
                     self.log(&app, &name, "Process exited with status 137");
-                    if let Some(p) = rec.port {
-                        self.pool.release(p);
-                    }
-                    let _ = self.store.delete_dyno(&id);
                     self.crashed(&rec, "starting");
-                    self.dirty.insert(app);
                 }
+                self.dirty.insert(app);
             }
         }
         // Grace period over: SIGKILL (R12).
@@ -679,19 +886,15 @@ impl Loop {
             .map(|(id, _)| id.clone())
             .collect();
         for id in overdue {
-            if let Some(rec) = self.recs.remove(&id) {
-                let (app, name) = (rec.spec.app_id.clone(), rec.spec.name.clone());
-                self.log(&app, &name, "Error R12 (Exit timeout) -> At least one process failed to exit within 30 seconds of SIGTERM");
-                self.log(&app, &name, "Stopping remaining processes with SIGKILL");
-                let _ = self.runtime.remove(&id).await;
-                self.log(&app, &name, "Process exited with status 137");
-                self.log(&app, &name, "State changed from up to down");
-                if let Some(p) = rec.port {
-                    self.pool.release(p);
-                }
-                let _ = self.store.delete_dyno(&id);
-                self.dirty.insert(app);
-            }
+            let Some((app, name)) = self.names_of(&id) else {
+                continue;
+            };
+            self.log(&app, &name, "Error R12 (Exit timeout) -> At least one process failed to exit within 30 seconds of SIGTERM");
+            self.log(&app, &name, "Stopping remaining processes with SIGKILL");
+            self.forget(&id, Removal::Now).await;
+            self.log(&app, &name, "Process exited with status 137");
+            self.log(&app, &name, "State changed from up to down");
+            self.dirty.insert(app);
         }
         // One-off time-to-live and daily cycling.
         let mut expired = Vec::new();
@@ -749,6 +952,19 @@ impl Loop {
                 .collect();
             for app in idle {
                 self.log(&app, "web.1", "Idling");
+                // `ps` shows the sleeping web dynos as idle once they have stopped.
+                let rows: Vec<Dyno> = self
+                    .recs
+                    .values()
+                    .filter(|r| r.spec.app_id == app && r.spec.process_type == "web")
+                    .map(|r| Dyno {
+                        updated_at: now_str(),
+                        ..self.dyno_row(r, "idle")
+                    })
+                    .collect();
+                for row in rows {
+                    self.resting.insert((app.clone(), row.name.clone()), row);
+                }
                 self.sleeping.insert(app.clone());
                 self.dirty.insert(app);
             }
@@ -857,16 +1073,19 @@ impl Loop {
             .and_then(|s| self.store.slug(s).ok());
         let formation = self.store.formation(app_id).unwrap_or_default();
         let web = formation.iter().find(|f| f.process_type == "web");
-        self.routes.insert(
-            app_id.to_string(),
-            RouteInfo {
-                name: app.name.clone(),
-                maintenance: app.maintenance,
-                deployed: slug.is_some(),
-                web_quantity: web.map_or(0, |f| f.quantity),
-                eco: web.is_some_and(|f| f.size == DynoSize::Eco.name()),
-            },
-        );
+        let route = RouteInfo {
+            name: app.name.clone(),
+            maintenance: app.maintenance,
+            deployed: slug.is_some(),
+            web_quantity: web.map_or(0, |f| f.quantity),
+            eco: web.is_some_and(|f| f.size == DynoSize::Eco.name()),
+        };
+        if self.routes.get(app_id) != Some(&route) {
+            // The router learns of a new, renamed or redeployed app now, not once its
+            // dynos have started (which can take seconds).
+            self.routes.insert(app_id.to_string(), route);
+            self.publish();
+        }
         let preboot = self.store.feature(app_id, "preboot").unwrap_or(true);
         let sleeping = self.sleeping.contains(app_id);
         let mut desired: Vec<(String, String, String, DynoSize)> = Vec::new();
@@ -887,6 +1106,12 @@ impl Loop {
             }
         }
         let desired_names: HashSet<&str> = desired.iter().map(|d| d.0.as_str()).collect();
+        // Crashed and idle rows stay as long as the formation has their dyno.
+        let formation_names: HashSet<String> = formation
+            .iter()
+            .flat_map(|f| (1..=f.quantity).map(move |i| format!("{}.{i}", f.process_type)))
+            .collect();
+        self.forget_resting(app_id, |n| !formation_names.contains(n));
         // Dynos nobody wants any more.
         let extra: Vec<String> = self
             .recs
@@ -1046,13 +1271,14 @@ impl Loop {
             let rec = self.new_rec(spec, port, one_off.take());
             let (app, name) = (rec.spec.app_id.clone(), rec.spec.name.clone());
             self.recs.insert(id.clone(), rec);
+            self.resting.remove(&(app.clone(), name.clone()));
             if !web {
                 if let Some(r) = self.recs.get_mut(&id) {
                     r.state = State::Up;
                 }
                 self.log(&app, &name, "State changed from starting to up");
             }
-            self.save(&id);
+            self.show(&app, &name);
             out.push(Ok(id));
         }
         out
@@ -1064,6 +1290,7 @@ impl Loop {
             port: Some(port),
             started: Instant::now(),
             created_at: now_str(),
+            since: now_str(),
             stop_deadline: None,
             replace: false,
             cycle_at: if one_off.is_some() {
@@ -1163,6 +1390,11 @@ impl Loop {
                     && r.spec.process_type == "web"
                     && r.state == State::Starting
             });
+            // No web dyno yet and none crashed: reconcile is about to start them.
+            let crashed = self
+                .crashes
+                .keys()
+                .any(|(a, n)| a == app_id && n.starts_with("web."));
             let status = if !info.deployed {
                 RouteStatus::NotDeployed
             } else if self.sleeping.contains(app_id) {
@@ -1171,7 +1403,7 @@ impl Loop {
                 RouteStatus::NoWebDynos
             } else if !backends.is_empty() {
                 RouteStatus::Up
-            } else if starting {
+            } else if starting || !crashed {
                 RouteStatus::Starting
             } else {
                 RouteStatus::Crashed

@@ -195,10 +195,17 @@ impl Platform for ServerPlatform {
             m.app_changed(app_id);
         }
     }
-    fn app_destroyed(&self, app_id: &str) {
-        if let Some(m) = self.manager() {
-            m.app_destroyed(app_id);
-        }
+    fn app_created(&self, app_id: &str) -> BoxFuture<'static, ()> {
+        let manager = self.manager().cloned();
+        let app_id = app_id.to_string();
+        Box::pin(async move {
+            if let Some(m) = manager {
+                m.app_created(&app_id).await;
+            }
+        })
+    }
+    fn app_destroyed(&self, app_id: &str) -> BoxFuture<'static, ()> {
+        let manager = self.manager().cloned();
         self.logs.forget_app(app_id);
         for dir in [
             self.data_dir.join("repos").join(format!("{app_id}.git")),
@@ -206,6 +213,12 @@ impl Platform for ServerPlatform {
         ] {
             let _ = std::fs::remove_dir_all(dir);
         }
+        let app_id = app_id.to_string();
+        Box::pin(async move {
+            if let Some(m) = manager {
+                m.app_destroyed(&app_id).await;
+            }
+        })
     }
     fn api_event(&self, app_id: &str, message: &str) {
         self.logs.push(app_id, LogLine::app("api", message));
@@ -692,8 +705,12 @@ async fn run(args: ServerArgs) -> Result<()> {
     if let Some(t) = router_tls_task {
         let _ = t.await;
     }
+    // Dynos keep running (the next start re-adopts them), but those that already ended
+    // are removed now rather than left mounted until the next start.
+    if let Some(m) = manager_cell.get() {
+        m.finish_removals().await;
+    }
     logs.shutdown().await;
-    // Dynos keep running: the next start re-adopts them.
     info!("hoist server stopped");
     Ok(())
 }

@@ -55,19 +55,60 @@ impl Cgroups {
         format!("/hoist/{app_name}")
     }
 
-    /// Removes the app's parent cgroup in every hierarchy once it is empty (runc
-    /// creates it with the first dyno but only removes the dyno's own).
-    pub fn remove_app_parent(self, app_name: &str) {
-        let app = Self::app_path(app_name);
-        let roots: Vec<PathBuf> = match self {
+    /// The hierarchies dyno cgroups live in.
+    fn roots(self) -> Vec<PathBuf> {
+        match self {
             Cgroups::V2 => vec![PathBuf::from("/sys/fs/cgroup")],
             Cgroups::V1 { .. } => fs::read_dir("/sys/fs/cgroup")
                 .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
                 .unwrap_or_default(),
-        };
-        for root in roots {
+        }
+    }
+
+    /// Removes the app's parent cgroup in every hierarchy once it is empty (runc
+    /// creates it with the first dyno but only removes the dyno's own).
+    pub fn remove_app_parent(self, app_name: &str) {
+        let app = Self::app_path(app_name);
+        for root in self.roots() {
             let _ = fs::remove_dir(root.join(app.trim_start_matches('/')));
         }
+    }
+
+    /// Removes the cgroups of a dyno known only by its id (its spec is gone), with
+    /// whatever still runs in them, and its app's parent once empty. Returns whether
+    /// none is left.
+    pub fn remove_dyno_leftovers(self, id: &str) -> bool {
+        let mut clean = true;
+        for root in self.roots() {
+            let Ok(apps) = fs::read_dir(root.join("hoist")) else {
+                continue;
+            };
+            for app in apps.flatten() {
+                let cg = app.path().join(id);
+                if !cg.is_dir() {
+                    continue;
+                }
+                if fs::write(cg.join("cgroup.kill"), "1").is_err() {
+                    // cgroup v1: no cgroup.kill.
+                    let procs = fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+                    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        // SAFETY: plain syscall; the pid is in this dyno's cgroup.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+                // Killed processes take a moment to leave the cgroup.
+                let gone = (0..50).any(|_| {
+                    let removed = fs::remove_dir(&cg).is_ok() || !cg.exists();
+                    if !removed {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    removed
+                });
+                clean &= gone;
+                let _ = fs::remove_dir(app.path());
+            }
+        }
+        clean
     }
 
     /// The dyno's anonymous memory in bytes (what Heroku reports as its memory: page

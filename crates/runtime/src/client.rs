@@ -1,7 +1,7 @@
 //! Daemon side: the `Runtime` implementations. They prepare a dyno directory, start its
 //! shim, and keep one connection per shim that turns frames into [`DynoEvent`]s.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
@@ -108,8 +108,6 @@ impl RuncRuntime {
             cgroups: Cgroups::detect(),
         };
         let core = Core::new(cfg, backend)?;
-        let c = core.clone();
-        core.spawn(async move { c.delete_orphan_containers().await });
         Ok(RuncRuntime { core })
     }
 }
@@ -165,6 +163,8 @@ impl Core {
             handle,
             spare: Mutex::new(None),
         });
+        // Before anything can start a dyno: a dir without its spec would look unknown.
+        core.sweep_unknown();
         core.readopt();
         core.refill_spare();
         Ok(core)
@@ -320,23 +320,18 @@ impl Core {
                         }
                         continue;
                     }
-                    proto::STDOUT | proto::STDERR => {
-                        if !started {
+                    proto::STDOUT | proto::STDERR | proto::STDOUT_AT | proto::STDERR_AT => {
+                        let Some(ev) = output_event(&id, kind, p) else {
+                            continue;
+                        };
+                        if let (false, DynoEvent::Output { data, .. }) = (started, &ev) {
                             conn.state.send_modify(|s| {
                                 let room = EARLY_OUTPUT_LIMIT.saturating_sub(s.early_output.len());
-                                s.early_output.extend_from_slice(&p[..p.len().min(room)]);
+                                s.early_output
+                                    .extend_from_slice(&data[..data.len().min(room)]);
                             });
                         }
-                        let stream = if kind == proto::STDOUT {
-                            OutputStream::Stdout
-                        } else {
-                            OutputStream::Stderr
-                        };
-                        DynoEvent::Output {
-                            id: id.clone(),
-                            stream,
-                            data: p,
-                        }
+                        ev
                     }
                     proto::DROPPED if p.len() == 8 => {
                         let bytes = u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8]));
@@ -385,17 +380,9 @@ impl Core {
         if let Ok(bytes) = tokio::fs::read(dir.join(SPILL)).await {
             let mut dec = Decoder { buf: bytes };
             while let Decoded::Frame(kind, data) = dec.next() {
-                let stream = match kind {
-                    proto::STDOUT => OutputStream::Stdout,
-                    proto::STDERR => OutputStream::Stderr,
-                    _ => continue,
-                };
-                self.emit(DynoEvent::Output {
-                    id: id.clone(),
-                    stream,
-                    data,
-                })
-                .await;
+                if let Some(ev) = output_event(&id, kind, data) {
+                    self.emit(ev).await;
+                }
             }
         }
         self.emit(DynoEvent::Exited {
@@ -446,16 +433,69 @@ impl Core {
             .collect())
     }
 
-    /// Containers in our runc root without a dyno dir are leftovers of an interrupted
-    /// remove; nothing else can own them.
-    async fn delete_orphan_containers(self: Arc<Self>) {
-        let Ok(list) = self.runc_list().await else {
+    /// A short runc subcommand, waited for on this thread (start-up only).
+    fn runc_blocking(&self, args: &[&str]) -> Option<std::process::Output> {
+        let Backend::Runc { runc, .. } = &self.backend else {
+            return None;
+        };
+        std::process::Command::new(runc)
+            .arg("--root")
+            .arg(&self.cfg.runc_root)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ok()
+    }
+
+    /// Start-up: removes every trace of a dyno this data dir cannot account for (no
+    /// readable spec: a removal cut short, or a data dir whose state was lost): its
+    /// shim, container, cgroups, mounts and directory. Only this data dir's dynos are
+    /// touched: its `dynos/` entries and the containers in its own runc root.
+    fn sweep_unknown(&self) {
+        let Ok(entries) = fs::read_dir(&self.dynos) else {
             return;
         };
-        for id in list.keys() {
-            if valid_name(id) && !self.dir(id).exists() {
-                tracing::warn!(container = %id, "deleting runc container without a dyno directory");
-                let _ = self.runc(&["delete", "--force", id]).await;
+        let mut unknown = BTreeSet::new();
+        let mut known = HashSet::new();
+        for entry in entries.flatten() {
+            let Some(id) = entry.file_name().to_str().map(String::from) else {
+                continue;
+            };
+            if !valid_name(&id) {
+                continue;
+            }
+            match read_spec(&entry.path()) {
+                Some(spec) if spec.id == id => {
+                    known.insert(id);
+                }
+                _ => {
+                    unknown.insert(id);
+                }
+            }
+        }
+        if let Some(out) = self.runc_blocking(&["list", "-q"]) {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                if valid_name(id) && !known.contains(id) {
+                    unknown.insert(id.to_string());
+                }
+            }
+        }
+        for id in &unknown {
+            tracing::warn!(dyno = %id, "removing the leftovers of a dyno this data directory does not know");
+            let dir = self.dir(id);
+            kill_shims_of(&dir);
+            if let Backend::Runc { cgroups, .. } = &self.backend {
+                let _ = self.runc_blocking(&["kill", "--all", id, "KILL"]);
+                let _ = self.runc_blocking(&["delete", "--force", id]);
+                if !cgroups.remove_dyno_leftovers(id) {
+                    tracing::warn!(dyno = %id, "a cgroup of the dyno could not be removed");
+                }
+            }
+            unmount_all_under(&dir);
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(dyno = %id, error = %e, "removing the dyno directory");
+                }
             }
         }
     }
@@ -711,18 +751,13 @@ impl Core {
         if let Backend::Runc { cgroups, .. } = &self.backend {
             // The app's parent cgroups go with its last dyno (rmdir fails while others
             // of the app still run, which is fine).
-            let spec: Option<DynoSpec> = fs::read(dir.join("spec.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            if let Some(spec) = spec {
+            if let Some(spec) = read_spec(&dir) {
                 cgroups.remove_app_parent(&spec.app_name);
             }
         }
-        // Not mounted (process backend, failed start) is fine.
-        let _ = nix::mount::umount2(
-            &dir.join(bundle::LAYER_DIR),
-            nix::mount::MntFlags::MNT_DETACH,
-        );
+        // The writable layer, and anything else mounted there (nothing: process
+        // backend, failed start).
+        unmount_all_under(&dir);
         match tokio::fs::remove_dir_all(&dir).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -800,10 +835,7 @@ impl Core {
 
     async fn attach(&self, id: &str) -> Result<Attached, RuntimeError> {
         let dir = self.checked_dir(id)?;
-        let spec: DynoSpec = fs::read(dir.join("spec.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
+        let spec = read_spec(&dir).ok_or_else(|| RuntimeError::NotFound(id.to_string()))?;
         if !spec.attach {
             return Err(RuntimeError::NotAttachable(id.to_string()));
         }
@@ -825,6 +857,25 @@ impl Core {
     }
 }
 
+/// The event for an output frame; unstamped frames (from shims of an older daemon) are
+/// stamped now.
+fn output_event(id: &str, kind: u8, payload: Vec<u8>) -> Option<DynoEvent> {
+    let (stdout, at, data) = proto::output(kind, payload)?;
+    let read_at = at
+        .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_micros)
+        .unwrap_or_else(chrono::Utc::now);
+    Some(DynoEvent::Output {
+        id: id.to_string(),
+        stream: if stdout {
+            OutputStream::Stdout
+        } else {
+            OutputStream::Stderr
+        },
+        data,
+        read_at,
+    })
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these short locks leaves consistent data behind.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -835,6 +886,71 @@ struct RuncState {
     id: String,
     pid: u32,
     status: String,
+}
+
+fn read_spec(dir: &Path) -> Option<DynoSpec> {
+    fs::read(dir.join("spec.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// Unmounts (lazily, deepest first) every mount at or below `dir`.
+fn unmount_all_under(dir: &Path) {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mount_path(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    for p in points {
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
+fn unescape_mount_path(s: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
+/// SIGKILLs every shim serving `dir`, found through /proc since the dir's `shim.pid`
+/// may be gone with the rest of its state.
+fn kill_shims_of(dir: &Path) {
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if shim_alive(pid, dir) {
+            // SAFETY: plain syscall; the process is a shim of this data dir's dyno.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
 }
 
 fn read_exit(dir: &Path) -> Option<ExitRecord> {
@@ -851,15 +967,28 @@ fn shim_pid(dir: &Path) -> Option<u32> {
         .ok()
 }
 
-/// The pid is alive and still this dyno's shim (its cmdline names the dyno dir).
+/// The pid is alive and still this dyno's shim: `<exe> shim <dir>`, or a spare shim
+/// (`<exe> shim <dynos_dir> --spare`) that was handed `dir` and logs to its `shim.log`.
 fn shim_alive(pid: u32, dir: &Path) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    let dir = dir.as_os_str().as_encoded_bytes();
-    let is_ours = cmdline.split(|b| *b == 0).any(|arg| arg == dir);
     // A zombie has an empty cmdline; treat it as dead.
-    is_ours
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    if args.get(1) != Some(&&b"shim"[..]) {
+        return false;
+    }
+    let bytes = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
+    if args.get(2) == Some(&bytes(dir).as_slice()) {
+        return true;
+    }
+    let spare = dir
+        .parent()
+        .is_some_and(|d| args.get(2) == Some(&bytes(d).as_slice()))
+        && args.get(3) == Some(&&b"--spare"[..]);
+    // Its stderr is the dir's shim.log (with " (deleted)" once the dir is gone).
+    let log = bytes(&dir.join("shim.log"));
+    spare && fs::read_link(format!("/proc/{pid}/fd/2")).is_ok_and(|l| bytes(&l).starts_with(&log))
 }
 
 /// Stdio of an attached one-off dyno.
@@ -938,17 +1067,16 @@ impl AttachOutput {
             match self.dec.next() {
                 Decoded::Invalid => return None,
                 Decoded::Frame(kind, p) => match kind {
-                    proto::STDOUT => {
-                        return Some(AttachEvent::Output {
-                            stream: OutputStream::Stdout,
-                            data: p,
-                        })
-                    }
-                    proto::STDERR => {
-                        return Some(AttachEvent::Output {
-                            stream: OutputStream::Stderr,
-                            data: p,
-                        })
+                    proto::STDOUT | proto::STDERR | proto::STDOUT_AT | proto::STDERR_AT => {
+                        let Some((stdout, _, data)) = proto::output(kind, p) else {
+                            continue;
+                        };
+                        let stream = if stdout {
+                            OutputStream::Stdout
+                        } else {
+                            OutputStream::Stderr
+                        };
+                        return Some(AttachEvent::Output { stream, data });
                     }
                     proto::DROPPED if p.len() == 8 => {
                         return Some(AttachEvent::Dropped {

@@ -70,6 +70,9 @@ pub enum DynoEvent {
         id: String,
         stream: OutputStream,
         data: Vec<u8>,
+        /// When the shim read them from the dyno (not when the daemon got them: output
+        /// spilled while no daemon was connected arrives later).
+        read_at: chrono::DateTime<chrono::Utc>,
     },
     /// The shim had to drop this many bytes of output because its spill file was full
     /// while no daemon was reading (Heroku's `Error L10 (output buffer overflow)`).

@@ -14,6 +14,11 @@ pub const STDERR: u8 = 3;
 pub const DROPPED: u8 = 4;
 /// payload: status i32, oom_killed u8
 pub const EXITED: u8 = 5;
+/// Like [`STDOUT`]/[`STDERR`], with the time the shim read the bytes from the dyno
+/// first: i64 big-endian microseconds since the Unix epoch, then the bytes. Output that
+/// waits in the spill file while no daemon is connected keeps the time it was written.
+pub const STDOUT_AT: u8 = 6;
+pub const STDERR_AT: u8 = 7;
 
 // client -> shim
 /// payload: role byte, [`ROLE_DAEMON`] or [`ROLE_ATTACH`]
@@ -41,6 +46,29 @@ pub fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
 pub fn exited_payload(status: i32, oom: bool) -> [u8; 5] {
     let s = status.to_be_bytes();
     [s[0], s[1], s[2], s[3], oom as u8]
+}
+
+/// A stamped output frame ([`STDOUT_AT`] or [`STDERR_AT`]).
+pub fn output_frame(stdout: bool, read_at_micros: i64, data: &[u8]) -> Vec<u8> {
+    let kind = if stdout { STDOUT_AT } else { STDERR_AT };
+    let mut payload = Vec::with_capacity(8 + data.len());
+    payload.extend_from_slice(&read_at_micros.to_be_bytes());
+    payload.extend_from_slice(data);
+    frame(kind, &payload)
+}
+
+/// Output carried by a frame: whether it is stdout, when it was read (stamped frames
+/// only) and the bytes. `None` for frames that carry no output.
+pub fn output(kind: u8, mut payload: Vec<u8>) -> Option<(bool, Option<i64>, Vec<u8>)> {
+    match kind {
+        STDOUT | STDERR => Some((kind == STDOUT, None, payload)),
+        STDOUT_AT | STDERR_AT if payload.len() >= 8 => {
+            let at = i64::from_be_bytes(payload[..8].try_into().ok()?);
+            payload.drain(..8);
+            Some((kind == STDOUT_AT, Some(at), payload))
+        }
+        _ => None,
+    }
 }
 
 /// Splits complete frames off the front of `buf`.
@@ -97,6 +125,24 @@ mod tests {
         assert_eq!(got[0], (STDOUT, b"hello".to_vec()));
         assert_eq!(got[1].0, EXITED);
         assert_eq!(i32::from_be_bytes(got[1].1[..4].try_into().unwrap()), 143);
+    }
+
+    #[test]
+    fn stamped_output_keeps_its_read_time() {
+        let f = output_frame(false, 1_700_000_000_123_456, b"line\n");
+        let mut d = Decoder { buf: f };
+        let Decoded::Frame(kind, p) = d.next() else {
+            panic!("no frame")
+        };
+        assert_eq!(
+            output(kind, p),
+            Some((false, Some(1_700_000_000_123_456), b"line\n".to_vec()))
+        );
+        assert_eq!(
+            output(STDOUT, b"old".to_vec()),
+            Some((true, None, b"old".to_vec()))
+        );
+        assert_eq!(output(STDOUT_AT, vec![1, 2]), None);
     }
 
     #[test]

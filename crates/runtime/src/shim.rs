@@ -253,7 +253,10 @@ impl Outbox {
                 self.dropped = 0;
             }
         }
-        let payload = (frame.len() - proto::HEADER) as u64;
+        let mut payload = (frame.len() - proto::HEADER) as u64;
+        if matches!(frame[0], proto::STDOUT_AT | proto::STDERR_AT) {
+            payload = payload.saturating_sub(8);
+        }
         if !self.store(frame, connected) {
             self.dropped += payload;
         }
@@ -373,6 +376,19 @@ impl Outbox {
     }
 }
 
+/// R15: the dyno's process was killed (SIGKILL) and the memory cgroup killed something
+/// since the dyno started. A process of the dyno OOM-killed earlier, while the dyno
+/// went on running, does not make a later ordinary stop (e.g. 143 on SIGTERM) an R15.
+fn stopped_by_oom_kill(status: i32, kills_at_start: u64, kills_at_exit: u64) -> bool {
+    status == 128 + libc::SIGKILL && kills_at_exit > kills_at_start
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: buf is valid for its length; MSG_NOSIGNAL avoids SIGPIPE on a closed peer.
     let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
@@ -459,6 +475,8 @@ struct Shim {
     inotify_wd: libc::c_int,
     /// host pid of the container init / process
     pid: Option<u32>,
+    /// The memory cgroup's `oom_kill` count when the container started.
+    oom_kills_at_start: u64,
     child_status: Option<i32>,
     drain_deadline: Option<Instant>,
     exit: Option<(i32, bool)>,
@@ -493,6 +511,7 @@ impl Shim {
             inotify: None,
             inotify_wd: -1,
             pid: None,
+            oom_kills_at_start: 0,
             child_status: None,
             drain_deadline: None,
             exit: None,
@@ -503,7 +522,7 @@ impl Shim {
         if let Err(e) = shim.launch() {
             // Report like a failed container start: message on stderr, status 127.
             let msg = format!("hoist shim: cannot start dyno: {e}\n");
-            shim.output(proto::STDERR, msg.as_bytes());
+            shim.output(false, msg.as_bytes());
             shim.child_status = Some(127);
             shim.finish();
         }
@@ -639,13 +658,16 @@ impl Shim {
             return;
         }
         self.pid = Some(pid);
+        self.oom_kills_at_start = self.oom_kills();
         let frame = proto::frame(proto::STATUS, &pid.to_be_bytes());
         let connected = self.daemon.is_some();
         self.daemon_box.push(frame, connected);
     }
 
-    fn output(&mut self, kind: u8, data: &[u8]) {
-        let frame = proto::frame(kind, data);
+    /// Queues output read from the dyno just now, stamped with that time so that lines
+    /// spilled while no daemon is connected keep it.
+    fn output(&mut self, stdout: bool, data: &[u8]) {
+        let frame = proto::output_frame(stdout, now_micros(), data);
         if self.cfg.attach {
             let c = self.attach.is_some();
             self.attach_box.push(frame, c);
@@ -974,8 +996,7 @@ impl Shim {
                     break;
                 }
                 Ok(n) => {
-                    let kind = if stdout { proto::STDOUT } else { proto::STDERR };
-                    self.output(kind, &buf[..n]);
+                    self.output(stdout, &buf[..n]);
                     if n < buf.len() {
                         return;
                     }
@@ -1073,19 +1094,8 @@ impl Shim {
         if matches!(self.cfg.launch, Launch::Runc { .. }) {
             self.check_pid_file();
         }
-        if let Launch::Runc {
-            runc,
-            root,
-            oom_file,
-            ..
-        } = &self.cfg.launch
-        {
-            oom = fs::read_to_string(oom_file)
-                .ok()
-                .as_deref()
-                .and_then(crate::bundle::oom_kills)
-                .unwrap_or(0)
-                > 0;
+        if let Launch::Runc { runc, root, .. } = &self.cfg.launch {
+            oom = stopped_by_oom_kill(status, self.oom_kills_at_start, self.oom_kills());
             // `run --keep` left the stopped container (and its cgroup) for the OOM check.
             let _ = Command::new(runc)
                 .arg("--root")
@@ -1114,6 +1124,18 @@ impl Shim {
         self.collect_deadline =
             Some(Instant::now() + Duration::from_secs(self.cfg.collect_timeout_secs));
         self.drain_deadline = None;
+    }
+
+    /// The `oom_kill` count of the dyno's memory cgroup (0 without one).
+    fn oom_kills(&self) -> u64 {
+        let Launch::Runc { oom_file, .. } = &self.cfg.launch else {
+            return 0;
+        };
+        fs::read_to_string(oom_file)
+            .ok()
+            .as_deref()
+            .and_then(crate::bundle::oom_kills)
+            .unwrap_or(0)
     }
 
     fn flush_clients(&mut self) {
@@ -1171,6 +1193,19 @@ mod tests {
             Some(1)
         );
         assert_eq!(oom_kills("nothing\n"), None);
+    }
+
+    #[test]
+    fn only_a_kill_with_a_new_oom_kill_is_an_oom_stop() {
+        // Killed while the cgroup counted a new OOM kill: R15.
+        assert!(stopped_by_oom_kill(137, 0, 1));
+        assert!(stopped_by_oom_kill(137, 1, 2));
+        // A child was OOM-killed earlier; the dyno then stopped normally on SIGTERM.
+        assert!(!stopped_by_oom_kill(143, 0, 1));
+        assert!(!stopped_by_oom_kill(0, 0, 1));
+        // Killed (e.g. SIGKILL after the grace period) without a new OOM kill.
+        assert!(!stopped_by_oom_kill(137, 1, 1));
+        assert!(!stopped_by_oom_kill(137, 0, 0));
     }
 
     #[test]

@@ -121,6 +121,7 @@ async fn run_to_exit(rx: &mut Receiver<DynoEvent>, id: &str) -> Run {
                 id: i,
                 stream,
                 data,
+                ..
             } if i == id => match stream {
                 OutputStream::Stdout => run.stdout.push_str(&String::from_utf8_lossy(&data)),
                 OutputStream::Stderr => run.stderr.push_str(&String::from_utf8_lossy(&data)),
@@ -358,6 +359,34 @@ async fn runc_memory_limit_kills_with_137_and_reports_oom() {
     assert!(!run.stdout.contains("allocated everything"));
     let listed = rt.list().await.unwrap();
     assert!(listed[0].oom_killed);
+    rt.remove(id).await.unwrap();
+}
+
+#[tokio::test]
+async fn runc_a_child_oom_kill_does_not_make_a_later_stop_an_oom_kill() {
+    if !runc_available() {
+        return;
+    }
+    let env = Env::new("oomchild");
+    let rt = RuncRuntime::new(env.cfg.clone()).unwrap();
+    let mut rx = rt.subscribe();
+    let id = "testapp-web-1-oomchild";
+    // A child touches 1.5 GB (the kill limit of Standard-1X is 1 GB) and is OOM-killed;
+    // the dyno itself goes on running until it is stopped with SIGTERM.
+    let cmd = "python3 -c 'x = b\"x\" * (1536 << 20)'; echo child=$?; echo waiting; exec sleep 600";
+    rt.start(env.spec(id, cmd)).await.unwrap();
+    let seen = wait_output(&mut rx, id, "waiting").await;
+    assert!(
+        seen.contains("child=137"),
+        "the child was not OOM-killed: {seen}"
+    );
+    rt.signal(id, libc::SIGTERM).await.unwrap();
+    let run = run_to_exit(&mut rx, id).await;
+    assert_eq!(run.status, Some(143), "{run:?}");
+    assert!(
+        !run.oom,
+        "an ordinary stop reported as an OOM kill: {run:?}"
+    );
     rt.remove(id).await.unwrap();
 }
 

@@ -414,6 +414,65 @@ fn slug_over_the_limit_is_a_clear_error() {
 }
 
 #[test]
+fn a_slug_the_dyno_side_would_refuse_is_never_packed() {
+    let limit = SLUG_UNPACK_LIMITS.max_depth;
+    let t = tempfile::tempdir().unwrap();
+    let slugs = t.path().join("slugs");
+    // As deep as the dyno side accepts: packs, and unpacks as a dyno would.
+    let ok = t.path().join("ok");
+    let deepest: PathBuf = (1..limit).map(|_| "d").collect();
+    fs::create_dir_all(ok.join(&deepest)).unwrap();
+    fs::write(ok.join(&deepest).join("f"), "x").unwrap();
+    let slug = pack_slug(&ok, &slugs, 100 << 20).unwrap();
+    unpack_slug(&slug.path, &t.path().join("unpacked")).unwrap();
+    // One level deeper: the build fails with the reason, and leaves no slug behind.
+    let deep = t.path().join("deep");
+    let too_deep: PathBuf = (0..limit).map(|_| "d").collect();
+    fs::create_dir_all(deep.join(&too_deep)).unwrap();
+    fs::write(deep.join(&too_deep).join("f"), "x").unwrap();
+    let before: Vec<_> = fs::read_dir(&slugs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let err = pack_slug(&deep, &slugs, 100 << 20).unwrap_err();
+    assert!(
+        matches!(err, BuildError::SlugOverDynoLimit { what: "directory depth", limit: l, .. } if l == limit as u64),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("could not start on a dyno"), "{msg}");
+    assert!(
+        msg.contains("directory depth exceeds the dyno's limit of 64"),
+        "{msg}"
+    );
+    let after: Vec<_> = fs::read_dir(&slugs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(before, after, "no slug or temp file is left");
+}
+
+#[test]
+fn packer_and_unpacker_count_alike() {
+    // One definition of the limits: what the tally lets through at the edge it also
+    // lets through for the packer, and the next step fails for both.
+    let limits = UnpackLimits {
+        max_bytes: 10,
+        max_entries: 2,
+        max_depth: 2,
+        allow_outside_symlinks: true,
+    };
+    let mut t = Tally::new(&limits);
+    assert!(t.entry(2).is_ok());
+    assert_eq!(t.entry(3).unwrap_err().what, "directory depth");
+    assert!(t.file(10).is_ok());
+    assert_eq!(t.file(1).unwrap_err().what, "total unpacked size");
+    assert_eq!(t.entry(0).unwrap_err().what, "entry count");
+    assert!(Tally::long_name(MAX_EXTENSION_BYTES as usize - 1).is_ok());
+    assert!(Tally::long_name(MAX_EXTENSION_BYTES as usize).is_err());
+}
+
+#[test]
 fn source_pack_respects_ignores() {
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("src");
