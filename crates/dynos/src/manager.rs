@@ -82,6 +82,7 @@ enum Command {
         target: String,
     },
     Wake(String),
+    HangUp(String),
     RunOneOff(
         Box<OneOffRequest>,
         oneshot::Sender<Result<OneOffStarted, String>>,
@@ -151,6 +152,11 @@ impl DynoManager {
     }
     pub fn wake(&self, app_id: &str) {
         let _ = self.tx.send(Command::Wake(app_id.to_string()));
+    }
+    /// Ends a one-off dyno (by id) whose attached client went away, like Heroku does
+    /// when the rendezvous connection closes: SIGHUP, then SIGKILL after the grace.
+    pub fn hang_up(&self, dyno_id: &str) {
+        let _ = self.tx.send(Command::HangUp(dyno_id.to_string()));
     }
     pub async fn run_one_off(&self, req: OneOffRequest) -> Result<OneOffStarted, String> {
         let (reply, rx) = oneshot::channel();
@@ -301,6 +307,7 @@ impl Loop {
             .await
             .map_err(|e| format!("listing dynos: {e}"))?;
         let known: HashSet<String> = observed.iter().map(|o| o.spec.id.clone()).collect();
+        let mut orphaned = Vec::new();
         for o in observed {
             let app_exists = self.store.app(&o.spec.app_id).is_ok();
             if !o.running || !app_exists {
@@ -313,6 +320,7 @@ impl Loop {
                 self.pool.claim(p);
             }
             let web = o.spec.process_type == "web";
+            let attached_one_off = o.spec.attach && o.spec.process_type == "run";
             let one_off =
                 (o.spec.process_type == "run" || o.spec.process_type == "release").then(|| {
                     OneOff {
@@ -342,6 +350,14 @@ impl Loop {
                 },
             );
             self.save(&id);
+            if attached_one_off {
+                orphaned.push(id);
+            }
+        }
+        // An attached one-off's rendezvous session died with the previous daemon, so
+        // its client is gone: end it as a disconnect would have.
+        for id in orphaned {
+            self.stop_with(&id, libc::SIGHUP).await;
         }
         // Rows of dynos that no longer exist (e.g. after a host reboot).
         if let Ok(rows) = self.store.all_dynos() {
@@ -489,6 +505,11 @@ impl Loop {
                 }
                 self.dirty.insert(app);
             }
+            Command::HangUp(id) => {
+                if self.recs.get(&id).is_some_and(|r| r.one_off.is_some()) {
+                    self.stop_with(&id, libc::SIGHUP).await;
+                }
+            }
             Command::RunOneOff(req, reply) => {
                 let r = self.start_one_off(*req).await;
                 let _ = reply.send(r);
@@ -610,6 +631,11 @@ impl Loop {
     }
 
     async fn stop(&mut self, id: &str) {
+        self.stop_with(id, libc::SIGTERM).await;
+    }
+
+    /// Signals every process of the dyno, and SIGKILL after the grace period (`tick`).
+    async fn stop_with(&mut self, id: &str, signal: i32) {
         let grace = self.cfg.stop_grace;
         let Some(rec) = self.recs.get_mut(id) else {
             return;
@@ -622,9 +648,18 @@ impl Loop {
         let (app, name) = (rec.spec.app_id.clone(), rec.spec.name.clone());
         // Out of the routing table before the signal.
         self.publish();
-        self.log(&app, &name, "Stopping all processes with SIGTERM");
-        if let Err(e) = self.runtime.signal(id, libc::SIGTERM).await {
-            warn!(dyno = %name, error = %e, "SIGTERM failed");
+        let sig_name = if signal == libc::SIGHUP {
+            "SIGHUP"
+        } else {
+            "SIGTERM"
+        };
+        self.log(
+            &app,
+            &name,
+            format!("Stopping all processes with {sig_name}"),
+        );
+        if let Err(e) = self.runtime.signal(id, signal).await {
+            warn!(dyno = %name, error = %e, "{sig_name} failed");
         }
     }
 
