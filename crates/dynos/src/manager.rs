@@ -189,6 +189,8 @@ struct OneOff {
     exit: Option<oneshot::Sender<i32>>,
     output: Option<OutputSink>,
     deadline: Option<Instant>,
+    /// Its attached client is gone: nobody will read its last output.
+    hung_up: bool,
 }
 
 struct Rec {
@@ -327,6 +329,7 @@ impl Loop {
                         exit: None,
                         output: None,
                         deadline: None,
+                        hung_up: attached_one_off,
                     }
                 });
             info!(dyno = %o.spec.name, app = %o.spec.app_name, "re-adopted running dyno");
@@ -506,7 +509,8 @@ impl Loop {
                 self.dirty.insert(app);
             }
             Command::HangUp(id) => {
-                if self.recs.get(&id).is_some_and(|r| r.one_off.is_some()) {
+                if let Some(one_off) = self.recs.get_mut(&id).and_then(|r| r.one_off.as_mut()) {
+                    one_off.hung_up = true;
                     self.stop_with(&id, libc::SIGHUP).await;
                 }
             }
@@ -579,7 +583,7 @@ impl Loop {
         let runtime = self.runtime.clone();
         let cid = id.to_string();
         // An attached session may still be reading the last output from the shim.
-        let linger = if rec.spec.attach {
+        let linger = if rec.spec.attach && !rec.one_off.as_ref().is_some_and(|o| o.hung_up) {
             Duration::from_secs(30)
         } else {
             Duration::ZERO
@@ -1161,6 +1165,7 @@ impl Loop {
             exit: Some(tx),
             output: req.output,
             deadline: req.time_to_live.map(|t| Instant::now() + t),
+            hung_up: false,
         };
         let started = self.launch(vec![(spec, port)], Some(one_off)).await;
         match started.into_iter().next() {

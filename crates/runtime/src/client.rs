@@ -851,13 +851,18 @@ fn shim_pid(dir: &Path) -> Option<u32> {
         .ok()
 }
 
-/// The pid is alive and still this dyno's shim (its cmdline names the dyno dir).
+/// The pid (read from this dyno's pid file) is alive and still a shim of ours: its
+/// cmdline names the dyno dir, or the dynos dir for a shim started as a spare (it got
+/// its dyno dir on stdin). Without the latter, `remove` never killed such a shim.
 fn shim_alive(pid: u32, dir: &Path) -> bool {
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
-    let dir = dir.as_os_str().as_encoded_bytes();
-    let is_ours = cmdline.split(|b| *b == 0).any(|arg| arg == dir);
+    let dyno_dir = dir.as_os_str().as_encoded_bytes();
+    let dynos_dir = dir.parent().map(|p| p.as_os_str().as_encoded_bytes());
+    let is_ours = cmdline
+        .split(|b| *b == 0)
+        .any(|arg| arg == dyno_dir || Some(arg) == dynos_dir);
     // A zombie has an empty cmdline; treat it as dead.
     is_ours
 }
