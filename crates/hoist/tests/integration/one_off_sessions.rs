@@ -89,21 +89,23 @@ fn wait_for_shims(p: &TestPlatform, expected: usize, why: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while shims_of(p) != expected {
         if Instant::now() > deadline {
-            let shims: Vec<String> = processes_matching(&format!("shim {}", p.data_dir().display()))
-                .into_iter()
-                .map(|pid| {
-                    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
-                    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-                        .map(|d| {
-                            d.flatten()
-                                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                                .map(|l| l.display().to_string())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    format!("{pid} cwd={} fds={fds:?}", cwd.display())
-                })
-                .collect();
+            let shims: Vec<String> =
+                processes_matching(&format!("shim {}", p.data_dir().display()))
+                    .into_iter()
+                    .map(|pid| {
+                        let cwd =
+                            std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+                        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                            .map(|d| {
+                                d.flatten()
+                                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                                    .map(|l| l.display().to_string())
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        format!("{pid} cwd={} fds={fds:?}", cwd.display())
+                    })
+                    .collect();
             panic!(
                 "{why}: {} shims for {}, expected {expected}: {shims:#?}\n{}",
                 shims.len(),
