@@ -83,6 +83,7 @@ enum Command {
     },
     Wake(String),
     HangUp(String),
+    EndAttached(oneshot::Sender<()>),
     RunOneOff(
         Box<OneOffRequest>,
         oneshot::Sender<Result<OneOffStarted, String>>,
@@ -157,6 +158,14 @@ impl DynoManager {
     /// when the rendezvous connection closes: SIGHUP, then SIGKILL after the grace.
     pub fn hang_up(&self, dyno_id: &str) {
         let _ = self.tx.send(Command::HangUp(dyno_id.to_string()));
+    }
+    /// The daemon is stopping and with it every rendezvous session: ends the attached
+    /// one-offs (SIGHUP, a short grace, then removal) so none outlives its client.
+    pub async fn end_attached(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::EndAttached(tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
     pub async fn run_one_off(&self, req: OneOffRequest) -> Result<OneOffStarted, String> {
         let (reply, rx) = oneshot::channel();
@@ -514,6 +523,10 @@ impl Loop {
                     self.stop_with(&id, libc::SIGHUP).await;
                 }
             }
+            Command::EndAttached(done) => {
+                self.end_attached().await;
+                let _ = done.send(());
+            }
             Command::RunOneOff(req, reply) => {
                 let r = self.start_one_off(*req).await;
                 let _ = reply.send(r);
@@ -636,6 +649,46 @@ impl Loop {
 
     async fn stop(&mut self, id: &str) {
         self.stop_with(id, libc::SIGTERM).await;
+    }
+
+    /// See [`DynoManager::end_attached`]. The grace is short (shutdown waits for it).
+    async fn end_attached(&mut self) {
+        let ids: Vec<String> = self
+            .recs
+            .iter()
+            .filter(|(_, r)| r.one_off.is_some() && r.spec.attach && r.spec.process_type == "run")
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        for id in &ids {
+            if let Some(o) = self.recs.get_mut(id).and_then(|r| r.one_off.as_mut()) {
+                o.hung_up = true;
+            }
+            self.stop_with(id, libc::SIGHUP).await;
+        }
+        let deadline = Instant::now() + self.cfg.stop_grace.min(Duration::from_secs(5));
+        while Instant::now() < deadline {
+            let running = self
+                .runtime
+                .list()
+                .await
+                .map(|l| l.iter().any(|o| o.running && ids.contains(&o.spec.id)));
+            if !running.unwrap_or(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for id in &ids {
+            if let Some(rec) = self.recs.remove(id) {
+                if let Some(p) = rec.port {
+                    self.pool.release(p);
+                }
+            }
+            let _ = self.runtime.remove(id).await;
+            let _ = self.store.delete_dyno(id);
+        }
     }
 
     /// Signals every process of the dyno, and SIGKILL after the grace period (`tick`).

@@ -612,6 +612,10 @@ async fn run(args: ServerArgs) -> Result<()> {
         })
         .await
         .context("serving the API")?;
+    // Dynos outlive the daemon, but attached one-offs lose their clients with it.
+    if let Some(m) = server_platform.manager.get() {
+        m.end_attached().await;
+    }
     let _ = router_task.await;
     if let Some(t) = router_tls_task {
         let _ = t.await;

@@ -207,18 +207,26 @@ fn an_attached_one_off_whose_session_died_with_the_daemon_is_ended_on_restart() 
     let mut p = TestPlatform::start_with(&["--stop-grace", "5"]);
     let (ok, out) = deploy_procfile(&p, "lostsession", WEB, &[]);
     assert!(ok, "{out}");
-    let (s, d) = p.call(
-        "POST",
-        "/apps/lostsession/dynos",
-        Some(json!({"command": "sleep 3004", "attach": true})),
-    );
-    assert_eq!(s, 201, "{d}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while processes_matching("sleep 3004").is_empty() {
-        assert!(Instant::now() < deadline, "the one-off never started");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let start_attached = |p: &TestPlatform, sleep: &str| {
+        let (s, d) = p.call(
+            "POST",
+            "/apps/lostsession/dynos",
+            Some(json!({"command": sleep, "attach": true})),
+        );
+        assert_eq!(s, 201, "{d}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while processes_matching(sleep).is_empty() {
+            assert!(Instant::now() < deadline, "the one-off never started");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // A clean stop ends the sessions, and so the attached one-offs, before it exits.
+    start_attached(&p, "sleep 3005");
+    assert_eq!(p.stop(), Some(0), "{}", p.server_log());
+    assert_eq!(processes_matching("sleep 3005"), Vec::<u32>::new());
+    p.spawn();
     // Its rendezvous secret lived only in the daemon: no client can pair any more.
+    start_attached(&p, "sleep 3004");
     p.kill9();
     assert!(!processes_matching("sleep 3004").is_empty());
     p.spawn();
