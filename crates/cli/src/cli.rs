@@ -453,7 +453,7 @@ fn help(what: Option<&str>) -> CliResult<()> {
             }
             println!("\nRun \"hoist help TOPIC\" for a topic's commands, \"hoist COMMAND --help\" for a command.");
             println!(
-                "Environment: HOIST_API_URL (default {}), HOIST_API_KEY, HOIST_APP.",
+                "Environment: HOIST_API_URL (default {}), HOIST_API_KEY, HOIST_APP, HOIST_CA_FILE (the CA for \"run\"; default: the one pinned at login).",
                 crate::ctx::DEFAULT_API_URL
             );
             Ok(())

@@ -152,6 +152,45 @@ fn a_killed_run_client_ends_its_one_off_dyno() {
             &format!("after SIG{signal} of the client"),
         );
     }
+    // The same on a terminal (the dyno gets a tty; the client sends no EOT).
+    let size = nix::pty::Winsize {
+        ws_row: 24,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let tty = || Stdio::from(pty.slave.try_clone().unwrap());
+    let mut client = Command::new(hoist_bin())
+        .args(["run", "echo paired; sleep 3006", "-a", "hangup"])
+        .env("HOME", home.path())
+        .env("HOIST_API_URL", p.api_url())
+        .env("HOIST_API_KEY", &p.token)
+        .env("HOIST_CA_FILE", &ca)
+        .env("TERM", "xterm")
+        .stdin(tty())
+        .stdout(tty())
+        .stderr(tty())
+        .spawn()
+        .unwrap();
+    let master = std::fs::File::from(pty.master.try_clone().unwrap());
+    let mut screen = String::new();
+    for line in BufReader::new(master).lines() {
+        let line = line.unwrap();
+        screen.push_str(&line);
+        if line.trim() == "paired" {
+            break;
+        }
+    }
+    assert!(!processes_matching("sleep 3006").is_empty(), "{screen}");
+    client.kill().unwrap();
+    let _ = client.wait();
+    wait_until_gone(
+        &p,
+        "hangup",
+        "sleep 3006",
+        "after killing a client on a terminal",
+    );
     let log = p.app_log("hangup");
     assert!(log.contains("Stopping all processes with SIGHUP"), "{log}");
 }
