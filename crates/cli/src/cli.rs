@@ -579,6 +579,11 @@ fn options_first(args: impl Iterator<Item = String>) -> Vec<String> {
             command.extend(args.by_ref());
             break;
         }
+        // `hoist run --help`; but `hoist run ls -h` is the command's.
+        if command.is_empty() && (a == "--help" || a == "-h") {
+            out.push(a);
+            continue;
+        }
         match option_takes_value(options, &a) {
             Some(takes_value) => {
                 out.push(a);
@@ -743,6 +748,10 @@ mod tests {
             parse_cli(&["run", "-a", "demo"]).is_err(),
             "a command is required"
         );
+        let help = parse_cli(&["run", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        let (_, command, _, _) = run_parts(&["run", "ls", "-h", "-a", "demo"]);
+        assert_eq!(command, vec!["ls", "-h"]);
     }
 
     /// Every command takes `-a APP` after its own arguments (Heroku's usual order).
