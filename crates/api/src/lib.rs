@@ -20,6 +20,7 @@ mod webhook;
 
 pub use auth::Auth;
 pub use error::{ApiError, ApiResult};
+pub use misc::PLATFORM_CA_FILE;
 pub use range::{parse_range, RangeSpec};
 
 use axum::body::Bytes;

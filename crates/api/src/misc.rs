@@ -44,6 +44,7 @@ pub fn routes() -> Router<SharedState> {
         .route("/addon-attachments", get(my_attachments))
         .route("/addons", get(my_addons))
         .route("/regions", get(regions))
+        .route("/platform/ca-certificate", get(platform_ca))
         .route("/stacks", get(stacks))
 }
 
@@ -333,6 +334,18 @@ async fn set_buildpack_installations(
     }
     let saved = st.store.set_buildpacks(&app.id, &urls)?;
     Ok(json(StatusCode::OK, installations(&saved)))
+}
+
+/// Where the server keeps the CA that signs its rendezvous certificates.
+pub const PLATFORM_CA_FILE: &str = "ca.pem";
+
+/// The platform CA (Hoist's own endpoint): `hoist login` pins it so that `hoist run`
+/// can check the rendezvous certificate from any machine. Signed-in users only: it is
+/// no secret, but this way the CLI gets it over the channel it already trusts.
+async fn platform_ca(State(st): State<SharedState>, Auth(_): Auth) -> ApiResult<Response> {
+    let pem = std::fs::read_to_string(st.data_dir.join(PLATFORM_CA_FILE))
+        .map_err(|_| ApiError::not_found("platform CA"))?;
+    Ok(json(StatusCode::OK, json!({ "certificate_chain": pem })))
 }
 
 async fn regions() -> Response {

@@ -453,7 +453,7 @@ fn help(what: Option<&str>) -> CliResult<()> {
             }
             println!("\nRun \"hoist help TOPIC\" for a topic's commands, \"hoist COMMAND --help\" for a command.");
             println!(
-                "Environment: HOIST_API_URL (default {}), HOIST_API_KEY, HOIST_APP.",
+                "Environment: HOIST_API_URL (default {}), HOIST_API_KEY, HOIST_APP, HOIST_CA_FILE (the CA for \"run\"; default: the one pinned at login).",
                 crate::ctx::DEFAULT_API_URL
             );
             Ok(())
@@ -513,13 +513,113 @@ pub fn run(args: Vec<String>) -> CliResult<()> {
         _ => {}
     }
     // Usage lines say "hoist" whatever path the binary was started by.
-    let argv = std::iter::once("hoist".to_string()).chain(args.into_iter().skip(1));
+    let argv = std::iter::once("hoist".to_string()).chain(options_first(args.into_iter().skip(1)));
     let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => return Err(clap_error(e)),
     };
     let ctx = Ctx::new(cli.json, cli.app, cli.remote)?;
     cmd::dispatch(&ctx, cli.command)
+}
+
+/// Options of `run` and `run:detached` (long, short, takes a value), the global ones
+/// included.
+const RUN_OPTIONS: &[(&str, Option<char>, bool)] = &[
+    ("app", Some('a'), true),
+    ("remote", Some('r'), true),
+    ("json", None, false),
+    ("env", Some('e'), true),
+    ("size", Some('s'), true),
+    ("type", None, true),
+    ("exit-code", Some('x'), false),
+    ("no-tty", None, false),
+];
+const RUN_DETACHED_OPTIONS: &[(&str, Option<char>, bool)] = &[
+    ("app", Some('a'), true),
+    ("remote", Some('r'), true),
+    ("json", None, false),
+    ("env", Some('e'), true),
+    ("size", Some('s'), true),
+    ("type", None, true),
+    ("tail", Some('t'), false),
+];
+
+/// The Heroku CLI takes `run`'s options anywhere before `--` (`heroku run bash -a
+/// APP`); the words that are not its options form the command, and everything after
+/// `--` goes to the dyno verbatim. Rewrites such a command line as
+/// `run OPTIONS -- COMMAND` for clap; other commands are left alone (clap already
+/// takes their options anywhere).
+fn options_first(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut args = args.peekable();
+    let mut out = Vec::new();
+    // Global options may come before the command name.
+    while let Some(a) = args.next_if(|a| a.starts_with('-')) {
+        let takes_value = option_takes_value(RUN_OPTIONS, &a) == Some(true);
+        out.push(a);
+        if takes_value {
+            out.extend(args.next());
+        }
+    }
+    let Some(name) = args.next() else {
+        return out;
+    };
+    let options = match name.as_str() {
+        "run" => RUN_OPTIONS,
+        "run:detached" => RUN_DETACHED_OPTIONS,
+        _ => {
+            out.push(name);
+            out.extend(args);
+            return out;
+        }
+    };
+    out.push(name);
+    let mut command = Vec::new();
+    while let Some(a) = args.next() {
+        if a == "--" {
+            command.extend(args.by_ref());
+            break;
+        }
+        // `hoist run --help`; but `hoist run ls -h` is the command's.
+        if command.is_empty() && (a == "--help" || a == "-h") {
+            out.push(a);
+            continue;
+        }
+        match option_takes_value(options, &a) {
+            Some(takes_value) => {
+                out.push(a);
+                if takes_value {
+                    out.extend(args.next());
+                }
+            }
+            None => command.push(a),
+        }
+    }
+    out.push("--".into());
+    out.extend(command);
+    out
+}
+
+/// `Some(takes_value)` when `arg` is one of `run`'s options spelled as a whole word
+/// (`-a`, `--app`; `--app=x` and `-ax` carry their value), `None` otherwise.
+fn option_takes_value(options: &[(&str, Option<char>, bool)], arg: &str) -> Option<bool> {
+    if let Some(long) = arg.strip_prefix("--") {
+        let (name, inline) = match long.split_once('=') {
+            Some((n, _)) => (n, true),
+            None => (long, false),
+        };
+        let (_, _, value) = options.iter().find(|(l, _, _)| *l == name)?;
+        return Some(*value && !inline);
+    }
+    let mut chars = arg.strip_prefix('-')?.chars();
+    let c = chars.next()?;
+    let (_, _, value) = options.iter().find(|(_, s, _)| *s == Some(c))?;
+    let rest = chars.as_str();
+    match (value, rest.is_empty()) {
+        (true, empty) => Some(empty),
+        (false, true) => Some(false),
+        // `-xyz` is not one of ours: part of the command.
+        (false, false) => None,
+    }
 }
 
 fn clap_error(e: clap::Error) -> CliError {
@@ -570,19 +670,112 @@ mod tests {
         assert!(matches!(c.command, Command::Releases { num: 3 }));
     }
 
+    /// Parses like `run()` does: options of `run` first.
+    fn parse_cli(args: &[&str]) -> Result<Cli, clap::Error> {
+        let argv = options_first(args.iter().map(|a| a.to_string()));
+        Cli::try_parse_from(std::iter::once("hoist".to_string()).chain(argv))
+    }
+
+    fn run_parts(args: &[&str]) -> (Option<String>, Vec<String>, RunOpts, bool) {
+        match parse_cli(args).unwrap() {
+            Cli {
+                app,
+                command:
+                    Command::Run {
+                        command,
+                        opts,
+                        exit_code,
+                        ..
+                    },
+                ..
+            } => (app, command, opts, exit_code),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
-    fn run_takes_the_rest_verbatim() {
-        let c = parse(&[
-            "run", "-a", "demo", "-e", "A=1", "bash", "-c", "ls -la", "-a", "x",
-        ])
-        .unwrap();
-        assert_eq!(c.app.as_deref(), Some("demo"));
-        match c.command {
-            Command::Run { command, opts, .. } => {
-                assert_eq!(command, vec!["bash", "-c", "ls -la", "-a", "x"]);
-                assert_eq!(opts.env.as_deref(), Some("A=1"));
+    fn run_takes_options_anywhere_like_heroku() {
+        // Heroku's word order: the command first, then the options.
+        let (app, command, _, _) = run_parts(&["run", "bash", "-a", "demo"]);
+        assert_eq!(app.as_deref(), Some("demo"));
+        assert_eq!(command, vec!["bash"]);
+        let (app, command, opts, x) = run_parts(&[
+            "run",
+            "-e",
+            "A=1",
+            "rake",
+            "db:migrate",
+            "--app=demo",
+            "-x",
+            "--size",
+            "standard-2x",
+        ]);
+        assert_eq!(app.as_deref(), Some("demo"));
+        assert_eq!(command, vec!["rake", "db:migrate"]);
+        assert_eq!(opts.env.as_deref(), Some("A=1"));
+        assert_eq!(opts.size.as_deref(), Some("standard-2x"));
+        assert!(x);
+        // Words that are not run's options belong to the command.
+        let (_, command, _, x) = run_parts(&["run", "-a", "demo", "ls", "-la", "/app"]);
+        assert_eq!(command, vec!["ls", "-la", "/app"]);
+        assert!(!x);
+        // After `--` everything goes to the dyno, options included.
+        let (app, command, opts, _) = run_parts(&[
+            "run", "-a", "demo", "-e", "A=1", "--", "bash", "-c", "ls -la", "-a", "x",
+        ]);
+        assert_eq!(app.as_deref(), Some("demo"));
+        assert_eq!(command, vec!["bash", "-c", "ls -la", "-a", "x"]);
+        assert_eq!(opts.env.as_deref(), Some("A=1"));
+        // Global options before the command name still work.
+        let (app, command, _, _) = run_parts(&["-a", "demo", "run", "echo", "hi"]);
+        assert_eq!(
+            (app.as_deref(), command),
+            (Some("demo"), vec!["echo".to_string(), "hi".into()])
+        );
+        match parse_cli(&["run:detached", "rake", "-a", "demo", "--tail"]).unwrap() {
+            Cli {
+                app,
+                command: Command::RunDetached { command, tail, .. },
+                ..
+            } => {
+                assert_eq!(app.as_deref(), Some("demo"));
+                assert_eq!(command, vec!["rake"]);
+                assert!(tail);
             }
             other => panic!("{other:?}"),
+        }
+        assert!(
+            parse_cli(&["run", "-a", "demo"]).is_err(),
+            "a command is required"
+        );
+        let help = parse_cli(&["run", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), ErrorKind::DisplayHelp);
+        let (_, command, _, _) = run_parts(&["run", "ls", "-h", "-a", "demo"]);
+        assert_eq!(command, vec!["ls", "-h"]);
+    }
+
+    /// Every command takes `-a APP` after its own arguments (Heroku's usual order).
+    #[test]
+    fn app_option_after_the_arguments_of_every_command() {
+        let cmd = Cli::command();
+        for sub in cmd.get_subcommands() {
+            let name = sub.get_name();
+            // One plausible value for each required positional.
+            let mut args = vec![name.to_string()];
+            for arg in sub.get_positionals() {
+                if arg.is_required_set() {
+                    args.push(if name.starts_with("config:set") {
+                        "K=v".into()
+                    } else {
+                        "x".into()
+                    });
+                }
+            }
+            args.extend(["-a".to_string(), "demo".to_string()]);
+            let argv = options_first(args.clone().into_iter());
+            let parsed = Cli::try_parse_from(std::iter::once("hoist".to_string()).chain(argv))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(parsed.app.as_deref(), Some("demo"), "{args:?}");
         }
     }
 

@@ -5,6 +5,7 @@
 //! status of an attached one-off dyno.
 
 mod api;
+mod ca;
 mod cli;
 mod cmd;
 mod ctx;
@@ -20,11 +21,23 @@ pub use error::{ApiFailure, CliError};
 
 /// Runs the CLI with `args` (`args[0]` is the program name) and returns the exit code.
 pub fn main(args: Vec<String>) -> i32 {
+    quiet_on_closed_pipe();
     match cli::run(args) {
         Ok(()) => 0,
         Err(e) => {
             e.report();
             e.exit_code()
         }
+    }
+}
+
+/// `hoist releases | head -1`: once the reader is gone, output is pointless. Rust
+/// ignores SIGPIPE, which turns every later `println!` into a panic on EPIPE; the
+/// default action ends the CLI quietly instead, like any Unix filter. Sockets are not
+/// affected: Rust writes to them with `MSG_NOSIGNAL` and gets EPIPE as an error.
+fn quiet_on_closed_pipe() {
+    // SAFETY: setting a signal disposition to its default has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

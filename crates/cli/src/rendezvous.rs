@@ -3,11 +3,11 @@
 //! `rendezvous` line, then pipe stdin and stdout until the socket closes. The exit
 //! status comes in-band as `\u{FFFF} heroku-command-exit-status: N`.
 
+use crate::ca::PlatformCa;
 use crate::error::{CliError, CliResult};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 const MARKER: &[u8] = "\u{FFFF} heroku-command-exit-status: ".as_bytes();
@@ -194,49 +194,11 @@ pub fn parse_attach_url(attach_url: &str) -> CliResult<Target> {
     Ok(Target { host, port, secret })
 }
 
-/// The CA that signs the rendezvous certificate: `HOIST_CA_FILE`, else `ca.pem` in
-/// `HOIST_DATA_DIR` or the server's default data directory.
-fn ca_file() -> CliResult<PathBuf> {
-    if let Some(p) = std::env::var_os("HOIST_CA_FILE").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
-    }
-    let mut candidates = Vec::new();
-    if let Some(d) = std::env::var_os("HOIST_DATA_DIR").filter(|p| !p.is_empty()) {
-        candidates.push(PathBuf::from(d).join("ca.pem"));
-    }
-    if let Some(h) = std::env::var_os("HOME") {
-        candidates.push(PathBuf::from(h).join(".local/share/hoist/ca.pem"));
-    }
-    candidates.push(PathBuf::from("/var/lib/hoist/ca.pem"));
-    candidates.into_iter().find(|p| p.exists()).ok_or_else(|| {
-        CliError::usage(
-            "Cannot verify the one-off dyno's TLS certificate: set HOIST_CA_FILE to the platform CA (ca.pem in the server's data directory).",
-        )
-    })
-}
-
-fn tls_config() -> CliResult<Arc<rustls::ClientConfig>> {
-    tls_config_from(&ca_file()?)
-}
-
 /// A client config trusting only the CA certificates in the PEM file at `path`.
 pub fn tls_config_from(path: &std::path::Path) -> CliResult<Arc<rustls::ClientConfig>> {
     let pem = std::fs::read(path)
         .map_err(|e| CliError::failed(format!("Reading the CA file {}: {e}", path.display())))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert
-            .map_err(|e| CliError::failed(format!("Bad certificate in {}: {e}", path.display())))?;
-        roots
-            .add(cert)
-            .map_err(|e| CliError::failed(format!("Bad certificate in {}: {e}", path.display())))?;
-    }
-    if roots.is_empty() {
-        return Err(CliError::failed(format!(
-            "{} holds no certificates.",
-            path.display()
-        )));
-    }
+    let roots = roots_from_pem(&pem, &path.display().to_string())?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -244,6 +206,21 @@ pub fn tls_config_from(path: &std::path::Path) -> CliResult<Arc<rustls::ClientCo
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(cfg))
+}
+
+/// The certificates of a PEM text (`what` names it in errors); at least one.
+pub fn roots_from_pem(pem: &[u8], what: &str) -> CliResult<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        let cert = cert.map_err(|e| CliError::failed(format!("Bad certificate in {what}: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| CliError::failed(format!("Bad certificate in {what}: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(CliError::failed(format!("{what} holds no certificates.")));
+    }
+    Ok(roots)
 }
 
 /// Puts a terminal in raw mode and restores it when dropped.
@@ -272,8 +249,8 @@ impl Drop for RawMode {
 
 /// Connects to the dyno and pipes the terminal until the remote side closes.
 /// Returns the exit status from the marker (0 when none arrived).
-pub fn attach(attach_url: &str, raw_tty: bool) -> CliResult<i32> {
-    let cfg = tls_config()?;
+pub fn attach(attach_url: &str, raw_tty: bool, ca: &PlatformCa) -> CliResult<i32> {
+    let cfg = tls_config_from(&ca.path)?;
     let _raw = if raw_tty { RawMode::enable() } else { None };
     attach_with(
         attach_url,
@@ -281,6 +258,42 @@ pub fn attach(attach_url: &str, raw_tty: bool) -> CliResult<i32> {
         &mut std::io::stdin(),
         &mut std::io::stdout(),
     )
+    .map_err(|e| match e {
+        AttachError::Certificate(e) => CliError::failed(format!(
+            "The one-off dyno's TLS certificate is not signed by {}: {e}. {}",
+            ca.describe(),
+            ca.remedy()
+        )),
+        AttachError::Cli(e) => e,
+    })
+}
+
+/// Why attaching failed: the peer's certificate (worth explaining), or anything else.
+#[derive(Debug)]
+pub enum AttachError {
+    Certificate(rustls::Error),
+    Cli(CliError),
+}
+
+impl From<CliError> for AttachError {
+    fn from(e: CliError) -> Self {
+        AttachError::Cli(e)
+    }
+}
+
+impl From<std::io::Error> for AttachError {
+    fn from(e: std::io::Error) -> Self {
+        AttachError::Cli(e.into())
+    }
+}
+
+impl std::fmt::Display for AttachError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttachError::Certificate(e) => write!(f, "certificate refused: {e}"),
+            AttachError::Cli(e) => e.fmt(f),
+        }
+    }
 }
 
 /// [`attach`] with explicit TLS trust, input and output.
@@ -289,7 +302,7 @@ pub fn attach_with<I: Read + AsFd, O: Write>(
     cfg: Arc<rustls::ClientConfig>,
     input: &mut I,
     output: &mut O,
-) -> CliResult<i32> {
+) -> Result<i32, AttachError> {
     let target = parse_attach_url(attach_url)?;
     let name = rustls::pki_types::ServerName::try_from(target.host.clone())
         .map_err(|e| CliError::failed(format!("Bad rendezvous host {:?}: {e}", target.host)))?;
@@ -305,10 +318,22 @@ pub fn attach_with<I: Read + AsFd, O: Write>(
     {
         let mut tls = rustls::Stream::new(&mut conn, &mut sock);
         tls.write_all(format!("{}\r\n", target.secret).as_bytes())
-            .map_err(|e| CliError::failed(format!("TLS connection to the dyno failed: {e}")))?;
+            .map_err(|e| {
+                match e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                {
+                    Some(tls @ rustls::Error::InvalidCertificate(_)) => {
+                        AttachError::Certificate(tls.clone())
+                    }
+                    _ => AttachError::Cli(CliError::failed(format!(
+                        "TLS connection to the dyno failed: {e}"
+                    ))),
+                }
+            })?;
         tls.flush()?;
     }
-    pump(&mut conn, &mut sock, input, output)
+    Ok(pump(&mut conn, &mut sock, input, output)?)
 }
 
 fn pump<I: Read + AsFd, O: Write>(

@@ -73,6 +73,22 @@ fn main() {
         ),
         ("mock_run_detached", Kind::Mock(mock_run_detached)),
         (
+            "mock_run_pins_the_platform_ca_and_names_it_on_failure",
+            Kind::Mock(mock_run_pins_the_platform_ca_and_names_it_on_failure),
+        ),
+        (
+            "mock_run_in_a_terminal_without_a_size",
+            Kind::Mock(mock_run_in_a_terminal_without_a_size),
+        ),
+        (
+            "mock_output_into_a_closed_pipe_does_not_panic",
+            Kind::Mock(mock_output_into_a_closed_pipe_does_not_panic),
+        ),
+        (
+            "login_pins_the_platform_ca",
+            Kind::Server(login_pins_the_platform_ca),
+        ),
+        (
             "mock_ps_routes_and_scale_body",
             Kind::Mock(mock_ps_routes_and_scale_body),
         ),
@@ -303,12 +319,16 @@ impl User {
             .env("GIT_COMMITTER_NAME", "Test")
             .env("GIT_COMMITTER_EMAIL", "test@hoist.test")
             .env("NO_COLOR", "1");
+        // Nothing of the machine's own setup may leak in (its CA, netrc, config).
         for k in [
             "HOIST_APP",
             "HOIST_API_KEY",
             "NETRC",
             "HOIST_DATA_DIR",
             "HOIST_CA_FILE",
+            "XDG_CONFIG_HOME",
+            "COLUMNS",
+            "LINES",
             "GIT_DIR",
             "GIT_WORK_TREE",
         ] {
@@ -1306,7 +1326,10 @@ fn rendezvous_peer(
             tcp,
         ));
         let mut secret = String::new();
-        tls.read_line(&mut secret).unwrap();
+        // A client that refuses our certificate never sends its secret.
+        if tls.read_line(&mut secret).is_err() {
+            return (secret, Vec::new());
+        }
         tls.get_mut().write_all(b"rendezvous\r\n").unwrap();
         tls.get_mut().flush().unwrap();
         let mut input = Vec::new();
@@ -1340,7 +1363,8 @@ fn mock_run_attached_over_rendezvous() {
     let u = User::for_url(&api.url, Some("tok".into()));
     let ca = u.home.path().join("ca.pem");
     std::fs::write(&ca, ca_pem).unwrap();
-    let mut cmd = u.command(&["run", "-a", "demo", "-e", "FOO=1", "bash", "-c", "exit 3"]);
+    // The Heroku CLI's word order: the command, then run's options.
+    let mut cmd = u.command(&["run", "bash", "-c", "exit 3", "-a", "demo", "-e", "FOO=1"]);
     let mut child = cmd
         .env("HOIST_CA_FILE", &ca)
         .env("TERM", "xterm")
@@ -1372,9 +1396,206 @@ fn mock_run_attached_over_rendezvous() {
     assert_eq!(body["env"]["FOO"], "1");
     assert_eq!(body["env"]["TERM"], "xterm");
 
-    // Without a CA to trust, it says what to set.
+    // Without a CA to trust (this API hands out none), it says what to set, and
+    // starts no dyno it could not attach to.
     let out = u.hoist(&["run", "-a", "demo", "true"]).code(1);
     assert!(out.stderr.contains("HOIST_CA_FILE"), "{out}");
+    let posts = api
+        .requests()
+        .iter()
+        .filter(|r| r.is("POST", "/apps/demo/dynos"))
+        .count();
+    assert_eq!(posts, 1, "no dyno started without a CA");
+}
+
+/// `hoist run` with no `HOIST_CA_FILE` fetches the platform CA over the API, pins it
+/// for that API host, and names it when a dyno's certificate does not match.
+fn mock_run_pins_the_platform_ca_and_names_it_on_failure() {
+    use serde_json::json;
+    let (port, ca_pem, peer) =
+        rendezvous_peer("pinned ok\n\u{FFFF} heroku-command-exit-status: 0\n".as_bytes());
+    let served_ca = std::sync::Arc::new(std::sync::Mutex::new(ca_pem.clone()));
+    let rendezvous_port = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(port));
+    let (ca_for_api, port_for_api) = (served_ca.clone(), rendezvous_port.clone());
+    let api = Mock::start(move |r, _| {
+        if r.is("GET", "/platform/ca-certificate") && r.header("authorization").is_some() {
+            reply(
+                200,
+                json!({"certificate_chain": *ca_for_api.lock().unwrap()}),
+            )
+        } else if r.is("POST", "/apps/demo/dynos") {
+            let port = port_for_api.load(std::sync::atomic::Ordering::SeqCst);
+            reply(
+                201,
+                json!({"name": "run.1", "size": "Basic", "attach_url": format!("rendezvous://127.0.0.1:{port}/s")}),
+            )
+        } else {
+            not_found()
+        }
+    });
+    let u = User::for_url(&api.url, Some("tok".into()));
+    let out = u.hoist(&["run", "-a", "demo", "echo"]).ok();
+    assert_eq!(out.stdout, "pinned ok\n", "{out}");
+    peer.join().unwrap();
+    let machine = api.url.trim_start_matches("http://");
+    let pin = u
+        .home
+        .path()
+        .join(format!(".config/hoist/ca/{machine}.pem"));
+    assert_eq!(std::fs::read_to_string(&pin).unwrap(), ca_pem);
+
+    // Another server's dyno (another CA) behind the same API: the pin is kept, and the
+    // error says which CA was used and for which API.
+    let (other_port, _other_ca, _other_peer) = rendezvous_peer(b"never\n");
+    rendezvous_port.store(other_port, std::sync::atomic::Ordering::SeqCst);
+    *served_ca.lock().unwrap() = "not a certificate".into();
+    let out = u.hoist(&["run", "-a", "demo", "echo"]).code(1);
+    assert!(
+        out.stderr.contains(&format!(
+            "not signed by the CA pinned for {} ({})",
+            api.url,
+            pin.display()
+        )),
+        "{out}"
+    );
+    assert!(out.stderr.contains("hoist login"), "{out}");
+}
+
+/// A terminal that reports no size (a 0x0 pty) still gets a tty on the dyno: 80x24,
+/// or `$COLUMNS`/`$LINES`. Without a size the server runs the command without a tty,
+/// and a raw-mode client then talks to a shell that never sees a line end.
+fn mock_run_in_a_terminal_without_a_size() {
+    use serde_json::json;
+    for (env, expected) in [(None, ("80", "24")), (Some(("100", "30")), ("100", "30"))] {
+        let (port, ca_pem, peer) =
+            rendezvous_peer("sized\r\n\u{FFFF} heroku-command-exit-status: 0\n".as_bytes());
+        let api = Mock::start(move |r, _| {
+            if r.is("POST", "/apps/demo/dynos") {
+                reply(
+                    201,
+                    json!({"name": "run.2", "size": "Basic", "attach_url": format!("rendezvous://127.0.0.1:{port}/s")}),
+                )
+            } else {
+                not_found()
+            }
+        });
+        let u = User::for_url(&api.url, Some("tok".into()));
+        let ca = u.home.path().join("ca.pem");
+        std::fs::write(&ca, ca_pem).unwrap();
+        let zero = nix::pty::Winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&zero), None).unwrap();
+        let tty = || Stdio::from(pty.slave.try_clone().unwrap());
+        let mut cmd = u.command(&["run", "bash", "-a", "demo"]);
+        cmd.env("HOIST_CA_FILE", &ca).env("TERM", "xterm");
+        if let Some((c, l)) = env {
+            cmd.env("COLUMNS", c).env("LINES", l);
+        }
+        let child = cmd
+            .stdin(tty())
+            .stdout(tty())
+            .stderr(tty())
+            .spawn()
+            .unwrap();
+        // The dyno session ends when the peer has read EOT; in raw mode it is a byte.
+        let mut master = std::fs::File::from(pty.master.try_clone().unwrap());
+        master.write_all(b"\x04").unwrap();
+        let out = wait_bounded(child, Duration::from_secs(60), &["run", "bash"]);
+        assert_eq!(out.status.code(), Some(0));
+        peer.join().unwrap();
+        let body = api.find("POST", "/apps/demo/dynos").json();
+        assert_eq!(
+            (
+                body["env"]["COLUMNS"].as_str(),
+                body["env"]["LINES"].as_str()
+            ),
+            (Some(expected.0), Some(expected.1)),
+            "{body}"
+        );
+        assert!(body.get("force_no_tty").is_none(), "{body}");
+    }
+}
+
+/// `hoist releases | head -1`: output into a pipe whose reader is gone must end the
+/// CLI quietly, never with a panic (exit 101) about a broken pipe.
+fn mock_output_into_a_closed_pipe_does_not_panic() {
+    use serde_json::json;
+    use std::os::unix::process::ExitStatusExt;
+    let api = Mock::start(|r, _| {
+        let release = |v: u64| {
+            json!({"version": v, "description": "Deploy abc", "status": "succeeded",
+                   "created_at": "2026-11-28T10:00:00Z", "user": {"email": "a@b.test"}, "current": v == 40})
+        };
+        if r.path.starts_with("/apps/demo/releases") {
+            reply(200, json!((1..=40).rev().map(release).collect::<Vec<_>>()))
+        } else if r.path.starts_with("/users/~/apps") || r.path.starts_with("/apps") {
+            reply(
+                200,
+                json!((0..40)
+                    .map(|i| json!({"name": format!("app-{i}"), "owner": {"email": "a@b.test"}}))
+                    .collect::<Vec<_>>()),
+            )
+        } else if r.path.starts_with("/account") {
+            reply(200, json!({"email": "a@b.test", "id": "1"}))
+        } else {
+            not_found()
+        }
+    });
+    let u = User::for_url(&api.url, Some("tok".into()));
+    for args in [
+        &["releases", "-a", "demo"][..],
+        &["apps"],
+        &["apps", "--json"],
+        &["auth:whoami"],
+        &["help"],
+        &["help", "apps"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let child = u
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_bounded(child, Duration::from_secs(60), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            out.status.code() == Some(0) || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}
+
+/// `hoist login` pins the server's platform CA for `hoist run`, per API host.
+fn login_pins_the_platform_ca(p: &Platform) {
+    let u = User::new(p, None);
+    let out = u.hoist(&["login", "--token", &p.token]).ok();
+    let machine = p.api_url.trim_start_matches("http://");
+    let pin = u
+        .home
+        .path()
+        .join(format!(".config/hoist/ca/{machine}.pem"));
+    assert!(out.stderr.contains(&pin.display().to_string()), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&pin).unwrap(),
+        std::fs::read_to_string(p.data.path().join("data/ca.pem")).unwrap()
+    );
+    // Only for signed-in users.
+    let anon = User::new(p, None);
+    let out = anon.hoist(&["run", "-a", "x", "true"]);
+    assert_ne!(out.code, 0, "{out}");
+    assert!(
+        !anon.home.path().join(".config/hoist").exists(),
+        "nothing pinned without a token"
+    );
 }
 
 fn mock_run_detached() {

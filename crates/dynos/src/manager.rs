@@ -79,6 +79,8 @@ enum Command {
     /// The daemon stops: removals still waiting (e.g. an attached one-off's) are done
     /// now; running dynos stay.
     FinishRemovals(oneshot::Sender<()>),
+    HangUp(String),
+    EndAttached(oneshot::Sender<()>),
     Restart {
         app_id: String,
         target: Option<String>,
@@ -188,6 +190,19 @@ impl DynoManager {
     pub fn wake(&self, app_id: &str) {
         let _ = self.tx.send(Command::Wake(app_id.to_string()));
     }
+    /// Ends a one-off dyno (by id) whose attached client went away, like Heroku does
+    /// when the rendezvous connection closes: SIGHUP, then SIGKILL after the grace.
+    pub fn hang_up(&self, dyno_id: &str) {
+        let _ = self.tx.send(Command::HangUp(dyno_id.to_string()));
+    }
+    /// The daemon is stopping and with it every rendezvous session: ends the attached
+    /// one-offs (SIGHUP, a short grace, then removal) so none outlives its client.
+    pub async fn end_attached(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::EndAttached(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
     pub async fn run_one_off(&self, req: OneOffRequest) -> Result<OneOffStarted, String> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -228,6 +243,8 @@ struct OneOff {
     exit: Option<oneshot::Sender<i32>>,
     output: Option<OutputSink>,
     deadline: Option<Instant>,
+    /// Its attached client is gone: nobody will read its last output.
+    hung_up: bool,
 }
 
 struct Rec {
@@ -451,6 +468,7 @@ impl Loop {
             .into_iter()
             .map(|d| (d.id.clone(), d))
             .collect();
+        let mut orphaned = Vec::new();
         for o in observed {
             let app_exists = self.store.app(&o.spec.app_id).is_ok();
             if !o.running || !app_exists {
@@ -463,12 +481,14 @@ impl Loop {
                 self.pool.claim(p);
             }
             let web = o.spec.process_type == "web";
+            let attached_one_off = o.spec.attach && o.spec.process_type == "run";
             let one_off =
                 (o.spec.process_type == "run" || o.spec.process_type == "release").then(|| {
                     OneOff {
                         exit: None,
                         output: None,
                         deadline: None,
+                        hung_up: attached_one_off,
                     }
                 });
             info!(dyno = %o.spec.name, app = %o.spec.app_name, "re-adopted running dyno");
@@ -506,6 +526,14 @@ impl Loop {
                 },
             );
             self.show(&app, &name);
+            if attached_one_off {
+                orphaned.push(id);
+            }
+        }
+        // An attached one-off's rendezvous session died with the previous daemon, so
+        // its client is gone: end it as a disconnect would have.
+        for id in orphaned {
+            self.stop_with(&id, libc::SIGHUP).await;
         }
         // Rows of dynos that no longer exist (e.g. after a host reboot).
         if let Ok(rows) = self.store.all_dynos() {
@@ -638,6 +666,16 @@ impl Loop {
                 self.publish();
             }
             Command::FinishRemovals(reply) => self.finish_removals(|_| true, reply).await,
+            Command::HangUp(id) => {
+                if let Some(one_off) = self.recs.get_mut(&id).and_then(|r| r.one_off.as_mut()) {
+                    one_off.hung_up = true;
+                    self.stop_with(&id, libc::SIGHUP).await;
+                }
+            }
+            Command::EndAttached(done) => {
+                self.end_attached().await;
+                let _ = done.send(());
+            }
             Command::Restart { app_id, target } => {
                 let matches = |r: &Rec| {
                     r.spec.app_id == app_id
@@ -754,7 +792,9 @@ impl Loop {
     async fn exited(&mut self, id: &str, status: i32, oom_killed: bool) {
         // An attached session may still be reading the last output from the shim.
         let linger = match self.recs.get(id) {
-            Some(r) if r.spec.attach => Duration::from_secs(30),
+            Some(r) if r.spec.attach && !r.one_off.as_ref().is_some_and(|o| o.hung_up) => {
+                Duration::from_secs(30)
+            }
             Some(_) => Duration::ZERO,
             None => return,
         };
@@ -819,6 +859,45 @@ impl Loop {
     }
 
     async fn stop(&mut self, id: &str) {
+        self.stop_with(id, libc::SIGTERM).await;
+    }
+
+    /// See [`DynoManager::end_attached`]. The grace is short (shutdown waits for it).
+    async fn end_attached(&mut self) {
+        let ids: Vec<String> = self
+            .recs
+            .iter()
+            .filter(|(_, r)| r.one_off.is_some() && r.spec.attach && r.spec.process_type == "run")
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        for id in &ids {
+            if let Some(o) = self.recs.get_mut(id).and_then(|r| r.one_off.as_mut()) {
+                o.hung_up = true;
+            }
+            self.stop_with(id, libc::SIGHUP).await;
+        }
+        let deadline = Instant::now() + self.cfg.stop_grace.min(Duration::from_secs(5));
+        while Instant::now() < deadline {
+            let running = self
+                .runtime
+                .list()
+                .await
+                .map(|l| l.iter().any(|o| o.running && ids.contains(&o.spec.id)));
+            if !running.unwrap_or(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for id in &ids {
+            self.forget(id, Removal::Now).await;
+        }
+    }
+
+    /// Signals every process of the dyno, and SIGKILL after the grace period (`tick`).
+    async fn stop_with(&mut self, id: &str, signal: i32) {
         let grace = self.cfg.stop_grace;
         let Some(rec) = self.recs.get_mut(id) else {
             return;
@@ -831,9 +910,18 @@ impl Loop {
         let (app, name) = (rec.spec.app_id.clone(), rec.spec.name.clone());
         // Out of the routing table before the signal.
         self.publish();
-        self.log(&app, &name, "Stopping all processes with SIGTERM");
-        if let Err(e) = self.runtime.signal(id, libc::SIGTERM).await {
-            warn!(dyno = %name, error = %e, "SIGTERM failed");
+        let sig_name = if signal == libc::SIGHUP {
+            "SIGHUP"
+        } else {
+            "SIGTERM"
+        };
+        self.log(
+            &app,
+            &name,
+            format!("Stopping all processes with {sig_name}"),
+        );
+        if let Err(e) = self.runtime.signal(id, signal).await {
+            warn!(dyno = %name, error = %e, "{sig_name} failed");
         }
     }
 
@@ -1353,6 +1441,7 @@ impl Loop {
             exit: Some(tx),
             output: req.output,
             deadline: req.time_to_live.map(|t| Instant::now() + t),
+            hung_up: false,
         };
         let started = self.launch(vec![(spec, port)], Some(one_off)).await;
         match started.into_iter().next() {

@@ -73,6 +73,14 @@ pub struct ServerArgs {
         default_value = "127.0.0.1:0"
     )]
     pub rendezvous_addr: SocketAddr,
+    /// Seconds an attached one-off dyno waits for its client to connect before it is
+    /// hung up (the client may have refused the certificate or died).
+    #[arg(
+        long,
+        env = "HOIST_SERVER_RENDEZVOUS_PAIR_TIMEOUT",
+        default_value_t = 60
+    )]
+    pub rendezvous_pair_timeout: u64,
     /// Seconds an add-on may stay `provisioning` (partner never called back) before it
     /// is deprovisioned and removed.
     #[arg(
@@ -507,7 +515,9 @@ async fn run(args: ServerArgs) -> Result<()> {
         &[public_host.clone(), "127.0.0.1".into(), "localhost".into()],
     )
     .context("setting up TLS for one-off dyno sessions")?;
-    let pending = Arc::new(crate::rendezvous::Pending::default());
+    let pending = Arc::new(crate::rendezvous::Pending::new(Duration::from_secs(
+        args.rendezvous_pair_timeout,
+    )));
     let server_platform = Arc::new(ServerPlatform {
         rendezvous: pending.clone(),
         rendezvous_host: format!("{public_host}:{rendezvous_port}"),
@@ -571,16 +581,10 @@ async fn run(args: ServerArgs) -> Result<()> {
     if !args.daily_cycling {
         mcfg.cycle_after = None;
     }
-    tokio::spawn(crate::rendezvous::serve(
-        rendezvous_listener,
-        tls,
-        pending,
-        runtime.clone(),
-    ));
     let manager = DynoManager::start(
         mcfg,
         store.clone(),
-        runtime,
+        runtime.clone(),
         logs.clone(),
         table.clone(),
         Some(router.metrics()),
@@ -588,6 +592,16 @@ async fn run(args: ServerArgs) -> Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))
     .context("starting the dyno manager")?;
+    {
+        let manager = manager.clone();
+        tokio::spawn(crate::rendezvous::serve(
+            rendezvous_listener,
+            tls,
+            pending,
+            runtime,
+            Arc::new(move |dyno_id: &str| manager.hang_up(dyno_id)),
+        ));
+    }
     let _ = manager_cell.set(manager.clone());
     let _ = server_platform.manager.set(manager);
     for app in store.all_apps()? {
@@ -701,6 +715,10 @@ async fn run(args: ServerArgs) -> Result<()> {
         })
         .await
         .context("serving the API")?;
+    // Dynos outlive the daemon, but attached one-offs lose their clients with it.
+    if let Some(m) = server_platform.manager.get() {
+        m.end_attached().await;
+    }
     let _ = router_task.await;
     if let Some(t) = router_tls_task {
         let _ = t.await;

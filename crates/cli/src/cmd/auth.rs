@@ -127,6 +127,17 @@ pub fn login(ctx: &Ctx, token: Option<String>, email: Option<String>) -> CliResu
     };
     save_token(ctx, &email, &token)?;
     eprintln!("Logged in as {email}");
+    // `hoist run` checks the dyno's certificate against this CA, from any machine.
+    let api = crate::api::Api::new(ctx.api.base(), Some(token))?;
+    match crate::ca::fetch_and_pin(&api) {
+        Ok(path) => eprintln!(
+            "Pinned the platform CA of {} in {} (for heroku run: NODE_EXTRA_CA_CERTS={}).",
+            ctx.api.base(),
+            path.display(),
+            path.display()
+        ),
+        Err(e) => eprintln!(" ▸    Could not fetch the platform CA for hoist run: {e}"),
+    }
     Ok(())
 }
 

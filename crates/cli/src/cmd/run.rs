@@ -41,6 +41,7 @@ pub fn parse_env(spec: &str) -> CliResult<Map<String, Value>> {
     Ok(m)
 }
 
+/// The window size of the terminal on stdout, if it has one (a pty may say 0x0).
 fn terminal_size() -> Option<(u16, u16)> {
     let mut ws = libc::winsize {
         ws_row: 0,
@@ -50,7 +51,29 @@ fn terminal_size() -> Option<(u16, u16)> {
     };
     // SAFETY: TIOCGWINSZ writes a winsize into the pointer we pass; fd 1 is stdout.
     let rc = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
-    (rc == 0 && ws.ws_col > 0).then_some((ws.ws_col, ws.ws_row))
+    (rc == 0).then_some((ws.ws_col, ws.ws_row))
+}
+
+/// Columns and lines for the dyno's terminal: the window's size, else `$COLUMNS` /
+/// `$LINES`, else 80x24. The dyno only gets a tty when the size is sent, so an
+/// unknown size (a 0x0 pty) must not leave it without one: a raw-mode client would
+/// then talk to a shell that never sees a line end.
+pub fn dyno_terminal_size(
+    window: Option<(u16, u16)>,
+    columns_env: Option<&str>,
+    lines_env: Option<&str>,
+) -> (u16, u16) {
+    let known = |n: u16| (n > 0).then_some(n);
+    let from_env = |v: Option<&str>| v.and_then(|v| v.trim().parse::<u16>().ok()).and_then(known);
+    let cols = window
+        .and_then(|(c, _)| known(c))
+        .or_else(|| from_env(columns_env))
+        .unwrap_or(80);
+    let lines = window
+        .and_then(|(_, l)| known(l))
+        .or_else(|| from_env(lines_env))
+        .unwrap_or(24);
+    (cols, lines)
 }
 
 fn dyno_body(opts: &RunOpts, attach: bool, command: &str, force_no_tty: bool) -> CliResult<Value> {
@@ -62,11 +85,14 @@ fn dyno_body(opts: &RunOpts, attach: bool, command: &str, force_no_tty: bool) ->
         env.entry("TERM").or_insert(Value::String(term));
     }
     if std::io::stdout().is_terminal() {
-        if let Some((cols, lines)) = terminal_size() {
-            // The schema says env values are strings.
-            env.insert("COLUMNS".into(), Value::String(cols.to_string()));
-            env.insert("LINES".into(), Value::String(lines.to_string()));
-        }
+        let (cols, lines) = dyno_terminal_size(
+            terminal_size(),
+            std::env::var("COLUMNS").ok().as_deref(),
+            std::env::var("LINES").ok().as_deref(),
+        );
+        // The schema says env values are strings.
+        env.insert("COLUMNS".into(), Value::String(cols.to_string()));
+        env.insert("LINES".into(), Value::String(lines.to_string()));
     }
     let mut body = json!({ "attach": attach, "command": command, "env": env });
     if let Some(size) = &opts.size {
@@ -106,6 +132,8 @@ pub fn run(
     }
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal() && !no_tty;
     let body = dyno_body(opts, true, &command, !tty)?;
+    // Before the dyno exists: without a CA to check it, there is nothing to attach to.
+    let ca = crate::ca::for_run(&ctx.api)?;
     let action = Action::start(&format!(
         "Running {} on {}",
         build_command(args),
@@ -125,7 +153,7 @@ pub fn run(
             "This server offers an HTTP-upgrade attach URL, which this CLI does not speak; it needs rendezvous://.",
         ));
     }
-    let status = rendezvous::attach(&attach_url, tty)?;
+    let status = rendezvous::attach(&attach_url, tty, &ca)?;
     if status != 0 {
         eprintln!(" ▸    Process exited with code {status}");
         return Err(CliError::Exit(status));
@@ -182,6 +210,22 @@ mod tests {
             build_command(&v(&["rake", "db:migrate"])),
             "rake db:migrate"
         );
+    }
+
+    #[test]
+    fn terminal_size_falls_back_when_unknown() {
+        assert_eq!(
+            dyno_terminal_size(Some((120, 40)), Some("99"), None),
+            (120, 40)
+        );
+        // A 0x0 pty: the environment, else 80x24.
+        assert_eq!(dyno_terminal_size(Some((0, 0)), None, None), (80, 24));
+        assert_eq!(
+            dyno_terminal_size(Some((0, 0)), Some("100"), Some("30")),
+            (100, 30)
+        );
+        assert_eq!(dyno_terminal_size(None, Some("junk"), Some("0")), (80, 24));
+        assert_eq!(dyno_terminal_size(Some((132, 0)), None, None), (132, 24));
     }
 
     #[test]

@@ -8,4 +8,5 @@ mod dynos;
 mod harness;
 mod heroku_cli;
 mod logs;
+mod one_off_sessions;
 mod router_tls;
