@@ -366,10 +366,23 @@ async fn build_output(
         .app(&app)
         .map_err(|_| ApiError::not_found("build"))?;
     st.store.build(&app.id, &id)?;
-    let body = match st.deployer.logs.get(&id) {
-        Some(log) => Body::from_stream(log.stream()),
-        None => Body::from(std::fs::read(st.deployer.build_log_path(&id)).unwrap_or_default()),
-    };
+    let body = output_stream(&st, &id, &st.deployer.build_log_path(&id)).unwrap_or_default();
+    text_response(body)
+}
+
+/// A build's or release phase's output: live while it runs, else what was saved.
+pub(crate) fn output_stream(
+    st: &crate::ApiState,
+    id: &str,
+    saved: &std::path::Path,
+) -> Option<Body> {
+    match st.deployer.logs.get(id) {
+        Some(log) => Some(Body::from_stream(log.stream())),
+        None => std::fs::read(saved).ok().map(Body::from),
+    }
+}
+
+pub(crate) fn text_response(body: Body) -> ApiResult<Response> {
     Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(body)

@@ -110,17 +110,9 @@ async fn release_output(
     if r.id != id {
         return Err(ApiError::not_found("release"));
     }
-    let body = match st.deployer.logs.get(&id) {
-        Some(log) => axum::body::Body::from_stream(log.stream()),
-        None => match std::fs::read(st.deployer.release_output_path(&id)) {
-            Ok(text) => axum::body::Body::from(text),
-            Err(_) => return Err(ApiError::not_found("release output")),
-        },
-    };
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(body)
-        .map_err(ApiError::internal)
+    let body = crate::builds::output_stream(&st, &id, &st.deployer.release_output_path(&id))
+        .ok_or(ApiError::not_found("release output"))?;
+    crate::builds::text_response(body)
 }
 
 async fn release_info(

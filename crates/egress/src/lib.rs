@@ -177,15 +177,12 @@ impl EgressPolicy {
     /// Resolves `host` and refuses it if any address it has is internal (a name with
     /// one public and one internal address is refused: the connection could take either).
     pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, EgressError> {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let bare = bare_host(host);
         let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => tokio::net::lookup_host((bare, port))
                 .await
-                .map_err(|source| EgressError::Resolve {
-                    host: bare.to_owned(),
-                    source,
-                })?
+                .map_err(|source| resolve_error(bare, source))?
                 .collect(),
         };
         self.vet(bare, addrs)
@@ -194,15 +191,12 @@ impl EgressPolicy {
     /// [`EgressPolicy::resolve`] for blocking code (not on an async runtime thread).
     pub fn resolve_blocking(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, EgressError> {
         use std::net::ToSocketAddrs;
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let bare = bare_host(host);
         let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => (bare, port)
                 .to_socket_addrs()
-                .map_err(|source| EgressError::Resolve {
-                    host: bare.to_owned(),
-                    source,
-                })?
+                .map_err(|source| resolve_error(bare, source))?
                 .collect(),
         };
         self.vet(bare, addrs)
@@ -255,6 +249,18 @@ impl EgressPolicy {
                 Err(e) => attempt.error(e),
             }
         })
+    }
+}
+
+/// `[::1]` -> `::1`: URLs bracket IPv6 literals, resolvers do not.
+fn bare_host(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn resolve_error(host: &str, source: std::io::Error) -> EgressError {
+    EgressError::Resolve {
+        host: host.to_owned(),
+        source,
     }
 }
 
