@@ -362,9 +362,55 @@ fn download_tarball(egress: &Arc<EgressPolicy>, url: &str, dest: &Path) -> Resul
     unpack_tar_gz(limited, dest, &BUILDPACK_UNPACK_LIMITS).map_err(|e| e.to_string())
 }
 
+/// A local buildpack is copied by the daemon, outside the build's limits: bounded like
+/// a downloaded one (`buildpacks:set /usr` would otherwise copy gigabytes).
+const LOCAL_BUILDPACK_LIMITS: UnpackLimits = UnpackLimits {
+    max_bytes: MAX_BUILDPACK_DOWNLOAD,
+    ..BUILDPACK_UNPACK_LIMITS
+};
+
+/// Walks `src` without following links and refuses it before any copy when it holds
+/// more than `limits` allow; stops counting at the first limit passed.
+fn check_tree_size(src: &Path, limits: &UnpackLimits) -> Result<(), String> {
+    let (mut bytes, mut entries) = (0u64, 0u64);
+    let mut stack = vec![(src.to_path_buf(), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        if depth > limits.max_depth {
+            return Err(format!(
+                "it is nested deeper than {} levels",
+                limits.max_depth
+            ));
+        }
+        let listing = fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        for entry in listing {
+            let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+            let meta = entry
+                .metadata()
+                .map_err(|e| format!("reading {}: {e}", entry.path().display()))?;
+            entries += 1;
+            if meta.is_dir() {
+                stack.push((entry.path(), depth + 1));
+            } else if meta.is_file() {
+                bytes += meta.len();
+            }
+            if entries > limits.max_entries {
+                return Err(format!("it has more than {} entries", limits.max_entries));
+            }
+            if bytes > limits.max_bytes {
+                return Err(format!(
+                    "it is larger than the {} MB a buildpack may be",
+                    limits.max_bytes >> 20
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Copies a local buildpack with the rights of `user` (the copy fails on anything that
 /// user may not read), without its `.git`.
 fn copy_as(src: &Path, dest: &Path, user: FetchAs) -> Result<(), String> {
+    check_tree_size(src, &LOCAL_BUILDPACK_LIMITS)?;
     run_quiet(
         Command::new("cp")
             .arg("-R")
@@ -565,6 +611,47 @@ fn run_quiet(cmd: &mut Command, name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn local_buildpacks_are_bounded_before_any_copy() {
+        // `buildpacks:set /usr` used to copy gigabytes as the build user.
+        let err = check_tree_size(Path::new("/usr"), &LOCAL_BUILDPACK_LIMITS).unwrap_err();
+        assert!(
+            err.contains("larger than") || err.contains("entries"),
+            "{err}"
+        );
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("bin/a/b")).unwrap();
+        fs::write(t.path().join("bin/compile"), vec![0u8; 600]).unwrap();
+        // A link to something big is not followed.
+        std::os::unix::fs::symlink("/usr", t.path().join("bin/usr")).unwrap();
+        let small = UnpackLimits {
+            max_bytes: 1000,
+            max_entries: 10,
+            max_depth: 3,
+            allow_outside_symlinks: false,
+        };
+        check_tree_size(t.path(), &small).unwrap();
+        fs::write(t.path().join("bin/detect"), vec![0u8; 600]).unwrap();
+        assert!(check_tree_size(t.path(), &small)
+            .unwrap_err()
+            .contains("larger"));
+        let deep = UnpackLimits {
+            max_bytes: 1 << 20,
+            max_depth: 1,
+            ..small
+        };
+        assert!(check_tree_size(t.path(), &deep)
+            .unwrap_err()
+            .contains("deeper"));
+        let few = UnpackLimits {
+            max_bytes: 1 << 20,
+            max_entries: 3,
+            ..small
+        };
+        assert!(check_tree_size(t.path(), &few)
+            .unwrap_err()
+            .contains("entries"));
+    }
     #[test]
     fn builtin_names_are_recognised() {
         assert_eq!(builtin_name("nodejs"), Some("nodejs"));

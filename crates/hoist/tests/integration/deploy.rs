@@ -631,7 +631,8 @@ fn serve_once(body: Vec<u8>) -> u16 {
 /// build sees the tree itself, as on Heroku (it used to fail detection).
 #[test]
 fn webhook_tarballs_wrapped_in_one_folder_build_from_that_folder() {
-    let p = TestPlatform::start();
+    // The code host of this test is on loopback, which the operator must allow.
+    let p = TestPlatform::start_with(&["--allow-internal-url", "127.0.0.1"]);
     crate::harness::use_shell_buildpack(&p, "wrapped");
     let src = tempfile::tempdir().unwrap();
     let top = src.path().join("owner-repo-0123456");
