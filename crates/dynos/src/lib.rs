@@ -8,5 +8,6 @@
 
 mod manager;
 mod ports;
+pub mod rules;
 
 pub use manager::{DynoManager, ManagerConfig, OneOffRequest, OneOffStarted};

@@ -837,12 +837,7 @@ impl Loop {
         self.log(&app, &name, format!("State changed from {from} to crashed"));
         let key = (app.clone(), name.clone());
         let count = self.crashes.get(&key).map_or(0, |c| c.count) + 1;
-        let delay = if count <= 1 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs(10u64.saturating_mul(1 << (count - 2).min(10)))
-                .min(Duration::from_secs(20 * 60))
-        };
+        let delay = crate::rules::crash_backoff(count);
         let at = now_str();
         self.crashes.insert(
             key,
@@ -977,7 +972,12 @@ impl Loop {
             let Some((app, name)) = self.names_of(&id) else {
                 continue;
             };
-            self.log(&app, &name, "Error R12 (Exit timeout) -> At least one process failed to exit within 30 seconds of SIGTERM");
+            let signal = match self.recs.get(&id).and_then(|r| r.one_off.as_ref()) {
+                Some(o) if o.hung_up => "SIGHUP",
+                _ => "SIGTERM",
+            };
+            let r12 = crate::rules::r12_message(self.cfg.stop_grace, signal);
+            self.log(&app, &name, r12);
             self.log(&app, &name, "Stopping remaining processes with SIGKILL");
             self.forget(&id, Removal::Now).await;
             self.log(&app, &name, "Process exited with status 137");

@@ -116,6 +116,11 @@ fn boot_and_exit_timeouts_follow_heroku() {
         Duration::from_secs(30),
     );
     assert!(log.contains("Stopping all processes with SIGTERM"), "{log}");
+    // The configured grace, not Heroku's default 30 s.
+    assert!(
+        log.contains("failed to exit within 2 seconds of SIGTERM"),
+        "{log}"
+    );
     p.wait_for_dynos("slowpoke", Duration::from_secs(30), |d| {
         !d.iter().any(|x| x["type"] == "worker")
     });
