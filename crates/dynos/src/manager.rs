@@ -1119,15 +1119,10 @@ impl Loop {
             let _ = std::fs::remove_dir_all(&tmp);
             hoist_build::unpack_slug(&slug, &tmp).map_err(|e| format!("unpacking slug: {e}"))?;
             // Dyno processes run as an unprivileged uid and own their /app, as on Heroku.
-            let _ = std::process::Command::new("chown")
-                .arg("-R")
-                .arg(format!(
-                    "{}:{}",
-                    hoist_runtime::DYNO_UID,
-                    hoist_runtime::DYNO_GID
-                ))
-                .arg(&tmp)
-                .status();
+            if let Err(e) = chown_tree(&tmp, hoist_runtime::DYNO_UID, hoist_runtime::DYNO_GID) {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(format!("giving the slug to the dyno user: {e}"));
+            }
             std::fs::rename(&tmp, &d)
                 .or_else(|e| if d.exists() { Ok(()) } else { Err(e) })
                 .map_err(|e| format!("placing slug: {e}"))
@@ -1182,7 +1177,11 @@ impl Loop {
                 if sleeping && f.process_type == "web" {
                     continue;
                 }
-                let size = f.size.parse().unwrap_or(DynoSize::Basic);
+                let size = f.size.parse().unwrap_or_else(|_| {
+                    // The API validates sizes; a stored one that no longer parses is a bug.
+                    warn!(app = %app_id, size = %f.size, process_type = %f.process_type, "unknown dyno size in the formation; starting basic dynos");
+                    DynoSize::Basic
+                });
                 for i in 1..=f.quantity {
                     desired.push((
                         format!("{}.{i}", f.process_type),
@@ -1524,3 +1523,50 @@ fn _assert_send(c: Crash) -> (u32, String) {
 
 #[allow(dead_code)]
 fn _time(_: DateTime<Utc>) {}
+
+/// `chown -R` without following links (a slug's links point into the container).
+fn chown_tree(root: &std::path::Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        if std::fs::symlink_metadata(&path)?.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                stack.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn chown_tree_gives_the_tree_and_not_what_its_links_point_at() {
+        if !is_root() {
+            return; // chown needs root
+        }
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        std::fs::write(&outside, "host file").unwrap();
+        let slug = t.path().join("slug");
+        std::fs::create_dir_all(slug.join("app/lib")).unwrap();
+        std::fs::write(slug.join("app/lib/x.py"), "x").unwrap();
+        std::os::unix::fs::symlink(&outside, slug.join("app/link")).unwrap();
+        chown_tree(&slug, 65534, 65534).unwrap();
+        for p in ["", "app", "app/lib", "app/lib/x.py", "app/link"] {
+            let m = std::fs::symlink_metadata(slug.join(p)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{p}");
+        }
+        assert_eq!(std::fs::metadata(&outside).unwrap().uid(), 0);
+        let err = chown_tree(&t.path().join("missing"), 1, 1).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    fn is_root() -> bool {
+        // /proc/self belongs to the effective user.
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    }
+}
