@@ -929,13 +929,18 @@ impl Loop {
             .filter(|(_, r)| r.state == State::Starting)
             .filter_map(|(id, r)| r.port.map(|p| (id.clone(), p, r.started)))
             .collect();
-        for (id, port, started) in starting {
-            let bound = tokio::time::timeout(
+        // Probed all at once: one after another, 20 booting dynos that do not answer
+        // would hold the loop for 2 s.
+        let probes = starting.iter().map(|(_, port, _)| async move {
+            tokio::time::timeout(
                 Duration::from_millis(100),
-                tokio::net::TcpStream::connect(("127.0.0.1", port)),
+                tokio::net::TcpStream::connect(("127.0.0.1", *port)),
             )
             .await
-            .is_ok_and(|r| r.is_ok());
+            .is_ok_and(|r| r.is_ok())
+        });
+        let bound = futures::future::join_all(probes).await;
+        for ((id, _, started), bound) in starting.into_iter().zip(bound) {
             if bound {
                 if let Some(rec) = self.recs.get_mut(&id) {
                     rec.state = State::Up;
