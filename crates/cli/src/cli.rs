@@ -531,18 +531,12 @@ const RUN_OPTIONS: &[(&str, Option<char>, bool)] = &[
     ("env", Some('e'), true),
     ("size", Some('s'), true),
     ("type", None, true),
+    // Only `run`:
     ("exit-code", Some('x'), false),
     ("no-tty", None, false),
 ];
-const RUN_DETACHED_OPTIONS: &[(&str, Option<char>, bool)] = &[
-    ("app", Some('a'), true),
-    ("remote", Some('r'), true),
-    ("json", None, false),
-    ("env", Some('e'), true),
-    ("size", Some('s'), true),
-    ("type", None, true),
-    ("tail", Some('t'), false),
-];
+/// `run:detached` shares the first six of `run`'s options and adds `--tail`.
+const RUN_DETACHED_EXTRA: &[(&str, Option<char>, bool)] = &[("tail", Some('t'), false)];
 
 /// The Heroku CLI takes `run`'s options anywhere before `--` (`heroku run bash -a
 /// APP`); the words that are not its options form the command, and everything after
@@ -563,9 +557,14 @@ fn options_first(args: impl Iterator<Item = String>) -> Vec<String> {
     let Some(name) = args.next() else {
         return out;
     };
+    let detached: Vec<_> = RUN_OPTIONS[..6]
+        .iter()
+        .chain(RUN_DETACHED_EXTRA)
+        .copied()
+        .collect();
     let options = match name.as_str() {
         "run" => RUN_OPTIONS,
-        "run:detached" => RUN_DETACHED_OPTIONS,
+        "run:detached" => &detached[..],
         _ => {
             out.push(name);
             out.extend(args);

@@ -4,21 +4,24 @@ use crate::{new_id, not_found, now, Domain, LogDrain, Result, Store, StoreError}
 use hoist_types::{validate_custom_domain, PlatformHosts};
 use rusqlite::{params, OptionalExtension};
 
+/// A `domains` row selected as `id, app_id, hostname, created_at, updated_at`.
+fn domain_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Domain> {
+    Ok(Domain {
+        id: r.get(0)?,
+        app_id: r.get(1)?,
+        hostname: r.get(2)?,
+        created_at: r.get(3)?,
+        updated_at: r.get(4)?,
+    })
+}
+
 impl Store {
     pub fn domains(&self, app_id: &str) -> Result<Vec<Domain>> {
         self.read(|c| {
             let mut st = c.prepare(
                 "SELECT id, app_id, hostname, created_at, updated_at FROM domains WHERE app_id = ?1 ORDER BY hostname",
             )?;
-            let rows = st.query_map([app_id], |r| {
-                Ok(Domain {
-                    id: r.get(0)?,
-                    app_id: r.get(1)?,
-                    hostname: r.get(2)?,
-                    created_at: r.get(3)?,
-                    updated_at: r.get(4)?,
-                })
-            })?;
+            let rows = st.query_map([app_id], domain_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
@@ -75,15 +78,7 @@ impl Store {
         let all: Vec<Domain> = self.read(|c| {
             let mut st =
                 c.prepare("SELECT id, app_id, hostname, created_at, updated_at FROM domains")?;
-            let rows = st.query_map([], |r| {
-                Ok(Domain {
-                    id: r.get(0)?,
-                    app_id: r.get(1)?,
-                    hostname: r.get(2)?,
-                    created_at: r.get(3)?,
-                    updated_at: r.get(4)?,
-                })
-            })?;
+            let rows = st.query_map([], domain_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })?;
         let refused: Vec<(Domain, String)> = all
