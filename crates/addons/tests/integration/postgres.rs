@@ -240,7 +240,7 @@ async fn postgres_failed_provisioning_leaves_nothing_behind() {
         .unwrap();
     let admin = admin_client(tmp.path(), "postgres").await;
     let before = addon_objects(&admin).await;
-    assert_eq!(before.0, [first.provider_id.clone()]);
+    assert_eq!(before.0, [first.provider_id.as_str()]);
 
     // A session on template1 makes CREATE DATABASE fail after CREATE ROLE succeeded:
     // the failure lands in the middle of provisioning.
