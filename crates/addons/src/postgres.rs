@@ -51,7 +51,8 @@ pub struct PostgresConfig {
     pub max_connections: u32,
     pub shared_buffers_mb: u32,
     /// `postgres://admin:pass@host:port/postgres?sslmode=…`: use this server instead
-    /// of a managed one. The admin role needs CREATEDB and CREATEROLE.
+    /// of a managed one. The admin role needs CREATEDB and CREATEROLE. No TLS yet:
+    /// `sslmode` may be `disable`, `allow` or `prefer` (plain TCP); others are refused.
     pub external_admin_url: Option<String>,
     /// Limit for each pg_ctl invocation, for connecting to the server and for each
     /// SQL statement the provider sends.
