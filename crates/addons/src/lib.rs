@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub mod aliases;
 pub mod names;
 pub mod partner;
+mod pgadmin;
 pub mod postgres;
 mod process;
 pub mod redis;

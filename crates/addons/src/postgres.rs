@@ -29,6 +29,7 @@ use tokio::process::Command;
 use tracing::{info, warn};
 
 use crate::names::{random_bytes, random_hex};
+use crate::pgadmin::{column, literal, AdminConn, AdminSession};
 use crate::process::{self, RunAs};
 use crate::{limits, scram, AddonError, Plan, Provider, ProvisionState, Provisioned, Service};
 
@@ -38,7 +39,7 @@ const COMMENT_PREFIX: &str = "hoist:";
 
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
-    /// Directory with initdb/pg_ctl/postgres/psql. `None`: newest
+    /// Directory with initdb/pg_ctl/postgres. `None`: newest
     /// `/usr/lib/postgresql/<ver>/bin`.
     pub bin_dir: Option<PathBuf>,
     /// OS user the managed server runs as when the daemon is root.
@@ -50,9 +51,11 @@ pub struct PostgresConfig {
     pub max_connections: u32,
     pub shared_buffers_mb: u32,
     /// `postgres://admin:pass@host:port/postgres?sslmode=…`: use this server instead
-    /// of a managed one. The admin role needs CREATEDB and CREATEROLE.
+    /// of a managed one. The admin role needs CREATEDB and CREATEROLE. No TLS yet:
+    /// `sslmode` may be `disable`, `allow` or `prefer` (plain TCP); others are refused.
     pub external_admin_url: Option<String>,
-    /// Limit for each psql / pg_ctl invocation.
+    /// Limit for each pg_ctl invocation, for connecting to the server and for each
+    /// SQL statement the provider sends.
     pub command_timeout: Duration,
 }
 
@@ -97,74 +100,6 @@ pub fn service() -> Service {
             ),
         ],
     }
-}
-
-/// How to reach a server as its administrator.
-#[derive(Debug, Clone)]
-struct AdminConn {
-    host: String,
-    port: u16,
-    user: String,
-    password: String,
-    dbname: String,
-    sslmode: Option<String>,
-    /// Host put into app URLs.
-    advertise_host: String,
-}
-
-impl AdminConn {
-    fn parse(admin_url: &str) -> Result<Self, AddonError> {
-        let url = url::Url::parse(admin_url)
-            .map_err(|e| AddonError::Invalid(format!("external PostgreSQL admin URL: {e}")))?;
-        if !matches!(url.scheme(), "postgres" | "postgresql") {
-            return Err(AddonError::Invalid(
-                "external PostgreSQL admin URL must start with postgres://".into(),
-            ));
-        }
-        let decode = |s: &str| {
-            percent_decode(s).ok_or_else(|| {
-                AddonError::Invalid("external PostgreSQL admin URL: bad escape".into())
-            })
-        };
-        let host = url
-            .host_str()
-            .ok_or_else(|| AddonError::Invalid("external PostgreSQL admin URL has no host".into()))?
-            .to_string();
-        let dbname = match url.path().trim_start_matches('/') {
-            "" => "postgres".to_string(),
-            db => decode(db)?,
-        };
-        let sslmode = url
-            .query_pairs()
-            .find(|(k, _)| k == "sslmode")
-            .map(|(_, v)| v.into_owned());
-        Ok(AdminConn {
-            advertise_host: host.clone(),
-            host,
-            port: url.port().unwrap_or(5432),
-            user: decode(url.username())?,
-            password: decode(url.password().unwrap_or(""))?,
-            dbname,
-            sslmode,
-        })
-    }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -229,7 +164,7 @@ impl ManagedServer {
             user: ADMIN_USER.into(),
             password: state.admin_password.clone(),
             dbname: "postgres".into(),
-            sslmode: Some("disable".into()),
+            ssl: tokio_postgres::config::SslMode::Disable,
             advertise_host: self.cfg.advertise_host.clone(),
         }
     }
@@ -345,22 +280,17 @@ impl ManagedServer {
         if !state.locked_down {
             // Only each add-on's own role may connect to its database; the
             // maintenance databases are closed to PUBLIC as well.
-            psql(
-                &self.psql_bin()?,
-                &conn,
-                "REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC;\n\
-                 REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC;\n",
-                self.cfg.command_timeout,
-            )
-            .await?;
+            conn.connect(self.cfg.command_timeout)
+                .await?
+                .execute(
+                    "REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC;\n\
+                     REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC;",
+                )
+                .await?;
             state.locked_down = true;
             self.write_state(&state)?;
         }
         Ok(conn)
-    }
-
-    fn psql_bin(&self) -> Result<PathBuf, AddonError> {
-        self.bin("psql")
     }
 
     async fn start(&self, state: &ServerState, run_as: Option<RunAs>) -> Result<(), AddonError> {
@@ -431,38 +361,6 @@ impl ManagedServer {
     }
 }
 
-/// Runs SQL through `psql` (SQL on stdin, password in the environment: neither shows
-/// up in `ps`). Returns unaligned, tuples-only output with `|` separators.
-async fn psql(
-    bin: &Path,
-    conn: &AdminConn,
-    sql: &str,
-    limit: Duration,
-) -> Result<String, AddonError> {
-    let mut cmd = Command::new(bin);
-    cmd.args(["-X", "-q", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1"])
-        .env_clear()
-        .env("LC_ALL", "C")
-        .env("PGHOST", &conn.host)
-        .env("PGPORT", conn.port.to_string())
-        .env("PGUSER", &conn.user)
-        .env("PGPASSWORD", &conn.password)
-        .env("PGDATABASE", &conn.dbname)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .env("PGAPPNAME", "hoist-addons");
-    if let Some(mode) = &conn.sslmode {
-        cmd.env("PGSSLMODE", mode);
-    }
-    let out = process::run(cmd, Some(sql), limit).await?;
-    if !out.status.success() {
-        return Err(AddonError::Provider(format!(
-            "PostgreSQL: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// A validated provider id: `d` + 12 hex; the role is `u` + the same hex.
 fn names_for(provider_id: &str) -> Result<(String, String), AddonError> {
     let hex = provider_id
@@ -494,7 +392,6 @@ pub struct PostgresProvider {
     /// `None` when an external server is configured.
     managed: Option<ManagedServer>,
     external: Option<AdminConn>,
-    psql_bin: Option<PathBuf>,
 }
 
 impl PostgresProvider {
@@ -505,16 +402,6 @@ impl PostgresProvider {
             .as_deref()
             .map(AdminConn::parse)
             .transpose()?;
-        let psql_bin = bin_dir
-            .as_ref()
-            .map(|d| d.join("psql"))
-            .filter(|p| p.is_file())
-            .or_else(|| {
-                // An external server only needs the client (package postgresql-client).
-                (external.is_some() && cfg.bin_dir.is_none())
-                    .then(|| PathBuf::from("/usr/bin/psql"))
-                    .filter(|p| p.is_file())
-            });
         let managed = external.is_none().then(|| ManagedServer {
             dir: data_dir.join("addons").join("postgresql"),
             data_root: data_dir.to_path_buf(),
@@ -527,7 +414,6 @@ impl PostgresProvider {
             cfg,
             managed,
             external,
-            psql_bin,
         })
     }
 
@@ -569,18 +455,8 @@ impl PostgresProvider {
         }
     }
 
-    async fn sql(&self, conn: &AdminConn, sql: &str) -> Result<String, AddonError> {
-        let bin = self
-            .psql_bin
-            .as_ref()
-            .ok_or_else(|| AddonError::Unavailable {
-                package: if self.is_managed() {
-                    PACKAGE.into()
-                } else {
-                    "postgresql-client".into()
-                },
-            })?;
-        psql(bin, conn, sql, self.cfg.command_timeout).await
+    async fn session(&self, conn: &AdminConn) -> Result<AdminSession, AddonError> {
+        conn.connect(self.cfg.command_timeout).await
     }
 
     fn plan_limits(&self, plan: &str) -> Result<(u64, u64), AddonError> {
@@ -597,23 +473,21 @@ impl PostgresProvider {
             return Ok(Vec::new());
         }
         let conn = self.admin().await?;
-        let out = self
-            .sql(
-                &conn,
-                &format!(
-                    "SELECT datname, pg_database_size(oid), shobj_description(oid, 'pg_database') \
-                     FROM pg_database WHERE shobj_description(oid, 'pg_database') LIKE '{COMMENT_PREFIX}%';"
-                ),
+        let rows = self
+            .session(&conn)
+            .await?
+            .query(
+                "SELECT datname::text, pg_database_size(oid), \
+                   shobj_description(oid, 'pg_database') \
+                 FROM pg_database WHERE shobj_description(oid, 'pg_database') LIKE $1",
+                &[&format!("{COMMENT_PREFIX}%")],
             )
             .await?;
         let mut over = Vec::new();
-        for line in out.lines() {
-            let mut f = line.splitn(3, '|');
-            let (Some(db), Some(size), Some(comment)) = (f.next(), f.next(), f.next()) else {
-                continue;
-            };
-            let size: u64 = size.parse().unwrap_or(0);
-            let (plan, addon_name) = parse_comment(comment);
+        for row in &rows {
+            let db: String = column(row, 0)?;
+            let size = u64::try_from(column::<i64>(row, 1)?).unwrap_or(0);
+            let (plan, addon_name) = parse_comment(&column::<String>(row, 2)?);
             let Some(quota_mb) = self.service.limit_u64(&plan, "storage_mb") else {
                 continue;
             };
@@ -622,7 +496,7 @@ impl PostgresProvider {
                 warn!(addon = %addon_name, database = %db, plan = %plan, size_bytes = size,
                       quota_bytes, "PostgreSQL add-on is over its storage quota");
                 over.push(QuotaReport {
-                    provider_id: db.to_string(),
+                    provider_id: db,
                     addon_name,
                     plan,
                     size_bytes: size,
@@ -694,18 +568,21 @@ impl Provider for PostgresProvider {
             sanitize(plan),
             sanitize(addon_name)
         );
-        let sql = format!(
-            "CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
-               CONNECTION LIMIT {conns} PASSWORD '{verifier}';\n\
-             CREATE DATABASE \"{db}\" OWNER \"{role}\" CONNECTION LIMIT {conns};\n\
-             REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC;\n\
-             COMMENT ON DATABASE \"{db}\" IS '{comment}';\n"
-        );
-        if let Err(e) = self.sql(&conn, &sql).await {
-            // Leave no half-made database or role behind.
-            let cleanup =
-                format!("DROP DATABASE IF EXISTS \"{db}\";\nDROP ROLE IF EXISTS \"{role}\";\n");
-            if let Err(ce) = self.sql(&conn, &cleanup).await {
+        let session = self.session(&conn).await?;
+        if let Err(e) = create_database(&session, &db, &role, &verifier, conns, &comment).await {
+            // Leave no half-made database or role behind; on a broken connection
+            // (timeout) the cleanup needs a fresh one.
+            let cleanup = async {
+                let fresh;
+                let s = if session.is_open() {
+                    &session
+                } else {
+                    fresh = self.session(&conn).await?;
+                    &fresh
+                };
+                drop_database(s, &db, &role).await
+            };
+            if let Err(ce) = cleanup.await {
                 warn!(database = %db, error = %ce, "cleanup after failed provisioning failed");
             }
             return Err(e);
@@ -732,45 +609,39 @@ impl Provider for PostgresProvider {
         let (conns, _) = self.plan_limits(plan)?;
         let (db, role) = names_for(provider_id)?;
         let conn = self.admin().await?;
-        let exists = self
-            .sql(&conn, &format!("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '{db}';"))
+        let session = self.session(&conn).await?;
+        let rows = session
+            .query(
+                "SELECT coalesce(shobj_description(oid, 'pg_database'), '') \
+                 FROM pg_database WHERE datname = $1",
+                &[&db],
+            )
             .await?;
-        if exists.trim().is_empty() {
+        let Some(row) = rows.first() else {
             return Err(AddonError::NotFound(provider_id.into()));
-        }
-        let (_, addon_name) = parse_comment(exists.trim());
+        };
+        let (_, addon_name) = parse_comment(&column::<String>(row, 0)?);
         let comment = format!(
             "{COMMENT_PREFIX}{}:{}",
             sanitize(plan),
             sanitize(&addon_name)
         );
-        self.sql(
-            &conn,
-            &format!(
+        // One simple query: the three statements commit together or not at all.
+        session
+            .execute(&format!(
                 "ALTER ROLE \"{role}\" CONNECTION LIMIT {conns};\n\
                  ALTER DATABASE \"{db}\" CONNECTION LIMIT {conns};\n\
-                 COMMENT ON DATABASE \"{db}\" IS '{comment}';\n"
-            ),
-        )
-        .await?;
+                 COMMENT ON DATABASE \"{db}\" IS {};",
+                literal(&comment)
+            ))
+            .await?;
         Ok(None)
     }
 
     async fn deprovision(&self, provider_id: &str) -> Result<(), AddonError> {
         let (db, role) = names_for(provider_id)?;
         let conn = self.admin().await?;
-        // The login goes first, so that a failure further on leaves no credential
-        // that works; WITH (FORCE) terminates the app's open connections
-        // (PostgreSQL 13+).
-        self.sql(
-            &conn,
-            &format!(
-                "DO $$BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN \
-                   ALTER ROLE \"{role}\" NOLOGIN; END IF; END$$;\n\
-                 DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE);\nDROP ROLE IF EXISTS \"{role}\";\n"
-            ),
-        )
-        .await?;
+        drop_database(&self.session(&conn).await?, &db, &role).await?;
         info!(database = %db, "deprovisioned PostgreSQL database");
         Ok(())
     }
@@ -778,25 +649,23 @@ impl Provider for PostgresProvider {
     async fn info(&self, provider_id: &str) -> Result<serde_json::Value, AddonError> {
         let (db, _) = names_for(provider_id)?;
         let conn = self.admin().await?;
-        let out = self
-            .sql(
-                &conn,
-                &format!(
-                    "SELECT pg_database_size(d.oid), pg_size_pretty(pg_database_size(d.oid)), \
-                       (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname), \
-                       d.datconnlimit, current_setting('server_version'), \
-                       coalesce(shobj_description(d.oid, 'pg_database'), '') \
-                     FROM pg_database d WHERE d.datname = '{db}';"
-                ),
+        let rows = self
+            .session(&conn)
+            .await?
+            .query(
+                "SELECT pg_database_size(d.oid), pg_size_pretty(pg_database_size(d.oid)), \
+                   (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname), \
+                   d.datconnlimit, current_setting('server_version'), \
+                   coalesce(shobj_description(d.oid, 'pg_database'), '') \
+                 FROM pg_database d WHERE d.datname = $1",
+                &[&db],
             )
             .await?;
-        let line = out.lines().next().unwrap_or("");
-        let f: Vec<&str> = line.splitn(6, '|').collect();
-        if f.len() < 6 {
+        let Some(row) = rows.first() else {
             return Err(AddonError::NotFound(provider_id.into()));
-        }
-        let size: u64 = f[0].parse().unwrap_or(0);
-        let (plan, addon_name) = parse_comment(f[5]);
+        };
+        let size = u64::try_from(column::<i64>(row, 0)?).unwrap_or(0);
+        let (plan, addon_name) = parse_comment(&column::<String>(row, 5)?);
         let quota_mb = self.service.limit_u64(&plan, "storage_mb");
         Ok(json!({
             "service": "postgresql",
@@ -806,15 +675,68 @@ impl Provider for PostgresProvider {
             "managed_server": self.is_managed(),
             "host": conn.advertise_host,
             "port": conn.port,
-            "version": f[4],
+            "version": column::<String>(row, 4)?,
             "data_size_bytes": size,
-            "data_size": f[1],
+            "data_size": column::<String>(row, 1)?,
             "storage_quota_mb": quota_mb,
             "over_quota": quota_mb.is_some_and(|q| size > q * 1024 * 1024),
-            "connections": f[2].parse::<u64>().unwrap_or(0),
-            "connection_limit": f[3].parse::<i64>().unwrap_or(-1),
+            "connections": u64::try_from(column::<i64>(row, 2)?).unwrap_or(0),
+            "connection_limit": i64::from(column::<i32>(row, 3)?),
         }))
     }
+}
+
+/// Creates the add-on's role and database. `db` and `role` come from [`names_for`]
+/// (validated, so safe to quote as identifiers); `verifier` and `comment` are
+/// generated or sanitized values, quoted as literals.
+async fn create_database(
+    session: &AdminSession,
+    db: &str,
+    role: &str,
+    verifier: &str,
+    conns: u64,
+    comment: &str,
+) -> Result<(), AddonError> {
+    session
+        .execute(&format!(
+            "CREATE ROLE \"{role}\" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+               CONNECTION LIMIT {conns} PASSWORD {}",
+            literal(verifier)
+        ))
+        .await?;
+    // CREATE DATABASE cannot run in a transaction block: a message of its own.
+    session
+        .execute(&format!(
+            "CREATE DATABASE \"{db}\" OWNER \"{role}\" CONNECTION LIMIT {conns}"
+        ))
+        .await?;
+    session
+        .execute(&format!(
+            "REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC;\n\
+             COMMENT ON DATABASE \"{db}\" IS {};",
+            literal(comment)
+        ))
+        .await
+}
+
+/// Drops an add-on's database and role; whatever is already gone is skipped.
+async fn drop_database(session: &AdminSession, db: &str, role: &str) -> Result<(), AddonError> {
+    // The login goes first, so that a failure further on leaves no credential that
+    // works.
+    session
+        .execute(&format!(
+            "DO $$BEGIN IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN \
+               ALTER ROLE \"{role}\" NOLOGIN; END IF; END$$"
+        ))
+        .await?;
+    // WITH (FORCE) terminates the app's open connections (PostgreSQL 13+). DROP
+    // DATABASE cannot run in a transaction block: a message of its own.
+    session
+        .execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+        .await?;
+    session
+        .execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
+        .await
 }
 
 /// IPv6 literals need brackets in URLs.
@@ -846,20 +768,6 @@ mod tests {
         ] {
             assert!(names_for(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn admin_url_is_parsed() {
-        let c = AdminConn::parse("postgres://adm:p%40ss@db.example:6543/maint?sslmode=require")
-            .unwrap();
-        assert_eq!(
-            (c.host.as_str(), c.port, c.user.as_str()),
-            ("db.example", 6543, "adm")
-        );
-        assert_eq!(c.password, "p@ss");
-        assert_eq!(c.dbname, "maint");
-        assert_eq!(c.sslmode.as_deref(), Some("require"));
-        assert!(AdminConn::parse("mysql://x@y/z").is_err());
     }
 
     #[test]

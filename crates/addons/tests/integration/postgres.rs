@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use hoist_addons::postgres::PostgresConfig;
-use hoist_addons::{AddonError, ProvisionState};
+use hoist_addons::{AddonError, Provider, ProvisionState};
 
 use crate::{kill9, psql, registry, test_config, ServersGuard};
 
@@ -183,4 +183,142 @@ async fn unknown_service_and_plan() {
     assert!(!reg.postgres().server_initialized());
     let names: Vec<String> = reg.services().into_iter().map(|s| s.name).collect();
     assert_eq!(names, ["postgresql", "redis"]);
+}
+
+/// Admin connection to the managed server of a test data dir (credentials from
+/// `state.json`), as an outside client: the test checks the server, not the provider.
+async fn admin_client(data_dir: &std::path::Path, dbname: &str) -> tokio_postgres::Client {
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data_dir.join("addons/postgresql/state.json")).unwrap(),
+    )
+    .unwrap();
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(state["port"].as_u64().unwrap() as u16)
+        .user("hoist_admin")
+        .password(state["admin_password"].as_str().unwrap())
+        .dbname(dbname)
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Names of the add-on databases and roles on the server.
+async fn addon_objects(admin: &tokio_postgres::Client) -> (Vec<String>, Vec<String>) {
+    let names = |rows: Vec<tokio_postgres::Row>| -> Vec<String> {
+        rows.iter().map(|r| r.get::<_, String>(0)).collect()
+    };
+    let dbs = admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname ~ '^d[0-9a-f]{12}$' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let roles = admin
+        .query(
+            "SELECT rolname::text FROM pg_roles WHERE rolname ~ '^u[0-9a-f]{12}$' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    (names(dbs), names(roles))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_failed_provisioning_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = ServersGuard(tmp.path().to_path_buf());
+    let reg = registry(tmp.path(), test_config());
+    let pg = reg.get("postgresql").unwrap();
+    let none = BTreeMap::new();
+    let first = pg
+        .provision("postgresql-shiny-44444", "mini", &none)
+        .await
+        .unwrap();
+    let admin = admin_client(tmp.path(), "postgres").await;
+    let before = addon_objects(&admin).await;
+    assert_eq!(before.0, [first.provider_id.as_str()]);
+
+    // A session on template1 makes CREATE DATABASE fail after CREATE ROLE succeeded:
+    // the failure lands in the middle of provisioning.
+    let holder = admin_client(tmp.path(), "template1").await;
+    let err = pg
+        .provision("postgresql-dull-55555", "mini", &none)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AddonError::Provider(m) if m.contains("template1")),
+        "{err:?}"
+    );
+    assert_eq!(addon_objects(&admin).await, before, "half-made add-on left");
+
+    // The same request works once template1 is free.
+    drop(holder);
+    let ok = pg
+        .provision("postgresql-dull-55555", "mini", &none)
+        .await
+        .unwrap();
+    assert!(psql(&ok.config["URL"], "SELECT 1").0);
+    drop(admin);
+    reg.stop_managed_servers().await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_unreachable_server_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limit = std::time::Duration::from_millis(500);
+    let provider = |port: u16| {
+        hoist_addons::postgres::PostgresProvider::new(
+            tmp.path(),
+            PostgresConfig {
+                external_admin_url: Some(format!(
+                    "postgres://adm:secret@127.0.0.1:{port}/postgres"
+                )),
+                command_timeout: limit,
+                ..PostgresConfig::default()
+            },
+        )
+        .unwrap()
+    };
+    let none = BTreeMap::new();
+    // Guards against a hang only; the provider's own limit is far shorter.
+    let guard = std::time::Duration::from_secs(60);
+
+    // Nothing listens: refused, and the message names the server.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let err = tokio::time::timeout(guard, provider(port).provision("pg-a", "mini", &none))
+        .await
+        .expect("provider hung")
+        .unwrap_err();
+    match &err {
+        AddonError::Provider(m) => {
+            assert!(m.contains(&format!("127.0.0.1:{port}")), "{m}");
+            assert!(!m.contains("secret"), "{m}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // Something accepts but never answers: the configured limit ends the wait.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let err = tokio::time::timeout(guard, provider(port).info("d0123456789ab"))
+        .await
+        .expect("provider hung")
+        .unwrap_err();
+    assert!(
+        matches!(err, AddonError::Timeout(d) if d == limit),
+        "{err:?}"
+    );
+    held.abort();
 }
