@@ -472,9 +472,230 @@ echo "six" >>"$work/python-changed/build/requirements.txt"
 full_cycle python-changed python Python 'Hello from Python 3\.[0-9.]+, dep ok'
 check "python: changed requirements.txt gets a fresh environment" "$work/python-changed/compile.log" \
   bash -c "! grep -q 'Restoring the Python environment' '$work/python-changed/compile.log' && grep -q 'Successfully installed.*six' '$work/python-changed/compile.log'"
+# warm_python_app NAME: the example with the python fixture's cache (the environment is
+# restored, so a build costs no download).
+warm_python_app() {
+  new_app "$1" "$ex/python"
+  rm -rf "$work/$1/cache" && cp -a "$work/python/cache" "$work/$1/cache"
+}
+# compile_ok NAME BP [ENV...]: a compile that must succeed.
+compile_ok() {
+  local name="$1"
+  if compile_app "$@"; then pass "$name: compile"; else failed_check "$name: compile" "$work/$name/compile.log"; fi
+}
+log_has() { # log_has NAME TEXT: the compile log has TEXT (fixed string)
+  check "$1: log has '$2'" "$work/$1/compile.log" grep -qF -- "$2" "$work/$1/compile.log"
+}
+
+# .profile.d: WEB_CONCURRENCY from the dyno's memory (Heroku's formula), gunicorn settings.
+profile_env() { # profile_env [VAR=VALUE...]: the dyno env after .profile.d of the python app
+  (cd "$app_root" && as_user "$app_root" "$@" bash -c 'for f in .profile.d/*.sh; do . "$f"; done; env')
+}
+cpus="$(nproc)"
+want_wc=$((2 < cpus * 2 + 1 ? 2 : cpus * 2 + 1))
+penv="$(profile_env HOIST_DYNO_MEMORY_MB=512 DYNO=web.1 2>&1)"
+check "python: .profile.d sets WEB_CONCURRENCY=$want_wc for a 512 MB dyno, with WEB_CONCURRENCY_SET_BY and DYNO_RAM" /dev/null \
+  bash -c "grep -qx 'WEB_CONCURRENCY=$want_wc' <<<\"\$1\" && grep -qx 'WEB_CONCURRENCY_SET_BY=heroku/python' <<<\"\$1\" && grep -qx 'DYNO_RAM=512' <<<\"\$1\" && grep -qx 'Python buildpack: Defaulting WEB_CONCURRENCY to $want_wc based on the available memory.' <<<\"\$1\"" _ "$penv"
+penv="$(profile_env HOIST_DYNO_MEMORY_MB=512 WEB_CONCURRENCY=7 2>&1)"
+check "python: a WEB_CONCURRENCY config var wins over the default" /dev/null \
+  bash -c "grep -qx 'WEB_CONCURRENCY=7' <<<\"\$1\" && ! grep -q '^WEB_CONCURRENCY_SET_BY=' <<<\"\$1\"" _ "$penv"
+check "python: .profile.d sets Heroku's Python and gunicorn env" /dev/null \
+  bash -c "for l in PYTHONUNBUFFERED=true 'FORWARDED_ALLOW_IPS=*' 'GUNICORN_CMD_ARGS=--access-logfile -' 'PYTHONPATH=$app_root' PIP_DISABLE_PIP_VERSION_CHECK=1; do grep -qxF \"\$l\" <<<\"\$1\" || exit 1; done" _ "$penv"
+
+# Hooks: bin/pre_compile and bin/post_compile run with config vars; PYTHONHOME and
+# PYTHONPATH config vars don't break the build's Python. The .python-version has
+# comments and blank lines.
+warm_python_app python-hooks
+b="$work/python-hooks/build"
+mkdir -p "$b/bin"
+printf '# the app runs on\n\n  3.11  \n' >"$b/.python-version"
+printf '#!/usr/bin/env bash\necho "~ pre_compile ran with SOME_APP_CONFIG_VAR=$SOME_APP_CONFIG_VAR PYTHONHOME=${PYTHONHOME-unset} PYTHONPATH=$PYTHONPATH"\necho "BUILD_DIR=$BUILD_DIR"\ntouch pre.txt\n' >"$b/bin/pre_compile"
+printf '#!/usr/bin/env bash\nset -e\npython -c "import gunicorn; print(\\"~ post_compile sees gunicorn\\", gunicorn.__version__)"\n' >"$b/bin/post_compile"
+chmod 755 "$b/bin/pre_compile" "$b/bin/post_compile"
+echo 1 >"$work/python-hooks/env/SOME_APP_CONFIG_VAR"
+echo /nonexistent/home >"$work/python-hooks/env/PYTHONHOME"
+echo /nonexistent/path >"$work/python-hooks/env/PYTHONPATH"
+compile_ok python-hooks python
+log_has python-hooks "-----> Running bin/pre_compile hook"
+log_has python-hooks "       ~ pre_compile ran with SOME_APP_CONFIG_VAR=1 PYTHONHOME=unset PYTHONPATH=/nonexistent/path"
+log_has python-hooks "       BUILD_DIR=$b"
+log_has python-hooks "-----> Running bin/post_compile hook"
+log_has python-hooks "       ~ post_compile sees gunicorn 23.0.0"
+log_has python-hooks "-----> Using Python 3.11 specified in .python-version"
+check "python-hooks: pre_compile ran before the build, in the app" /dev/null test -f "$b/pre.txt"
+new_app python-hook-fails "$ex/python"
+mkdir -p "$work/python-hook-fails/build/bin"
+printf '#!/bin/sh\necho "Some pre_compile error!"\nexit 1\n' >"$work/python-hook-fails/build/bin/pre_compile"
+expect_compile_failure python-hook-fails python "Error: Failed to run the bin/pre_compile script\."
+log_has python-hook-fails "       Some pre_compile error!"
+
+# Pipenv: Pipfile.lock -> pipenv install --deploy, the Python version from the lock,
+# dev packages left out.
+new_app python-pipenv "$ex/python"
+b="$work/python-pipenv/build"
+rm -f "$b/requirements.txt" "$b/.python-version"
+cat >"$b/Pipfile" <<'EOF_PIPFILE'
+[[source]]
+url = "https://pypi.org/simple"
+verify_ssl = true
+name = "pypi"
+
+[packages]
+gunicorn = "==23.0.0"
+
+[dev-packages]
+six = "*"
+
+[requires]
+python_version = "3.11"
+EOF_PIPFILE
+cat >"$b/Pipfile.lock" <<'EOF_PIPLOCK'
+{
+    "_meta": {
+        "hash": {
+            "sha256": "7884c97350ec6370ff1a7c3b9633d45c415caa1080e34763dd7ff42f53689926"
+        },
+        "pipfile-spec": 6,
+        "requires": {
+            "python_version": "3.11"
+        },
+        "sources": [
+            {
+                "name": "pypi",
+                "url": "https://pypi.org/simple",
+                "verify_ssl": true
+            }
+        ]
+    },
+    "default": {
+        "gunicorn": {
+            "hashes": [
+                "sha256:ec400d38950de4dfd418cff8328b2c8faed0edb0d517d3394e457c317908ca4d",
+                "sha256:f014447a0101dc57e294f6c18ca6b40227a4c90e9bdb586042628030cba004ec"
+            ],
+            "index": "pypi",
+            "markers": "python_version >= '3.7'",
+            "version": "==23.0.0"
+        },
+        "packaging": {
+            "hashes": [
+                "sha256:81383611a09c1bc0b08b76e0fd5829d7c6824c65b27a6aee339da133f4233ea2",
+                "sha256:c4b671c41ddb9bf26e543c37723610d28fb6bf7affc4da17cf048d419d2c062a"
+            ],
+            "markers": "python_version >= '3.10'",
+            "version": "==26.4"
+        }
+    },
+    "develop": {
+        "six": {
+            "hashes": [
+                "sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274",
+                "sha256:ff70335d468e7eb6ec65b95b99d3a2836546063f63acc5171de367e834932a81"
+            ],
+            "index": "pypi",
+            "markers": "python_version >= '2.7' and python_version not in '3.0, 3.1, 3.2'",
+            "version": "==1.17.0"
+        }
+    }
+}
+EOF_PIPLOCK
+cp -a "$b" "$work/pipenv-src"
+full_cycle python-pipenv python Python 'Hello from Python 3\.11\.[0-9]+, dep ok \(gunicorn 23\.0\.0\)'
+log_has python-pipenv "-----> Using Python 3.11 specified in Pipfile.lock"
+log_has python-pipenv "-----> Installing dependencies using 'pipenv install --deploy'"
+check "python-pipenv: dev packages not installed" /dev/null bash -c "! ls '$app_root'/.heroku/python/lib/python3*/site-packages | grep -q '^six'"
+# --deploy: a Pipfile changed after locking fails the build (Pipenv from the cache).
+new_app python-pipenv-stale "$work/pipenv-src"
+rm -rf "$work/python-pipenv-stale/cache" && cp -a "$work/python-pipenv/cache" "$work/python-pipenv-stale/cache"
+sed -i 's/^six = .*/six = "*"\nidna = "*"/' "$work/python-pipenv-stale/build/Pipfile"
+expect_compile_failure python-pipenv-stale python "Error: Unable to install dependencies using Pipenv\."
+log_has python-pipenv-stale "-----> Using cached Pipenv"
+log_has python-pipenv-stale "is out of"
+new_app python-pipfile-nolock "$work/pipenv-src"
+rm -f "$work/python-pipfile-nolock/build/Pipfile.lock" "$work/python-pipfile-nolock/build/requirements.txt"
+expect_compile_failure python-pipfile-nolock python "Error: No 'Pipfile.lock' found!"
+
+# App checks that fail before anything is installed.
+new_app python-multi "$work/pipenv-src"
+cp "$ex/python/requirements.txt" "$work/python-multi/build/"
+touch "$work/python-multi/build/uv.lock"
+expect_compile_failure python-multi python "Error: Multiple Python package manager files were found\."
+for f in "Pipfile.lock (Pipenv)" "requirements.txt (pip)" "uv.lock (uv)"; do log_has python-multi " !     $f"; done
+new_app python-venv "$ex/python"
+mkdir -p "$work/python-venv/build/.venv/bin" && echo 'home = /usr/bin' >"$work/python-venv/build/.venv/pyvenv.cfg"
+expect_compile_failure python-venv python "Error: Existing '\.venv/' directory found\."
+new_app python-heroku-dir "$ex/python"
+mkdir -p "$work/python-heroku-dir/build/.heroku/python/bin"
+expect_compile_failure python-heroku-dir python "Error: Existing '\.heroku/python/' directory found\."
+new_app python-eol "$ex/python"
+echo "3.9" >"$work/python-eol/build/.python-version"
+expect_compile_failure python-eol python "Error: The requested Python version has reached end-of-life\."
+new_app python-future "$ex/python"
+echo "3.99" >"$work/python-future/build/.python-version"
+expect_compile_failure python-future python "Error: The requested Python version isn't recognised\."
+new_app python-misspelled "$ex/python"
+mv "$work/python-misspelled/build/.python-version" "$work/python-misspelled/build/.python-version.txt"
+expect_compile_failure python-misspelled python "Error: Your \.python-version file is spelled incorrectly\."
+new_app python-twoversions "$ex/python"
+printf '3.11\n3.12\n' >"$work/python-twoversions/build/.python-version"
+expect_compile_failure python-twoversions python "Error: Multiple Python versions found in \.python-version\."
+new_app python-badversion "$ex/python"
+echo "python-3.11" >"$work/python-badversion/build/.python-version"
+expect_compile_failure python-badversion python "Error: Invalid Python version in \.python-version\."
+new_app python-noversion "$ex/python"
+printf '# nothing here\n\n' >"$work/python-noversion/build/.python-version"
+expect_compile_failure python-noversion python "Error: No Python version found in \.python-version\."
+# runtime.txt wins over .python-version (deprecated, with Heroku's warning).
+warm_python_app python-runtime-txt
+echo "python-3.11" >"$work/python-runtime-txt/build/runtime.txt"
+echo "3.12" >"$work/python-runtime-txt/build/.python-version"
+compile_ok python-runtime-txt python
+log_has python-runtime-txt "-----> Using Python 3.11 specified in runtime.txt"
+log_has python-runtime-txt " !     Warning: The runtime.txt file is deprecated."
+# No version: the last build's major version (sticky), with Heroku's warning.
+warm_python_app python-sticky
+rm -f "$work/python-sticky/build/.python-version"
+compile_ok python-sticky python
+log_has python-sticky "-----> No Python version was specified. Using the same major version as the last build: Python 3.11"
+log_has python-sticky " !     Warning: No Python version was specified."
+
+# Django collectstatic: manage.py in backend/ is found; DISABLE_COLLECTSTATIC and the
+# .heroku/collectstatic_disabled file skip it; a failure names Heroku's hint. Django
+# itself is stood in for by a local `django` package (the buildpack only asks whether
+# it imports), so no download.
+django_app() { # django_app NAME [FAIL]
+  warm_python_app "$1"
+  local b="$work/$1/build"
+  mkdir -p "$b/django" "$b/backend"
+  echo '' >"$b/django/__init__.py"
+  if [[ -n "${2:-}" ]]; then
+    printf 'import sys\nraise SystemExit("ImproperlyConfigured: STATIC_ROOT isn'"'"'t set")\n' >"$b/backend/manage.py"
+  else
+    printf 'import os, sys\nassert sys.argv[1:] == ["collectstatic", "--noinput", "--traceback"], sys.argv\nopen("static.txt", "w").write(os.environ.get("SOME_APP_CONFIG_VAR", ""))\nprint("1 static file copied")\n' >"$b/backend/manage.py"
+  fi
+}
+django_app python-django
+echo yes >"$work/python-django/env/SOME_APP_CONFIG_VAR"
+compile_ok python-django python
+log_has python-django "-----> \$ python backend/manage.py collectstatic --noinput"
+log_has python-django "       1 static file copied"
+check "python-django: collectstatic ran with the config vars" /dev/null grep -qx yes "$work/python-django/build/static.txt"
+django_app python-django-off
+echo 1 >"$work/python-django-off/env/DISABLE_COLLECTSTATIC"
+compile_ok python-django-off python
+log_has python-django-off "-----> Skipping Django collectstatic since the env var DISABLE_COLLECTSTATIC is set."
+django_app python-django-file
+mkdir -p "$work/python-django-file/build/.heroku" && touch "$work/python-django-file/build/.heroku/collectstatic_disabled"
+compile_ok python-django-file python
+log_has python-django-file "-----> Skipping Django collectstatic since the file '.heroku/collectstatic_disabled' exists."
+log_has python-django-file " !     Warning: The .heroku/collectstatic_disabled file is deprecated."
+django_app python-django-fails fail
+expect_compile_failure python-django-fails python "Error: Unable to generate Django static files\."
+log_has python-django-fails " !        \$ heroku config:set DISABLE_COLLECTSTATIC=1"
+
 # uv.lock: uv is installed from PyPI into the build cache and exports the lock.
 new_app python-uv "$ex/python"
-rm -f "$work/python-uv/build/requirements.txt" "$work/python-uv/build/.python-version"
+rm -f "$work/python-uv/build/requirements.txt"
 cat >"$work/python-uv/build/pyproject.toml" <<'EOF_PYPROJECT'
 [project]
 name = "hoist-uv-example"
@@ -542,11 +763,19 @@ EOF_UVLOCK
 full_cycle python-uv python Python 'Hello from Python 3\.[0-9.]+, dep ok \(gunicorn 23\.0\.0\)'
 check "python-uv: dev group not installed" /dev/null bash -c "! ls '$app_root'/.heroku/python/lib/python3*/site-packages | grep -q '^six'"
 new_app python-old "$ex/python"
-echo "3.9" >"$work/python-old/build/.python-version"
+echo "3.10" >"$work/python-old/build/.python-version"
 expect_compile_failure python-old python "can't be met. Available: 3\.[0-9.]+ \(stack\)"
+# uv needs a .python-version, and refuses runtime.txt (Heroku's errors).
+new_app python-uv-runtime-txt "$ex/python"
+rm -f "$work/python-uv-runtime-txt/build/requirements.txt" "$work/python-uv-runtime-txt/build/.python-version"
+touch "$work/python-uv-runtime-txt/build/uv.lock"
+echo "python-3.11" >"$work/python-uv-runtime-txt/build/runtime.txt"
+expect_compile_failure python-uv-runtime-txt python "Error: The runtime.txt file isn't supported when using uv\."
+rm -f "$work/python-uv-runtime-txt/build/runtime.txt"
+expect_compile_failure python-uv-runtime-txt python "Error: No Python version was specified\."
 new_app python-noreqs "$ex/python"
 rm -f "$work/python-noreqs/build/requirements.txt"
-expect_compile_failure python-noreqs python "Couldn't find a supported Python package manager file"
+expect_compile_failure python-noreqs python "Error: Couldn't find any supported Python package manager files\."
 
 # Runtime source for Python: a relocatable CPython build packed from a local pyenv
 # install (no registry carries one); skipped when there is none.
