@@ -421,7 +421,11 @@ expect_compile_failure nodejs-iojs nodejs "Error: io\.js is no longer supported\
 new_app nodejs-devenv "$ex/nodejs"
 mkdir -p "$work/nodejs-devenv/cache/node" && cp -a "$work/nodejs/cache/node/npm-cache" "$work/nodejs-devenv/cache/node/"
 echo development >"$work/nodejs-devenv/env/NODE_ENV"
+# A LANG config var is for the dyno; the build keeps its own (as on Heroku).
+echo xx_XX.bogus >"$work/nodejs-devenv/env/LANG"
+pkg_edit nodejs-devenv 'p.scripts.build="echo \"$LANG\" >lang.txt && node build.js"'
 compile_ok nodejs-devenv nodejs
+check "nodejs-devenv: the LANG config var is kept out of the build" /dev/null grep -qx C.UTF-8 "$work/nodejs-devenv/build/lang.txt"
 node_log_has nodejs-devenv "       Skipping because NODE_ENV is not 'production'"
 check "nodejs-devenv: devDependencies kept" /dev/null test -d "$work/nodejs-devenv/build/node_modules/is-number"
 
