@@ -641,7 +641,7 @@ new_app python "$ex/python"
 full_cycle python python Python 'Hello from Python 3\.[0-9.]+, dep ok \(gunicorn [0-9.]+\)'
 check "python: console script shebang is relocatable" /dev/null grep -qx '#!/usr/bin/env python3' <(head -n1 "$app_root/.heroku/python/bin/gunicorn")
 check "python: pip is upgraded to heroku/python's version" "$work/python/compile.log" \
-  grep -qx -- '-----> Installing pip 26.2.1' "$work/python/compile.log"
+  grep -qx -- '-----> Installing pip 26.2.1 and setuptools 70.3.0' "$work/python/compile.log"
 new_app python-warm "$ex/python"
 rm -rf "$work/python-warm/cache" && cp -a "$work/python/cache" "$work/python-warm/cache"
 if compile_app python-warm python && grep -q 'Restoring the Python environment from the build cache' "$work/python-warm/compile.log" &&
