@@ -10,3 +10,4 @@ mod heroku_cli;
 mod logs;
 mod one_off_sessions;
 mod router_tls;
+mod scripts;
