@@ -309,7 +309,7 @@ async fn create_build(
     if let Some(bps) = &req.buildpacks {
         let urls: Vec<String> = bps.iter().map(|b| b.url.clone()).collect();
         for u in &urls {
-            crate::misc::validate_buildpack(u)?;
+            crate::buildpacks::validate_buildpack(u)?;
         }
         st.store.set_buildpacks(&app.id, &urls)?;
     }

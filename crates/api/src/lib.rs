@@ -3,24 +3,30 @@
 //! `/<app>.git` (see `git`). This crate owns no state of its own: it reads and writes
 //! the store and tells the rest of the platform through [`Platform`].
 
+mod accounts;
+mod addon_listings;
 pub mod addons;
 mod apps;
 mod auth;
 pub mod buildlog;
+mod buildpacks;
 pub mod builds;
 pub mod deploy;
 mod error;
+mod features;
 pub mod git;
-mod misc;
+mod oauth;
 mod ops;
+mod platform;
 mod range;
 mod releases;
+mod unsupported;
 mod views;
 mod webhook;
 
 pub use auth::Auth;
 pub use error::{ApiError, ApiResult};
-pub use misc::PLATFORM_CA_FILE;
+pub use platform::PLATFORM_CA_FILE;
 pub use range::{parse_range, RangeSpec};
 
 use axum::body::Bytes;
@@ -204,7 +210,13 @@ pub fn router(state: SharedState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(apps::routes())
         .merge(releases::routes())
-        .merge(misc::routes())
+        .merge(oauth::routes())
+        .merge(accounts::routes())
+        .merge(unsupported::routes())
+        .merge(features::routes())
+        .merge(buildpacks::routes())
+        .merge(addon_listings::routes())
+        .merge(platform::routes())
         .merge(builds::routes())
         .merge(git::routes())
         .merge(ops::routes())

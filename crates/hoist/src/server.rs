@@ -397,6 +397,104 @@ fn warn_about_old_env_names() {
 
 async fn run(args: ServerArgs) -> Result<()> {
     warn_about_old_env_names();
+    let store = open_store(&args)?;
+    let listeners = bind_listeners(&args).await?;
+    let api_addr = listeners.api_addr;
+    let api_url = args
+        .api_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{api_addr}"));
+    let stack = host_stack();
+    remove_refused_domains(&store, &args.domain, &api_url)?;
+    let egress = egress_policy(&args)?;
+    let logs = start_logs(&args, &store, &egress)?;
+    let table = RoutingTable::new();
+    let manager_cell: Arc<tokio::sync::OnceCell<DynoManager>> =
+        Arc::new(tokio::sync::OnceCell::new());
+    let router = new_router(&args, &table, &logs, &manager_cell);
+    let rendezvous = Rendezvous::bind(&args, &api_url, api_addr).await?;
+    let server_platform = Arc::new(ServerPlatform {
+        rendezvous: rendezvous.pending.clone(),
+        rendezvous_host: rendezvous.host.clone(),
+        store: store.clone(),
+        data_dir: args.data_dir.clone(),
+        logs: logs.clone(),
+        manager: tokio::sync::OnceCell::new(),
+        router_metrics: router.metrics(),
+        api_url: api_url.clone(),
+    });
+    let platform: Arc<dyn Platform> = server_platform.clone();
+
+    let (runtime, build_cfg, hoist_exe) = start_runtime(&args, &egress)?;
+    let manager = start_manager(&args, &store, runtime, &logs, &table, &router, rendezvous).await?;
+    let _ = manager_cell.set(manager.clone());
+    let _ = server_platform.manager.set(manager);
+    for app in store.all_apps()? {
+        server_platform.sync_drains(&app.id);
+    }
+
+    let deployer = hoist_api::deploy::Deployer::new(
+        store.clone(),
+        hoist_api::deploy::DeployConfig {
+            data_dir: args.data_dir.clone(),
+            build: build_cfg,
+            stack: stack.clone(),
+        },
+        platform.clone(),
+    );
+    deployer.recover_interrupted();
+    let addons = start_addons(&args, &store, &api_url)?;
+    let state = Arc::new(ApiState {
+        addons: Some(addons),
+        ops: Some(server_platform.clone() as Arc<dyn Operations>),
+        deployer,
+        data_dir: args.data_dir.clone(),
+        hoist_exe,
+        internal_url: format!("http://{api_addr}"),
+        hook_secret: hoist_store::new_token(),
+        store: store.clone(),
+        cfg: ApiConfig {
+            domain: args.domain.clone(),
+            api_url: api_url.clone(),
+            router_port: listeners.router_addr.port(),
+            stack,
+            egress,
+        },
+        platform,
+    });
+    start_api_sweeps(&state, &args);
+    let app = hoist_api::router(state).merge(logs.stream_router());
+    serve(&args, &api_url, listeners, app, router, &manager_cell).await?;
+    shut_down(&manager_cell, &logs).await;
+    Ok(())
+}
+
+/// The API's background clean-ups: stale add-on provisioning, expired source uploads.
+fn start_api_sweeps(state: &Arc<ApiState>, args: &ServerArgs) {
+    tokio::spawn(hoist_api::addons::sweep_stale_provisioning(
+        state.clone(),
+        Duration::from_secs(args.addon_provision_timeout),
+    ));
+    tokio::spawn(hoist_api::builds::sweep_expired_sources(
+        state.clone(),
+        Duration::from_secs(300),
+    ));
+}
+
+/// After `serve`: what must not wait for the next start.
+async fn shut_down(manager: &tokio::sync::OnceCell<DynoManager>, logs: &LogHub) {
+    // Dynos keep running (the next start re-adopts them), but those that already ended
+    // are removed now rather than left mounted until the next start.
+    if let Some(m) = manager.get() {
+        m.finish_removals().await;
+    }
+    logs.shutdown().await;
+    info!("hoist server stopped");
+}
+
+/// Creates the data directory, opens the state store, installs the built-in
+/// buildpacks and makes sure the platform owner exists.
+fn open_store(args: &ServerArgs) -> Result<Arc<Store>> {
     if args.domain.is_empty() || args.domain.contains(['/', ':', ' ']) {
         bail!("--domain must be a bare DNS name such as localhost or apps.example.com");
     }
@@ -415,15 +513,27 @@ async fn run(args: ServerArgs) -> Result<()> {
     }
     install_buildpacks(&args.data_dir).context("installing the built-in buildpacks")?;
     bootstrap_owner(&store, &args.data_dir, &args.admin_email)?;
+    Ok(store)
+}
 
-    let api_listener = tokio::net::TcpListener::bind(args.api_addr)
+/// The API and router sockets, bound before anything starts.
+struct Listeners {
+    api: tokio::net::TcpListener,
+    api_addr: SocketAddr,
+    router: tokio::net::TcpListener,
+    router_addr: SocketAddr,
+    router_tls: Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)>,
+}
+
+async fn bind_listeners(args: &ServerArgs) -> Result<Listeners> {
+    let api = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| format!("binding the API to {}", args.api_addr))?;
-    let api_addr = api_listener.local_addr()?;
-    let router_listener = tokio::net::TcpListener::bind(args.router_addr)
+    let api_addr = api.local_addr()?;
+    let router = tokio::net::TcpListener::bind(args.router_addr)
         .await
         .with_context(|| format!("binding the router to {}", args.router_addr))?;
-    let router_addr = router_listener.local_addr()?;
+    let router_addr = router.local_addr()?;
     // TLS settings are checked before the server listens, so a bad certificate is a
     // clear start-up error.
     let router_tls = match args.router_tls_addr {
@@ -443,28 +553,40 @@ async fn run(args: ServerArgs) -> Result<()> {
         }
         None => None,
     };
-    let api_url = args
-        .api_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{api_addr}"));
-    // The one stack is the host's distribution; named once, here, for the API,
-    // `$STACK` and the build banner.
-    let stack = ["/etc/os-release", "/usr/lib/os-release"]
+    Ok(Listeners {
+        api,
+        api_addr,
+        router,
+        router_addr,
+        router_tls,
+    })
+}
+
+/// The one stack is the host's distribution; named once, here, for the API,
+/// `$STACK` and the build banner.
+fn host_stack() -> String {
+    ["/etc/os-release", "/usr/lib/os-release"]
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok())
         .map(|text| hoist_types::stack_name_from_os_release(&text))
-        .unwrap_or_else(|| "linux".to_string());
-    // Custom domains added before today's rules (an IP address would take every
-    // request addressed to the router by IP) go before the router sees them.
-    let api_host = url_host(&api_url);
+        .unwrap_or_else(|| "linux".to_string())
+}
+
+/// Custom domains added before today's rules (an IP address would take every
+/// request addressed to the router by IP) go before the router sees them.
+fn remove_refused_domains(store: &Store, domain: &str, api_url: &str) -> Result<()> {
+    let api_host = url_host(api_url);
     let platform_hosts = hoist_types::PlatformHosts {
-        domain: &args.domain,
+        domain,
         api_host: api_host.as_deref(),
     };
     for (d, why) in store.remove_refused_domains(&platform_hosts)? {
         tracing::warn!(app = %d.app_id, domain = %d.hostname, reason = %why, "removed a custom domain");
     }
+    Ok(())
+}
 
+fn egress_policy(args: &ServerArgs) -> Result<Arc<hoist_egress::EgressPolicy>> {
     let egress = args
         .allow_internal_url
         .iter()
@@ -472,24 +594,36 @@ async fn run(args: ServerArgs) -> Result<()> {
             p.allow(host)
         })
         .context("--allow-internal-url")?;
-    let egress = Arc::new(egress);
+    Ok(Arc::new(egress))
+}
+
+fn start_logs(
+    args: &ServerArgs,
+    store: &Arc<Store>,
+    egress: &Arc<hoist_egress::EgressPolicy>,
+) -> Result<LogHub> {
     let logs = LogHub::open(hoist_logs::LogConfig {
         dir: args.data_dir.join("logs"),
         egress: egress.clone(),
         ..Default::default()
     })
     .context("opening the log history")?;
-    {
-        // A log session streams only while its creator may read the app.
-        let store = store.clone();
-        logs.set_access_check(Arc::new(move |app_id, owner| {
-            hoist_api::SessionOwner::decode(owner).is_some_and(|o| o.may_read(&store, app_id))
-        }));
-    }
-    let table = RoutingTable::new();
-    let manager_cell: Arc<tokio::sync::OnceCell<DynoManager>> =
-        Arc::new(tokio::sync::OnceCell::new());
-    let router = Arc::new(Router::new(
+    // A log session streams only while its creator may read the app.
+    let store = store.clone();
+    logs.set_access_check(Arc::new(move |app_id, owner| {
+        hoist_api::SessionOwner::decode(owner).is_some_and(|o| o.may_read(&store, app_id))
+    }));
+    Ok(logs)
+}
+
+/// The router, reading the table the manager publishes; it serves once `serve` runs.
+fn new_router(
+    args: &ServerArgs,
+    table: &Arc<RoutingTable>,
+    logs: &LogHub,
+    manager: &Arc<tokio::sync::OnceCell<DynoManager>>,
+) -> Arc<Router> {
+    Arc::new(Router::new(
         RouterConfig {
             domain: args.domain.clone(),
             ..Default::default()
@@ -497,40 +631,55 @@ async fn run(args: ServerArgs) -> Result<()> {
         table.clone(),
         Arc::new(RouterBridge {
             logs: logs.clone(),
-            manager: manager_cell.clone(),
+            manager: manager.clone(),
         }),
-    ));
-    let rendezvous_listener = tokio::net::TcpListener::bind(args.rendezvous_addr)
-        .await
-        .with_context(|| {
-            format!(
-                "binding the rendezvous endpoint to {}",
-                args.rendezvous_addr
-            )
-        })?;
-    let rendezvous_port = rendezvous_listener.local_addr()?.port();
-    let public_host = url_host(&api_url).unwrap_or_else(|| api_addr.ip().to_string());
-    let tls = crate::rendezvous::tls_config(
-        &args.data_dir,
-        &[public_host.clone(), "127.0.0.1".into(), "localhost".into()],
-    )
-    .context("setting up TLS for one-off dyno sessions")?;
-    let pending = Arc::new(crate::rendezvous::Pending::new(Duration::from_secs(
-        args.rendezvous_pair_timeout,
-    )));
-    let server_platform = Arc::new(ServerPlatform {
-        rendezvous: pending.clone(),
-        rendezvous_host: format!("{public_host}:{rendezvous_port}"),
-        store: store.clone(),
-        data_dir: args.data_dir.clone(),
-        logs: logs.clone(),
-        manager: tokio::sync::OnceCell::new(),
-        router_metrics: router.metrics(),
-        api_url: api_url.clone(),
-    });
-    let platform: Arc<dyn Platform> = server_platform.clone();
+    ))
+}
 
-    // Dyno runtime and manager.
+/// The endpoint where `hoist run` clients and one-off dynos meet.
+struct Rendezvous {
+    listener: tokio::net::TcpListener,
+    tls: rustls::ServerConfig,
+    pending: Arc<crate::rendezvous::Pending>,
+    /// `host:port` clients use to reach it.
+    host: String,
+}
+
+impl Rendezvous {
+    async fn bind(args: &ServerArgs, api_url: &str, api_addr: SocketAddr) -> Result<Rendezvous> {
+        let listener = tokio::net::TcpListener::bind(args.rendezvous_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "binding the rendezvous endpoint to {}",
+                    args.rendezvous_addr
+                )
+            })?;
+        let port = listener.local_addr()?.port();
+        let public_host = url_host(api_url).unwrap_or_else(|| api_addr.ip().to_string());
+        let tls = crate::rendezvous::tls_config(
+            &args.data_dir,
+            &[public_host.clone(), "127.0.0.1".into(), "localhost".into()],
+        )
+        .context("setting up TLS for one-off dyno sessions")?;
+        let pending = Arc::new(crate::rendezvous::Pending::new(Duration::from_secs(
+            args.rendezvous_pair_timeout,
+        )));
+        Ok(Rendezvous {
+            listener,
+            tls,
+            pending,
+            host: format!("{public_host}:{port}"),
+        })
+    }
+}
+
+/// The dyno runtime, and the build settings that go with it (builds get containers
+/// like dynos). Returns the runtime, the build settings and the hoist binary.
+fn start_runtime(
+    args: &ServerArgs,
+    egress: &Arc<hoist_egress::EgressPolicy>,
+) -> Result<(Arc<dyn Runtime>, hoist_build::BuildConfig, PathBuf)> {
     let hoist_exe = std::env::current_exe().context("locating the hoist binary")?;
     // The lean `hoist-shim` binary (built beside `hoist`) supervises dynos when present:
     // it maps far fewer pages per dyno than the whole platform binary.
@@ -574,6 +723,20 @@ async fn run(args: ServerArgs) -> Result<()> {
         }
         other => bail!("unknown --runtime {other:?}: use runc or process"),
     };
+    Ok((runtime, build_cfg, hoist_exe))
+}
+
+/// Starts the dyno manager (re-adopting running dynos) and the rendezvous endpoint
+/// one-off dynos reach it through.
+async fn start_manager(
+    args: &ServerArgs,
+    store: &Arc<Store>,
+    runtime: Arc<dyn Runtime>,
+    logs: &LogHub,
+    table: &Arc<RoutingTable>,
+    router: &Router,
+    rendezvous: Rendezvous,
+) -> Result<DynoManager> {
     let mut mcfg = ManagerConfig::new(args.data_dir.clone());
     mcfg.boot_timeout = Duration::from_secs(args.boot_timeout);
     mcfg.stop_grace = Duration::from_secs(args.stop_grace);
@@ -592,34 +755,24 @@ async fn run(args: ServerArgs) -> Result<()> {
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))
     .context("starting the dyno manager")?;
-    {
-        let manager = manager.clone();
-        tokio::spawn(crate::rendezvous::serve(
-            rendezvous_listener,
-            tls,
-            pending,
-            runtime,
-            Arc::new(move |dyno_id: &str| manager.hang_up(dyno_id)),
-        ));
-    }
-    let _ = manager_cell.set(manager.clone());
-    let _ = server_platform.manager.set(manager);
-    for app in store.all_apps()? {
-        server_platform.sync_drains(&app.id);
-    }
+    let hang_up = manager.clone();
+    tokio::spawn(crate::rendezvous::serve(
+        rendezvous.listener,
+        rendezvous.tls,
+        rendezvous.pending,
+        runtime,
+        Arc::new(move |dyno_id: &str| hang_up.hang_up(dyno_id)),
+    ));
+    Ok(manager)
+}
 
-    let deployer = hoist_api::deploy::Deployer::new(
-        store.clone(),
-        hoist_api::deploy::DeployConfig {
-            data_dir: args.data_dir.clone(),
-            build: build_cfg,
-            stack: stack.clone(),
-        },
-        platform.clone(),
-    );
-    deployer.recover_interrupted();
-    // Add-on providers: managed PostgreSQL/Redis servers keep running across daemon
-    // restarts; boot re-adopts them (or starts them again after a reboot).
+/// Add-on providers: managed PostgreSQL/Redis servers keep running across daemon
+/// restarts; boot re-adopts them (or starts them again after a reboot).
+fn start_addons(
+    args: &ServerArgs,
+    store: &Arc<Store>,
+    api_url: &str,
+) -> Result<Arc<hoist_addons::Registry>> {
     let mut addons_cfg = hoist_addons::AddonsConfig::default();
     addons_cfg.partner.callback_base_url =
         Some(format!("{}/addon-callbacks", api_url.trim_end_matches('/')));
@@ -631,64 +784,47 @@ async fn run(args: ServerArgs) -> Result<()> {
     for e in addons.manifest_errors() {
         tracing::warn!("add-on partner manifest skipped: {e}");
     }
-    {
-        let addons = addons.clone();
-        let store = store.clone();
-        tokio::spawn(async move {
-            // First give back what destroyed apps left (a crash mid-destroy), so their
-            // Redis servers are not started again.
-            hoist_api::addons::finish_pending_deprovisions(&store, &addons).await;
-            let status = addons.start_managed_servers().await;
-            tracing::info!(?status, "managed add-on servers checked");
-            addons.supervise(Duration::from_secs(10));
-        });
-    }
-    let state = Arc::new(ApiState {
-        addons: Some(addons),
-        ops: Some(server_platform.clone() as Arc<dyn Operations>),
-        deployer,
-        data_dir: args.data_dir.clone(),
-        hoist_exe,
-        internal_url: format!("http://{api_addr}"),
-        hook_secret: hoist_store::new_token(),
-        store: store.clone(),
-        cfg: ApiConfig {
-            domain: args.domain.clone(),
-            api_url: api_url.clone(),
-            router_port: router_addr.port(),
-            stack: stack.clone(),
-            egress,
-        },
-        platform,
+    let registry = addons.clone();
+    let store = store.clone();
+    tokio::spawn(async move {
+        // First give back what destroyed apps left (a crash mid-destroy), so their
+        // Redis servers are not started again.
+        hoist_api::addons::finish_pending_deprovisions(&store, &registry).await;
+        let status = registry.start_managed_servers().await;
+        tracing::info!(?status, "managed add-on servers checked");
+        registry.supervise(Duration::from_secs(10));
     });
-    let provision_timeout = args.addon_provision_timeout;
-    tokio::spawn(hoist_api::addons::sweep_stale_provisioning(
-        state.clone(),
-        Duration::from_secs(provision_timeout),
-    ));
-    tokio::spawn(hoist_api::builds::sweep_expired_sources(
-        state.clone(),
-        Duration::from_secs(300),
-    ));
-    let app = hoist_api::router(state).merge(logs.stream_router());
+    Ok(addons)
+}
 
+/// Serves the router (and its TLS listener) and the API until SIGTERM or SIGINT,
+/// then lets them finish.
+async fn serve(
+    args: &ServerArgs,
+    api_url: &str,
+    listeners: Listeners,
+    app: axum::Router,
+    router: Arc<Router>,
+    manager: &tokio::sync::OnceCell<DynoManager>,
+) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         let _ = stop_tx.send(true);
     });
+    let (api_addr, router_addr) = (listeners.api_addr, listeners.router_addr);
     let mut router_stop = stop_rx.clone();
     let router_task = {
         let router = router.clone();
         tokio::spawn(async move {
             router
-                .serve(router_listener, async move {
+                .serve(listeners.router, async move {
                     let _ = router_stop.wait_for(|s| *s).await;
                 })
                 .await
         })
     };
-    let router_tls_task = router_tls.map(|(listener, cfg)| {
+    let router_tls_task = listeners.router_tls.map(|(listener, cfg)| {
         let router = router.clone();
         let mut stop = stop_rx.clone();
         if let Ok(addr) = listener.local_addr() {
@@ -709,27 +845,20 @@ async fn run(args: ServerArgs) -> Result<()> {
         router_addr.port()
     );
     let mut rx = stop_rx.clone();
-    axum::serve(api_listener, app)
+    axum::serve(listeners.api, app)
         .with_graceful_shutdown(async move {
             let _ = rx.wait_for(|s| *s).await;
         })
         .await
         .context("serving the API")?;
     // Dynos outlive the daemon, but attached one-offs lose their clients with it.
-    if let Some(m) = server_platform.manager.get() {
+    if let Some(m) = manager.get() {
         m.end_attached().await;
     }
     let _ = router_task.await;
     if let Some(t) = router_tls_task {
         let _ = t.await;
     }
-    // Dynos keep running (the next start re-adopts them), but those that already ended
-    // are removed now rather than left mounted until the next start.
-    if let Some(m) = manager_cell.get() {
-        m.finish_removals().await;
-    }
-    logs.shutdown().await;
-    info!("hoist server stopped");
     Ok(())
 }
 

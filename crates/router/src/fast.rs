@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use http::{Method, StatusCode};
@@ -27,10 +27,10 @@ use tokio::sync::watch;
 use crate::backend::{connect, ConnectError, InFlight};
 use crate::codes::{self, ErrorCode};
 use crate::conn::Alarm;
+use crate::forwarding::{self, Forwarded, FromClient};
 use crate::metrics::AppMetrics;
-use crate::proxy::{
-    valid_request_id, ClientIo, ConnInfo, Ctx, Outcome, Shared, HOP_BY_HOP, MAX_ATTEMPTS,
-};
+use crate::pool::{IDLE_TIMEOUT, MAX_ATTEMPTS, MAX_IDLE_PER_DYNO};
+use crate::proxy::{ClientIo, ConnInfo, Ctx, Outcome, Shared};
 use crate::table::{normalize_host, AppRoute, RouteStatus};
 
 /// A request head not complete within this many bytes goes to the hyper path,
@@ -43,10 +43,6 @@ const RESP_HEAD_LIMIT: usize = 128 * 1024;
 const RESP_MAX_HEADERS: usize = 100;
 /// Read size for dyno responses.
 const UPSTREAM_BUF: usize = 16 * 1024;
-/// Below the 5 s keep-alive of common app servers (Node), so the pool does not hand
-/// out connections the dyno is about to close.
-const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
-const MAX_IDLE_PER_DYNO: usize = 256;
 
 /// Idle keep-alive connections to dynos, per worker thread.
 #[derive(Default)]
@@ -66,7 +62,7 @@ impl Pool {
         let list = idle.get_mut(&addr)?;
         // Most recently used last: it is the least likely to have been closed.
         while let Some(up) = list.pop() {
-            if now.saturating_duration_since(up.since) < UPSTREAM_IDLE {
+            if now.saturating_duration_since(up.since) < IDLE_TIMEOUT {
                 return Some(up);
             }
         }
@@ -85,7 +81,7 @@ impl Pool {
     pub(crate) fn sweep(&self) {
         let mut idle = self.idle.lock();
         idle.retain(|_, list| {
-            list.retain(|up| up.since.elapsed() < UPSTREAM_IDLE);
+            list.retain(|up| up.since.elapsed() < IDLE_TIMEOUT);
             !list.is_empty()
         });
     }
@@ -254,10 +250,8 @@ struct Head {
     path: String,
     host: String,
     close: bool,
-    request_id: Option<String>,
-    /// Earlier `X-Forwarded-For` values, each followed by ", ".
-    fwd: String,
-    via: Option<String>,
+    /// What the client sent of the headers the router sets.
+    client: FromClient,
     /// Request line and end-to-end headers for the dyno, without the blank line.
     upstream: Vec<u8>,
 }
@@ -269,22 +263,15 @@ enum Parsed {
     Decline,
 }
 
-fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|n| n.eq_ignore_ascii_case(name))
-}
-
 /// Request headers not passed to the dyno as sent: hop-by-hop ones and the ones the
 /// router sets itself.
 fn dropped(name: &str) -> bool {
-    const ROUTER_SETS: [&str; 6] = [
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-port",
-        "x-request-start",
-        "x-request-id",
-        "via",
-    ];
-    is_hop_by_hop(name) || ROUTER_SETS.iter().any(|n| n.eq_ignore_ascii_case(name))
+    forwarding::is_hop_by_hop(name) || forwarding::is_router_set(name)
+}
+
+/// Whether a `Connection` header named `name` (and so it is dropped).
+fn demoted(named: &[&str], name: &str) -> bool {
+    forwarding::demotable(name) && named.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// `name: value` and CRLF.
@@ -319,9 +306,7 @@ fn parse_request(buf: &[u8], max_line: usize) -> Parsed {
     };
     let mut host = None;
     let mut close = false;
-    let mut request_id = None;
-    let mut fwd = String::new();
-    let mut via: Option<String> = None;
+    let mut client = FromClient::default();
     // Headers the Connection header names (hop-by-hop by declaration).
     let mut named: Vec<&str> = Vec::new();
     for h in req.headers.iter() {
@@ -350,32 +335,15 @@ fn parse_request(buf: &[u8], max_line: usize) -> Parsed {
             let Ok(v) = std::str::from_utf8(h.value) else {
                 return Parsed::Decline;
             };
-            for token in v.split(',').map(str::trim) {
+            for token in forwarding::connection_tokens(v) {
                 if token.eq_ignore_ascii_case("close") {
                     close = true;
-                } else if !token.is_empty() && !token.eq_ignore_ascii_case("keep-alive") {
+                } else if !token.eq_ignore_ascii_case("keep-alive") {
                     named.push(token);
                 }
             }
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            if let Ok(v) = std::str::from_utf8(h.value) {
-                fwd.push_str(v.trim());
-                fwd.push_str(", ");
-            }
-        } else if name.eq_ignore_ascii_case("x-request-id") {
-            if request_id.is_none() && valid_request_id(h.value) {
-                request_id = std::str::from_utf8(h.value).ok().map(str::to_string);
-            }
-        } else if name.eq_ignore_ascii_case("via") {
-            if let Ok(v) = std::str::from_utf8(h.value) {
-                match via.as_mut() {
-                    Some(prev) => {
-                        prev.push_str(", ");
-                        prev.push_str(v.trim());
-                    }
-                    None => via = Some(v.trim().to_string()),
-                }
-            }
+        } else {
+            client.note(name, h.value);
         }
     }
     let Some(host) = host else {
@@ -387,10 +355,7 @@ fn parse_request(buf: &[u8], max_line: usize) -> Parsed {
     upstream.extend_from_slice(path.as_bytes());
     upstream.extend_from_slice(b" HTTP/1.1\r\n");
     for h in req.headers.iter() {
-        let demoted = named.iter().any(|n| n.eq_ignore_ascii_case(h.name))
-            && !h.name.eq_ignore_ascii_case("host")
-            && !h.name.eq_ignore_ascii_case("content-length");
-        if !demoted && !dropped(h.name) {
+        if !demoted(&named, h.name) && !dropped(h.name) {
             push_header(&mut upstream, h.name, h.value);
         }
     }
@@ -400,9 +365,7 @@ fn parse_request(buf: &[u8], max_line: usize) -> Parsed {
         path: path.replace('"', "%22"),
         host: normalize_host(host).into_owned(),
         close,
-        request_id,
-        fwd,
-        via,
+        client,
         upstream,
     })
 }
@@ -421,9 +384,7 @@ async fn relay(
     let cfg = &shared.cfg;
     let Request { head, start, app } = req;
     shared.metrics.begin_at(&app, start);
-    let request_id = head.request_id.unwrap_or_else(new_request_id);
-    let mut fwd = head.fwd;
-    fwd.push_str(&info.peer_ip);
+    let (fwd, request_id, via) = head.client.finish(&info.peer_ip);
     let idempotent = matches!(
         head.method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -446,24 +407,18 @@ async fn relay(
     };
 
     let mut up_req = head.upstream;
-    {
-        // The request arrived at `start`, a moment ago: close enough in milliseconds.
-        let received_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let _ = write!(
-            up_req,
-            "x-forwarded-for: {}\r\nx-forwarded-proto: {}\r\nx-forwarded-port: {}\r\nx-request-start: {}\r\nx-request-id: {}\r\nvia: ",
-            ctx.fwd, cfg.forwarded_proto, info.local_port, received_ms, ctx.request_id
-        );
-        if let Some(prev) = &head.via {
-            up_req.extend_from_slice(prev.as_bytes());
-            up_req.extend_from_slice(b", ");
-        }
-        up_req.extend_from_slice(crate::proxy::VIA_VALUE.as_bytes());
-        up_req.extend_from_slice(b"\r\n\r\n");
+    Forwarded {
+        fwd: &ctx.fwd,
+        proto: &cfg.forwarded_proto,
+        port: info.local_port,
+        received: start,
+        request_id: &ctx.request_id,
+        via: via.as_deref(),
     }
+    .each(|name, value| {
+        let _ = write!(up_req, "{name}: {value}\r\n");
+    });
+    up_req.extend_from_slice(b"\r\n");
 
     // Pick a dyno and get its response head, retrying connects like the hyper path.
     let mut tried = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
@@ -678,13 +633,6 @@ async fn relay(
     (keep, end)
 }
 
-/// A new request id: a v4 UUID from a userspace RNG (no getrandom per request).
-fn new_request_id() -> String {
-    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    id.hyphenated().encode_lower(&mut buf).to_string()
-}
-
 /// An idle pooled connection the dyno has not closed: reading it would block.
 fn alive(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
@@ -824,14 +772,14 @@ fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<Resp>, ()> {
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("connection") {
             let v = std::str::from_utf8(h.value).map_err(|_| ())?;
-            for token in v.split(',').map(str::trim) {
+            for token in forwarding::connection_tokens(v) {
                 if token.eq_ignore_ascii_case("close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case("keep-alive") {
                     if version == 0 {
                         close = false;
                     }
-                } else if !token.is_empty() {
+                } else {
                     named.push(token);
                 }
             }
@@ -871,9 +819,7 @@ fn parse_response(buf: &[u8], head_only: bool) -> Result<Option<Resp>, ()> {
     let mut wrote_length = false;
     for h in resp.headers.iter() {
         let name = h.name;
-        let demoted = named.iter().any(|n| n.eq_ignore_ascii_case(name))
-            && !name.eq_ignore_ascii_case("content-length");
-        if demoted || is_hop_by_hop(name) {
+        if demoted(&named, name) || forwarding::is_hop_by_hop(name) {
             continue;
         }
         if name.eq_ignore_ascii_case("content-length") {
@@ -1036,10 +982,11 @@ mod tests {
         );
         assert_eq!(h.host, "app.localhost");
         assert_eq!(h.path, "/a?b=%22c%22");
-        assert_eq!(h.fwd, "10.0.0.1, ");
-        assert_eq!(h.via.as_deref(), Some("1.0 other"));
-        assert_eq!(h.request_id.as_deref(), Some("abcdefghijklmnopqrstuvwxyz"));
         assert!(!h.close);
+        let (fwd, request_id, via) = h.client.finish("127.0.0.1");
+        assert_eq!(fwd, "10.0.0.1, 127.0.0.1");
+        assert_eq!(via.as_deref(), Some("1.0 other"));
+        assert_eq!(request_id, "abcdefghijklmnopqrstuvwxyz");
         assert!(head("GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n").close);
     }
 

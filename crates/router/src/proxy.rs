@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hoist_types::LogLine;
@@ -28,7 +28,9 @@ use tokio::time::Sleep;
 use crate::backend::{Backends, ConnectError, ConnectTiming, Connector, InFlight};
 use crate::codes::{self, ErrorCode};
 use crate::conn::{ConnState, RequestGuard, Watched};
+use crate::forwarding::{self, Forwarded, FromClient};
 use crate::metrics::{AppMetrics, Metrics};
+use crate::pool::{IDLE_TIMEOUT, MAX_ATTEMPTS, MAX_IDLE_PER_DYNO};
 use crate::table::{normalize_host, RouteStatus, RoutingTable, Table};
 use crate::{RouterConfig, RouterHooks};
 
@@ -50,11 +52,9 @@ pub(crate) type DynoClient = Client<Connector, ReqBody>;
 
 pub(crate) fn dyno_client(cfg: &RouterConfig) -> DynoClient {
     Client::builder(hyper_util::rt::TokioExecutor::new())
-        // Below the 5 s keep-alive of common app servers (Node), so the pool does
-        // not hand out connections the dyno is about to close.
-        .pool_idle_timeout(Duration::from_secs(4))
+        .pool_idle_timeout(IDLE_TIMEOUT)
         .pool_timer(hyper_util::rt::TokioTimer::new())
-        .pool_max_idle_per_host(256)
+        .pool_max_idle_per_host(MAX_IDLE_PER_DYNO)
         .retry_canceled_requests(true)
         .set_host(false)
         .build(Connector {
@@ -88,27 +88,6 @@ impl ConnInfo {
 }
 
 pub(crate) type ClientIo = Watched<tokio::net::TcpStream>;
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-const X_REQUEST_START: HeaderName = HeaderName::from_static("x-request-start");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-/// Headers that concern one connection only and are never passed on, either way.
-pub(crate) const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
-pub(crate) const VIA_VALUE: &str = "1.1 hoist";
-/// Connect failures are retried on other dynos at most this many times in total.
-pub(crate) const MAX_ATTEMPTS: usize = 3;
 
 // ---------------------------------------------------------------------------
 // Request context and log line
@@ -315,21 +294,7 @@ pub(crate) async fn handle(
     let app = shared.metrics.app(&route.app_id);
     shared.metrics.begin(&app);
 
-    let request_id = match req.headers().get(X_REQUEST_ID) {
-        Some(v) if valid_request_id(v.as_bytes()) => v.to_str().unwrap_or_default().to_string(),
-        // A userspace RNG: no getrandom syscall per request.
-        _ => uuid::Builder::from_random_bytes(rand::random())
-            .into_uuid()
-            .to_string(),
-    };
-    let mut fwd = String::new();
-    for v in req.headers().get_all(X_FORWARDED_FOR) {
-        if let Ok(v) = v.to_str() {
-            fwd.push_str(v.trim());
-            fwd.push_str(", ");
-        }
-    }
-    fwd.push_str(&conn.peer_ip);
+    let (fwd, request_id, via) = FromClient::from_headers(req.headers()).finish(&conn.peer_ip);
     let path = req
         .uri()
         .path_and_query()
@@ -371,7 +336,7 @@ pub(crate) async fn handle(
         Ok(t) => t,
         Err(code) => return Ok(ctx.fail(Outcome::error(code))),
     };
-    Ok(forward(shared, conn, ctx, table, &app_name, req).await)
+    Ok(forward(shared, conn, ctx, table, &app_name, req, via).await)
 }
 
 /// Returns a table in which the app is up with at least one backend, holding the
@@ -425,6 +390,7 @@ async fn forward(
     table: Arc<Table>,
     app_name: &str,
     req: Request<Incoming>,
+    via: Option<String>,
 ) -> Response<RespBody> {
     let Some(route) = table.apps.get(app_name) else {
         return ctx.fail(Outcome::error(ErrorCode::H99));
@@ -454,7 +420,17 @@ async fn forward(
     // The router answered the expectation itself: the dyno's first read of the body
     // is what makes hyper send `100 Continue` to the client.
     headers.remove(header::EXPECT);
-    set_forwarding_headers(&mut headers, &shared.cfg, &conn, &ctx);
+    set_forwarding_headers(
+        &mut headers,
+        &Forwarded {
+            fwd: &ctx.fwd,
+            proto: conn.proto(&shared.cfg),
+            port: conn.local_port,
+            received: ctx.start,
+            request_id: &ctx.request_id,
+            via: via.as_deref(),
+        },
+    );
 
     let pq = parts
         .uri
@@ -663,13 +639,6 @@ fn over_limits<B>(req: &Request<B>, max_line: usize) -> Option<StatusCode> {
     None
 }
 
-/// Request ids are kept when 20..=200 chars of `[A-Za-z0-9+=/-]`.
-pub(crate) fn valid_request_id(v: &[u8]) -> bool {
-    (20..=200).contains(&v.len())
-        && v.iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'=' | b'/' | b'-'))
-}
-
 /// `Some(protocol)` when the client asks to switch protocols (WebSocket).
 fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let proto = headers.get(header::UPGRADE)?;
@@ -690,44 +659,27 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .flat_map(forwarding::connection_tokens)
+        .filter(|t| forwarding::demotable(t))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named {
-        // End-to-end headers a client cannot demote.
-        if name != header::HOST && name != header::CONTENT_LENGTH {
-            headers.remove(name);
-        }
+        headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in forwarding::hop_by_hop() {
         headers.remove(name);
     }
 }
 
-fn set_forwarding_headers(headers: &mut HeaderMap, cfg: &RouterConfig, conn: &ConnInfo, ctx: &Ctx) {
-    if let Ok(v) = HeaderValue::from_str(&ctx.fwd) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(conn.proto(cfg)) {
-        headers.insert(X_FORWARDED_PROTO, v);
-    }
-    headers.insert(X_FORWARDED_PORT, HeaderValue::from(conn.local_port));
-    let epoch_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    // The router received the request at `ctx.start`, a moment ago.
-    let received_ms = epoch_ms.saturating_sub(ctx.start.elapsed().as_millis() as u64);
-    headers.insert(X_REQUEST_START, HeaderValue::from(received_ms));
-    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-        headers.insert(X_REQUEST_ID, v);
-    }
-    let via = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {VIA_VALUE}"))
-            .unwrap_or(HeaderValue::from_static(VIA_VALUE)),
-        None => HeaderValue::from_static(VIA_VALUE),
-    };
-    headers.insert(header::VIA, via);
+/// Replaces whatever the client sent of the headers the router sets.
+fn set_forwarding_headers(headers: &mut HeaderMap, forwarded: &Forwarded<'_>) {
+    forwarded.each(|name, value| {
+        let name = HeaderName::from_static(name);
+        headers.remove(&name);
+        if let Ok(v) = HeaderValue::try_from(value.to_string()) {
+            headers.insert(name, v);
+        }
+    });
 }
 
 struct Failure {
@@ -1016,15 +968,6 @@ impl Drop for RespBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_ids() {
-        assert!(valid_request_id(b"abcdefghijklmnopqrst"));
-        assert!(valid_request_id(b"0123456789+/=-ABCDEFabcdef"));
-        assert!(!valid_request_id(b"short"));
-        assert!(!valid_request_id(b"has spaces in it, which is bad"));
-        assert!(!valid_request_id(&[b'a'; 201]));
-    }
 
     #[test]
     fn strips_hop_by_hop_and_named() {

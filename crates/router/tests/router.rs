@@ -457,6 +457,58 @@ async fn keeps_valid_request_ids_and_replaces_others() {
     h.shutdown().await;
 }
 
+/// The fast path declines an absolute-form target, so the same request goes once
+/// through each path; the dyno must see the same headers from both.
+#[tokio::test]
+async fn both_paths_forward_the_same_headers() {
+    let h = start(test_config()).await;
+    let web = echo_backend("a").await;
+    h.publish(vec![app("myapp", RouteStatus::Up, &[("web.1", web)])], &[]);
+    let headers = "Host: myapp.localhost\r\nX-Forwarded-For: 10.1.2.3\r\n\
+        X-Forwarded-For: 10.4.5.6\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 1\r\n\
+        X-Request-Start: 5\r\nX-Request-Id: short\r\nX-Request-Id: abcdefghij0123456789\r\n\
+        Via: 1.0 corp\r\nVia: 1.1 edge\r\nConnection: close, X-Hop\r\nX-Hop: secret\r\n\
+        Keep-Alive: timeout=1\r\nAccept: */*\r\n\r\n";
+    let mut seen = Vec::new();
+    for target in ["/", "http://myapp.localhost/"] {
+        let reply = raw(
+            h.addr,
+            format!("GET {target} HTTP/1.1\r\n{headers}").as_bytes(),
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{target}: {reply}");
+        let body = &reply[reply.find("dyno=a").expect("echo body")..];
+        let mut lines: Vec<&str> = body
+            .lines()
+            .filter(|l| l.contains(": "))
+            .filter(|l| !l.starts_with("x-request-start: "))
+            .collect();
+        lines.sort_unstable();
+        let start = body
+            .lines()
+            .find_map(|l| l.strip_prefix("x-request-start: "))
+            .expect("x-request-start");
+        assert!(start.parse::<u64>().unwrap() > 5, "{start}");
+        seen.push(lines.join("\n"));
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(
+        seen[0],
+        [
+            "accept: */*",
+            "host: myapp.localhost",
+            "via: 1.0 corp, 1.1 edge, 1.1 hoist",
+            "x-forwarded-for: 10.1.2.3, 10.4.5.6, 127.0.0.1",
+            "x-forwarded-port: PORT",
+            "x-forwarded-proto: http",
+            "x-request-id: abcdefghij0123456789",
+        ]
+        .join("\n")
+        .replace("PORT", &h.addr.port().to_string())
+    );
+    h.shutdown().await;
+}
+
 // ---------------------------------------------------------------------------
 // Error codes
 
