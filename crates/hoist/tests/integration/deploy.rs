@@ -326,23 +326,7 @@ fn build_api_and_signed_webhooks_deploy_tarballs() {
         .contains("Hello from Go"));
 
     // A code host's push event: served from a local HTTP server, signed with the app's secret.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let served = tgz.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(1) {
-            use std::io::{Read, Write};
-            let mut s = stream.unwrap();
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf);
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                served.len()
-            );
-            let _ = s.write_all(&served);
-        }
-    });
+    let port = serve_once(tgz.clone());
     let (_, hook) = p.call("GET", "/apps/tarred/webhook", None);
     let secret = hook["secret"].as_str().unwrap();
     let event = json!({
