@@ -21,7 +21,16 @@ struct Heroku<'a> {
     home: tempfile::TempDir,
 }
 
-impl Heroku<'_> {
+impl<'a> Heroku<'a> {
+    /// The official CLI against `p`, with a HOME of its own.
+    fn new(bin: PathBuf, p: &'a TestPlatform) -> Heroku<'a> {
+        Heroku {
+            bin,
+            p,
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.args(args)
@@ -72,11 +81,7 @@ fn heroku_cli_manages_apps_config_releases_and_rollback() {
         return;
     };
     let p = TestPlatform::start();
-    let h = Heroku {
-        bin,
-        p: &p,
-        home: tempfile::tempdir().unwrap(),
-    };
+    let h = Heroku::new(bin, &p);
 
     let out = h.ok(&["apps:create", "cli-demo"]);
     assert!(out.contains("cli-demo"), "{out}");
@@ -137,11 +142,7 @@ fn heroku_cli_runs_ps_scale_logs_and_one_off_dynos() {
         return;
     };
     let p = TestPlatform::start();
-    let h = Heroku {
-        bin,
-        p: &p,
-        home: tempfile::tempdir().unwrap(),
-    };
+    let h = Heroku::new(bin, &p);
     let (ok, out) = deploy_procfile(
         &p,
         "cli-dynos",
@@ -281,11 +282,7 @@ fn heroku_cli_names_the_stack_refuses_others_and_shows_release_output() {
         return;
     };
     let p = TestPlatform::start();
-    let h = Heroku {
-        bin,
-        p: &p,
-        home: tempfile::tempdir().unwrap(),
-    };
+    let h = Heroku::new(bin, &p);
     let os_release = std::fs::read_to_string("/etc/os-release").unwrap();
     let stack = hoist_types::stack_name_from_os_release(&os_release);
     assert!(!stack.starts_with("heroku"), "{stack}");
@@ -323,11 +320,7 @@ fn heroku_cli_takes_heroku_addon_names_and_shows_their_details() {
         return;
     };
     let p = TestPlatform::start();
-    let h = Heroku {
-        bin,
-        p: &p,
-        home: tempfile::tempdir().unwrap(),
-    };
+    let h = Heroku::new(bin, &p);
     h.ok(&["apps:create", "cli-addons"]);
     let out = h.ok(&[
         "addons:create",
