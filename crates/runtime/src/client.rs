@@ -10,6 +10,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -17,7 +19,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::bundle::{self, BundleInput, Cgroups};
-use crate::proto::{self, Decoded, Decoder};
+use crate::proto::{self, Decoder, Frame, Role};
 use crate::shim::{ExitRecord, Launch, ShimConfig, EXIT, PID, SHIM_PID, SOCKET, SPILL};
 use crate::{
     dynos_dir, env, valid_name, validate_spec, DynoEvent, DynoSpec, ObservedDyno, OutputStream,
@@ -53,12 +55,8 @@ struct ShimConn {
 }
 
 impl ShimConn {
-    async fn send(&self, kind: u8, payload: &[u8]) -> io::Result<()> {
-        self.writer
-            .lock()
-            .await
-            .write_all(&proto::frame(kind, payload))
-            .await
+    async fn send(&self, frame: &Frame) -> io::Result<()> {
+        self.writer.lock().await.write_all(&frame.encode()).await
     }
 }
 
@@ -272,7 +270,7 @@ impl Core {
         let id = id.to_string();
         let c = conn.clone();
         self.spawn(async move {
-            if !hello_sent && c.send(proto::HELLO, &[proto::ROLE_DAEMON]).await.is_err() {
+            if !hello_sent && c.send(&Frame::Hello(Role::Daemon)).await.is_err() {
                 c.state.send_modify(|s| s.closed = true);
                 return;
             }
@@ -299,61 +297,62 @@ impl Core {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            dec.buf.extend_from_slice(&buf[..n]);
+            dec.feed(&buf[..n]);
             loop {
-                let (kind, p) = match dec.next() {
-                    Decoded::NeedMore => break,
-                    Decoded::Invalid => break 'read,
-                    Decoded::Frame(k, p) => (k, p),
+                let frame = match dec.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(e) if e.is_fatal() => {
+                        tracing::warn!(dyno = %id, error = %e, "closing a broken shim connection");
+                        break 'read;
+                    }
+                    Err(e) => {
+                        tracing::debug!(dyno = %id, error = %e, "skipping a shim frame");
+                        continue;
+                    }
                 };
-                let ev = match kind {
-                    proto::STATUS if p.len() == 4 => {
-                        let pid = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
-                        if pid != 0 {
-                            conn.state.send_modify(|s| s.pid = Some(pid));
-                            if !started {
-                                started = true;
-                                for ev in held.drain(..) {
-                                    self.emit(ev).await;
-                                }
+                let ev = match frame {
+                    Frame::Status { pid: Some(pid) } => {
+                        conn.state.send_modify(|s| s.pid = Some(pid.get()));
+                        if !started {
+                            started = true;
+                            for ev in held.drain(..) {
+                                self.emit(ev).await;
                             }
                         }
                         continue;
                     }
-                    proto::STDOUT | proto::STDERR | proto::STDOUT_AT | proto::STDERR_AT => {
-                        let Some(ev) = output_event(&id, kind, p) else {
-                            continue;
-                        };
-                        if let (false, DynoEvent::Output { data, .. }) = (started, &ev) {
+                    Frame::Output {
+                        stream,
+                        read_at_micros,
+                        data,
+                    } => {
+                        if !started {
                             conn.state.send_modify(|s| {
                                 let room = EARLY_OUTPUT_LIMIT.saturating_sub(s.early_output.len());
                                 s.early_output
                                     .extend_from_slice(&data[..data.len().min(room)]);
                             });
                         }
-                        ev
+                        output_event(&id, stream, read_at_micros, data)
                     }
-                    proto::DROPPED if p.len() == 8 => {
-                        let bytes = u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8]));
-                        DynoEvent::OutputDropped {
-                            id: id.clone(),
-                            bytes,
-                        }
-                    }
-                    proto::EXITED if p.len() == 5 => {
-                        let status = i32::from_be_bytes([p[0], p[1], p[2], p[3]]);
-                        let oom = p[4] != 0;
+                    Frame::Dropped { bytes } => DynoEvent::OutputDropped {
+                        id: id.clone(),
+                        bytes,
+                    },
+                    Frame::Exited { status, oom_killed } => {
                         if started {
                             self.emit(DynoEvent::Exited {
                                 id: id.clone(),
                                 status,
-                                oom_killed: oom,
+                                oom_killed,
                             })
                             .await;
                         }
-                        conn.state.send_modify(|s| s.exit = Some((status, oom)));
+                        conn.state
+                            .send_modify(|s| s.exit = Some((status, oom_killed)));
                         // Recorded: the shim may exit now.
-                        let _ = conn.send(proto::EXIT_ACK, &[]).await;
+                        let _ = conn.send(&Frame::ExitAck).await;
                         continue;
                     }
                     _ => continue,
@@ -378,10 +377,21 @@ impl Core {
             return;
         }
         if let Ok(bytes) = tokio::fs::read(dir.join(SPILL)).await {
-            let mut dec = Decoder { buf: bytes };
-            while let Decoded::Frame(kind, data) = dec.next() {
-                if let Some(ev) = output_event(&id, kind, data) {
-                    self.emit(ev).await;
+            let mut dec = Decoder::from_bytes(bytes);
+            loop {
+                match dec.next_frame() {
+                    Ok(Some(Frame::Output {
+                        stream,
+                        read_at_micros,
+                        data,
+                    })) => {
+                        self.emit(output_event(&id, stream, read_at_micros, data))
+                            .await
+                    }
+                    Ok(Some(_)) => {}
+                    Err(e) if !e.is_fatal() => {}
+                    // The end, or a spill file cut short.
+                    Ok(None) | Err(_) => break,
                 }
             }
         }
@@ -680,7 +690,7 @@ impl Core {
             }
             Backend::Process => {
                 let conn = self.conn(id).await?;
-                conn.send(proto::SIGNAL, &signal.to_be_bytes())
+                conn.send(&Frame::Signal(signal))
                     .await
                     .map_err(|_| RuntimeError::ShimUnreachable(id.to_string()))
             }
@@ -715,7 +725,7 @@ impl Core {
             }
             Backend::Process => {
                 if let Some(c) = &conn {
-                    let _ = c.send(proto::SIGNAL, &libc::SIGKILL.to_be_bytes()).await;
+                    let _ = c.send(&Frame::Signal(libc::SIGKILL)).await;
                 }
             }
         }
@@ -733,8 +743,8 @@ impl Core {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             if shim_alive(pid, &dir) {
-                // SAFETY: plain syscall; the pid was just verified to be this dyno's shim.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                // The pid was just verified to be this dyno's shim.
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }
         if let Backend::Runc { .. } = &self.backend {
@@ -843,7 +853,7 @@ impl Core {
             .await
             .map_err(|_| RuntimeError::ShimUnreachable(id.to_string()))?;
         let (r, mut w) = stream.into_split();
-        w.write_all(&proto::frame(proto::HELLO, &[proto::ROLE_ATTACH]))
+        w.write_all(&Frame::Hello(Role::Attach).encode())
             .await
             .map_err(|_| RuntimeError::ShimUnreachable(id.to_string()))?;
         Ok(Attached {
@@ -859,21 +869,21 @@ impl Core {
 
 /// The event for an output frame; unstamped frames (from shims of an older daemon) are
 /// stamped now.
-fn output_event(id: &str, kind: u8, payload: Vec<u8>) -> Option<DynoEvent> {
-    let (stdout, at, data) = proto::output(kind, payload)?;
-    let read_at = at
+fn output_event(
+    id: &str,
+    stream: OutputStream,
+    read_at_micros: Option<i64>,
+    data: Vec<u8>,
+) -> DynoEvent {
+    let read_at = read_at_micros
         .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_micros)
         .unwrap_or_else(chrono::Utc::now);
-    Some(DynoEvent::Output {
+    DynoEvent::Output {
         id: id.to_string(),
-        stream: if stdout {
-            OutputStream::Stdout
-        } else {
-            OutputStream::Stderr
-        },
+        stream,
         data,
         read_at,
-    })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -947,8 +957,8 @@ fn kill_shims_of(dir: &Path) {
             continue;
         };
         if shim_alive(pid, dir) {
-            // SAFETY: plain syscall; the process is a shim of this data dir's dyno.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            // The process is a shim of this data dir's dyno.
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
     }
 }
@@ -1011,14 +1021,16 @@ pub struct AttachInput {
 impl AttachInput {
     pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         for chunk in data.chunks(proto::MAX_PAYLOAD) {
-            self.w.write_all(&proto::frame(proto::STDIN, chunk)).await?;
+            self.w
+                .write_all(&Frame::Stdin(chunk.to_vec()).encode())
+                .await?;
         }
         Ok(())
     }
 
     /// Closes the dyno's stdin (no-op with a tty, where EOF is the ^D byte).
     pub async fn close_stdin(&mut self) -> io::Result<()> {
-        self.w.write_all(&proto::frame(proto::STDIN_EOF, &[])).await
+        self.w.write_all(&Frame::StdinEof.encode()).await
     }
 
     /// Sets the terminal size (tty dynos only; ignored otherwise).
@@ -1026,10 +1038,9 @@ impl AttachInput {
         if !self.tty {
             return Ok(());
         }
-        let mut p = [0u8; 4];
-        p[..2].copy_from_slice(&cols.to_be_bytes());
-        p[2..].copy_from_slice(&rows.to_be_bytes());
-        self.w.write_all(&proto::frame(proto::RESIZE, &p)).await
+        self.w
+            .write_all(&Frame::Resize { cols, rows }.encode())
+            .await
     }
 
     pub fn is_tty(&self) -> bool {
@@ -1064,38 +1075,22 @@ impl AttachOutput {
     /// (e.g. another attach took over).
     pub async fn next(&mut self) -> Option<AttachEvent> {
         loop {
-            match self.dec.next() {
-                Decoded::Invalid => return None,
-                Decoded::Frame(kind, p) => match kind {
-                    proto::STDOUT | proto::STDERR | proto::STDOUT_AT | proto::STDERR_AT => {
-                        let Some((stdout, _, data)) = proto::output(kind, p) else {
-                            continue;
-                        };
-                        let stream = if stdout {
-                            OutputStream::Stdout
-                        } else {
-                            OutputStream::Stderr
-                        };
-                        return Some(AttachEvent::Output { stream, data });
-                    }
-                    proto::DROPPED if p.len() == 8 => {
-                        return Some(AttachEvent::Dropped {
-                            bytes: u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8])),
-                        })
-                    }
-                    proto::EXITED if p.len() == 5 => {
-                        return Some(AttachEvent::Exited {
-                            status: i32::from_be_bytes([p[0], p[1], p[2], p[3]]),
-                            oom_killed: p[4] != 0,
-                        })
-                    }
-                    _ => continue,
-                },
-                Decoded::NeedMore => {}
+            match self.dec.next_frame() {
+                Ok(Some(Frame::Output { stream, data, .. })) => {
+                    return Some(AttachEvent::Output { stream, data })
+                }
+                Ok(Some(Frame::Dropped { bytes })) => return Some(AttachEvent::Dropped { bytes }),
+                Ok(Some(Frame::Exited { status, oom_killed })) => {
+                    return Some(AttachEvent::Exited { status, oom_killed })
+                }
+                Ok(Some(_)) => continue,
+                Err(e) if !e.is_fatal() => continue,
+                Err(_) => return None,
+                Ok(None) => {}
             }
             match self.r.read(&mut self.buf).await {
                 Ok(0) | Err(_) => return None,
-                Ok(n) => self.dec.buf.extend_from_slice(&self.buf[..n]),
+                Ok(n) => self.dec.feed(&self.buf[..n]),
             }
         }
     }

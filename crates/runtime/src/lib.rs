@@ -19,6 +19,7 @@ mod client;
 mod env;
 pub mod piped;
 mod proto;
+pub mod reaper;
 mod shim;
 
 use std::collections::BTreeMap;
