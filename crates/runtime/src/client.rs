@@ -12,18 +12,17 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 
-use crate::bundle::{self, BundleInput, Cgroups};
+use crate::backend::{Backend, Process, Runc};
 use crate::proto::{self, Decoder, Frame, Role};
-use crate::shim::{ExitRecord, Launch, ShimConfig, EXIT, PID, SHIM_PID, SOCKET, SPILL};
+use crate::shim::{ExitRecord, ShimConfig, EXIT, PID, SHIM_PID, SOCKET, SPILL};
 use crate::{
-    dynos_dir, env, valid_name, validate_spec, DynoEvent, DynoSpec, ObservedDyno, OutputStream,
-    Runtime, RuntimeConfig, RuntimeError,
+    dynos_dir, valid_name, validate_spec, DynoEvent, DynoSpec, ObservedDyno, OutputStream, Runtime,
+    RuntimeConfig, RuntimeError,
 };
 
 const EVENT_CAPACITY: usize = 1024;
@@ -35,12 +34,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long after a start its spare shim is replaced.
 const SPARE_REFILL_DELAY: Duration = Duration::from_millis(50);
 
-#[derive(Debug, Clone)]
-enum Backend {
-    Runc { runc: PathBuf, cgroups: Cgroups },
-    Process,
-}
-
 #[derive(Debug, Clone, Default)]
 struct ConnState {
     pid: Option<u32>,
@@ -49,13 +42,13 @@ struct ConnState {
     early_output: Vec<u8>,
 }
 
-struct ShimConn {
+pub(crate) struct ShimConn {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
     state: watch::Sender<ConnState>,
 }
 
 impl ShimConn {
-    async fn send(&self, frame: &Frame) -> io::Result<()> {
+    pub(crate) async fn send(&self, frame: &Frame) -> io::Result<()> {
         self.writer.lock().await.write_all(&frame.encode()).await
     }
 }
@@ -67,9 +60,9 @@ struct SpareShim {
     stdin: tokio::process::ChildStdin,
 }
 
-struct Core {
+struct Core<B> {
     cfg: RuntimeConfig,
-    backend: Backend,
+    backend: B,
     dynos: PathBuf,
     events_tx: Mutex<mpsc::Sender<DynoEvent>>,
     events_rx: Mutex<Option<mpsc::Receiver<DynoEvent>>>,
@@ -83,28 +76,19 @@ struct Core {
 
 /// Dynos as runc containers (the default on Linux).
 pub struct RuncRuntime {
-    core: Arc<Core>,
+    core: Arc<Core<Runc>>,
 }
 
 /// Dynos as plain child processes of their shims: no isolation, no limits, the slug
 /// dir is the (shared, unprotected) working directory. For development only.
 pub struct ProcessRuntime {
-    core: Arc<Core>,
+    core: Arc<Core<Process>>,
 }
 
 impl RuncRuntime {
     /// Must be called inside a tokio runtime; re-connects to the shims of running dynos.
     pub fn new(cfg: RuntimeConfig) -> Result<Self, RuntimeError> {
-        let runc = find_in_path("runc").ok_or(RuntimeError::RuncMissing)?;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&cfg.runc_root)
-            .map_err(|e| RuntimeError::io(format!("creating {}", cfg.runc_root.display()), e))?;
-        let backend = Backend::Runc {
-            runc,
-            cgroups: Cgroups::detect(),
-        };
+        let backend = Runc::new(&cfg)?;
         let core = Core::new(cfg, backend)?;
         Ok(RuncRuntime { core })
     }
@@ -114,7 +98,7 @@ impl ProcessRuntime {
     pub fn new(cfg: RuntimeConfig) -> Result<Self, RuntimeError> {
         tracing::warn!("process runtime: dynos run without isolation or resource limits; use it for development only");
         Ok(ProcessRuntime {
-            core: Core::new(cfg, Backend::Process)?,
+            core: Core::new(cfg, Process)?,
         })
     }
 }
@@ -131,16 +115,8 @@ impl Drop for ProcessRuntime {
     }
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")
-        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-impl Core {
-    fn new(cfg: RuntimeConfig, backend: Backend) -> Result<Arc<Core>, RuntimeError> {
+impl<B: Backend> Core<B> {
+    fn new(cfg: RuntimeConfig, backend: B) -> Result<Arc<Core<B>>, RuntimeError> {
         let handle =
             tokio::runtime::Handle::try_current().map_err(|_| RuntimeError::NoTokioRuntime)?;
         let dynos = dynos_dir(&cfg.data_dir);
@@ -403,60 +379,6 @@ impl Core {
         .await;
     }
 
-    async fn runc(&self, args: &[&str]) -> Result<std::process::Output, RuntimeError> {
-        let Backend::Runc { runc, .. } = &self.backend else {
-            return Err(RuntimeError::Runc {
-                command: args.join(" "),
-                stderr: "not the runc backend".into(),
-            });
-        };
-        // Short-lived subcommands that leave no process behind, so output() is safe here
-        // (unlike `runc run -d`/`create`).
-        tokio::process::Command::new(runc)
-            .arg("--root")
-            .arg(&self.cfg.runc_root)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| RuntimeError::io(format!("running runc {}", args.join(" ")), e))
-    }
-
-    async fn runc_list(&self) -> Result<HashMap<String, RuncState>, RuntimeError> {
-        let out = self.runc(&["list", "--format", "json"]).await?;
-        if !out.status.success() {
-            return Err(RuntimeError::Runc {
-                command: "list".into(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        // runc prints `null` when there are no containers.
-        let list: Option<Vec<RuncState>> =
-            serde_json::from_slice(&out.stdout).map_err(|e| RuntimeError::Runc {
-                command: "list".into(),
-                stderr: format!("unexpected output: {e}"),
-            })?;
-        Ok(list
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| (s.id.clone(), s))
-            .collect())
-    }
-
-    /// A short runc subcommand, waited for on this thread (start-up only).
-    fn runc_blocking(&self, args: &[&str]) -> Option<std::process::Output> {
-        let Backend::Runc { runc, .. } = &self.backend else {
-            return None;
-        };
-        std::process::Command::new(runc)
-            .arg("--root")
-            .arg(&self.cfg.runc_root)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .ok()
-    }
-
     /// Start-up: removes every trace of a dyno this data dir cannot account for (no
     /// readable spec: a removal cut short, or a data dir whose state was lost): its
     /// shim, container, cgroups, mounts and directory. Only this data dir's dynos are
@@ -483,24 +405,16 @@ impl Core {
                 }
             }
         }
-        if let Some(out) = self.runc_blocking(&["list", "-q"]) {
-            for id in String::from_utf8_lossy(&out.stdout).lines() {
-                if valid_name(id) && !known.contains(id) {
-                    unknown.insert(id.to_string());
-                }
+        for id in self.backend.container_ids() {
+            if valid_name(&id) && !known.contains(&id) {
+                unknown.insert(id);
             }
         }
         for id in &unknown {
             tracing::warn!(dyno = %id, "removing the leftovers of a dyno this data directory does not know");
             let dir = self.dir(id);
             kill_shims_of(&dir);
-            if let Backend::Runc { cgroups, .. } = &self.backend {
-                let _ = self.runc_blocking(&["kill", "--all", id, "KILL"]);
-                let _ = self.runc_blocking(&["delete", "--force", id]);
-                if !cgroups.remove_dyno_leftovers(id) {
-                    tracing::warn!(dyno = %id, "a cgroup of the dyno could not be removed");
-                }
-            }
+            self.backend.remove_leftovers(id);
             unmount_all_under(&dir);
             if let Err(e) = fs::remove_dir_all(&dir) {
                 if e.kind() != io::ErrorKind::NotFound {
@@ -537,35 +451,7 @@ impl Core {
         let spec_json =
             serde_json::to_vec_pretty(&spec).map_err(|e| io("encoding spec.json", e.into()))?;
         fs::write(dir.join("spec.json"), spec_json).map_err(|e| io("writing spec.json", e))?;
-        let launch = match &self.backend {
-            Backend::Runc { runc, cgroups } => {
-                let bundle = bundle::write_bundle(&BundleInput {
-                    spec: &spec,
-                    dyno_dir: dir,
-                    stack_dirs: &self.cfg.stack_dirs,
-                    shim_exe: &self.cfg.shim_exe,
-                    cgroups: *cgroups,
-                })?;
-                Launch::Runc {
-                    runc: runc.clone(),
-                    root: self.cfg.runc_root.clone(),
-                    bundle,
-                    oom_file: cgroups.oom_file(&spec),
-                }
-            }
-            Backend::Process => {
-                let app = spec.slug_dir.to_string_lossy().to_string();
-                Launch::Process {
-                    argv: vec![
-                        env::shell(Path::new("/")).to_string(),
-                        "-c".into(),
-                        env::wrapper_script(&spec.command, &app),
-                    ],
-                    env: env::dyno_env(&spec, &app),
-                    cwd: spec.slug_dir.clone(),
-                }
-            }
-        };
+        let launch = self.backend.launch(&self.cfg, &spec, dir)?;
         let shim_cfg = ShimConfig {
             id: spec.id.clone(),
             attach: spec.attach,
@@ -672,29 +558,9 @@ impl Core {
         if dir.join(EXIT).exists() {
             return Ok(());
         }
-        match &self.backend {
-            Backend::Runc { .. } => {
-                let sig = signal.to_string();
-                let out = self.runc(&["kill", "--all", id, &sig]).await?;
-                if out.status.success() || dir.join(EXIT).exists() {
-                    return Ok(());
-                }
-                let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                if stderr.contains("not running") || stderr.contains("does not exist") {
-                    return Ok(());
-                }
-                Err(RuntimeError::Runc {
-                    command: format!("kill --all {id} {sig}"),
-                    stderr,
-                })
-            }
-            Backend::Process => {
-                let conn = self.conn(id).await?;
-                conn.send(&Frame::Signal(signal))
-                    .await
-                    .map_err(|_| RuntimeError::ShimUnreachable(id.to_string()))
-            }
-        }
+        // Bound first: a guard held across the await would make the future !Send.
+        let conn = lock(&self.conns).get(id).cloned();
+        self.backend.signal(id, &dir, signal, conn).await
     }
 
     fn checked_dir(&self, id: &str) -> Result<PathBuf, RuntimeError> {
@@ -705,30 +571,13 @@ impl Core {
         Ok(dir)
     }
 
-    /// The daemon connection to a dyno's shim, connecting if there is none.
-    async fn conn(&self, id: &str) -> Result<Arc<ShimConn>, RuntimeError> {
-        if let Some(c) = lock(&self.conns).get(id).cloned() {
-            return Ok(c);
-        }
-        Err(RuntimeError::ShimUnreachable(id.to_string()))
-    }
-
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         if !valid_name(id) {
             return Err(RuntimeError::NotFound(id.to_string()));
         }
         let dir = self.dir(id);
         let conn = lock(&self.conns).get(id).cloned();
-        match &self.backend {
-            Backend::Runc { .. } => {
-                let _ = self.runc(&["kill", "--all", id, "KILL"]).await;
-            }
-            Backend::Process => {
-                if let Some(c) = &conn {
-                    let _ = c.send(&Frame::Signal(libc::SIGKILL)).await;
-                }
-            }
-        }
+        self.backend.kill(id, conn.as_deref()).await;
         // The reader task records the exit and acks it; then the shim exits.
         if let Some(c) = &conn {
             let mut rx = c.state.subscribe();
@@ -747,24 +596,8 @@ impl Core {
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }
-        if let Backend::Runc { .. } = &self.backend {
-            let out = self.runc(&["delete", "--force", id]).await?;
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if !out.status.success() && !stderr.contains("does not exist") {
-                return Err(RuntimeError::Runc {
-                    command: format!("delete --force {id}"),
-                    stderr: stderr.trim().into(),
-                });
-            }
-        }
+        self.backend.delete(id, &dir).await?;
         lock(&self.conns).remove(id);
-        if let Backend::Runc { cgroups, .. } = &self.backend {
-            // The app's parent cgroups go with its last dyno (rmdir fails while others
-            // of the app still run, which is fine).
-            if let Some(spec) = read_spec(&dir) {
-                cgroups.remove_app_parent(&spec.app_name);
-            }
-        }
         // The writable layer, and anything else mounted there (nothing: process
         // backend, failed start).
         unmount_all_under(&dir);
@@ -776,10 +609,7 @@ impl Core {
     }
 
     async fn list(&self) -> Result<Vec<ObservedDyno>, RuntimeError> {
-        let runc = match &self.backend {
-            Backend::Runc { .. } => Some(self.runc_list().await?),
-            Backend::Process => None,
-        };
+        let containers = self.backend.containers().await?;
         let mut out = Vec::new();
         let entries = fs::read_dir(&self.dynos)
             .map_err(|e| RuntimeError::io(format!("reading {}", self.dynos.display()), e))?;
@@ -799,14 +629,11 @@ impl Core {
                 .unwrap_or_else(|_| chrono::Utc::now());
             let exit = read_exit(&dir);
             let shim_up = shim_pid(&dir).is_some_and(|p| shim_alive(p, &dir));
-            let container = runc.as_ref().and_then(|l| l.get(&spec.id));
+            let container = containers.as_ref().and_then(|l| l.get(&spec.id));
             let running = exit.is_none()
                 && match container {
-                    Some(c) => matches!(
-                        c.status.as_str(),
-                        "running" | "created" | "paused" | "pausing"
-                    ),
-                    // runc mode: not (yet) in runc's list while starting
+                    Some(c) => c.is_running(),
+                    // No containers, or not (yet) in runc's list while starting.
                     None => shim_up,
                 };
             let pid = container.map(|c| c.pid).filter(|p| *p > 0).or_else(|| {
@@ -837,10 +664,7 @@ impl Core {
     }
 
     fn memory_usage(&self, spec: &DynoSpec) -> Option<u64> {
-        match &self.backend {
-            Backend::Runc { cgroups, .. } => cgroups.memory_usage(spec),
-            Backend::Process => None,
-        }
+        self.backend.memory_usage(spec)
     }
 
     async fn attach(&self, id: &str) -> Result<Attached, RuntimeError> {
@@ -891,14 +715,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-#[derive(Debug, Deserialize)]
-struct RuncState {
-    id: String,
-    pid: u32,
-    status: String,
-}
-
-fn read_spec(dir: &Path) -> Option<DynoSpec> {
+pub(crate) fn read_spec(dir: &Path) -> Option<DynoSpec> {
     fs::read(dir.join("spec.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())

@@ -14,6 +14,7 @@
 //!   `runc run` reaps the container's init, the dyno init reaps everything inside.
 //! - The shim never uses tokio or threads (it forks and must stay small).
 
+mod backend;
 pub mod bundle;
 mod client;
 mod env;
