@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -109,7 +109,7 @@ fn run(req: &Request, out: &Arc<Mutex<std::io::Stdout>>) -> std::io::Result<i32>
     // The Command holds the pipe write ends: drop it so EOF can arrive.
     drop(cmd);
     let child = spawned?;
-    let pid = child.id() as libc::pid_t;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
 
     let mut readers = vec![spawn_reader(
         out_r,
@@ -120,36 +120,13 @@ fn run(req: &Request, out: &Arc<Mutex<std::io::Stdout>>) -> std::io::Result<i32>
         readers.push(spawn_reader(r, 'o', out));
     }
     // As init we also reap orphans of the script while waiting for it.
-    let status = loop {
-        let mut status = 0;
-        // SAFETY: plain syscall with a pointer to a stack value.
-        let got = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if got == pid {
-            break status;
-        }
-        if got == -1 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
-    };
-    kill_everything_else();
+    let status = hoist_runtime::reaper::wait_reaping(pid)?;
+    // Nothing a script left behind runs on into the next script or into packing.
+    hoist_runtime::reaper::kill_all_and_reap();
     for r in readers {
         let _ = r.join();
     }
-    Ok(status)
-}
-
-/// Kills every process of the container but the agent and reaps them.
-fn kill_everything_else() {
-    // SAFETY: plain syscalls. kill(-1) skips the caller and, in a pid namespace, reaches
-    // only the namespace's processes.
-    unsafe {
-        libc::kill(-1, libc::SIGKILL);
-        let mut status = 0;
-        while libc::waitpid(-1, &mut status, 0) > 0 {}
-    }
+    Ok(status.into_raw())
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {

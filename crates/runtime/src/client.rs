@@ -10,18 +10,19 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Deserialize;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 
-use crate::bundle::{self, BundleInput, Cgroups};
-use crate::proto::{self, Decoded, Decoder};
-use crate::shim::{ExitRecord, Launch, ShimConfig, EXIT, PID, SHIM_PID, SOCKET, SPILL};
+use crate::backend::{Backend, Process, Runc};
+use crate::proto::{self, Decoder, Frame, Role};
+use crate::shim::{ExitRecord, ShimConfig, EXIT, PID, SHIM_PID, SOCKET, SPILL};
 use crate::{
-    dynos_dir, env, valid_name, validate_spec, DynoEvent, DynoSpec, ObservedDyno, OutputStream,
-    Runtime, RuntimeConfig, RuntimeError,
+    dynos_dir, valid_name, validate_spec, DynoEvent, DynoSpec, ObservedDyno, OutputStream, Runtime,
+    RuntimeConfig, RuntimeError,
 };
 
 const EVENT_CAPACITY: usize = 1024;
@@ -33,12 +34,6 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long after a start its spare shim is replaced.
 const SPARE_REFILL_DELAY: Duration = Duration::from_millis(50);
 
-#[derive(Debug, Clone)]
-enum Backend {
-    Runc { runc: PathBuf, cgroups: Cgroups },
-    Process,
-}
-
 #[derive(Debug, Clone, Default)]
 struct ConnState {
     pid: Option<u32>,
@@ -47,18 +42,14 @@ struct ConnState {
     early_output: Vec<u8>,
 }
 
-struct ShimConn {
+pub(crate) struct ShimConn {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
     state: watch::Sender<ConnState>,
 }
 
 impl ShimConn {
-    async fn send(&self, kind: u8, payload: &[u8]) -> io::Result<()> {
-        self.writer
-            .lock()
-            .await
-            .write_all(&proto::frame(kind, payload))
-            .await
+    pub(crate) async fn send(&self, frame: &Frame) -> io::Result<()> {
+        self.writer.lock().await.write_all(&frame.encode()).await
     }
 }
 
@@ -69,9 +60,9 @@ struct SpareShim {
     stdin: tokio::process::ChildStdin,
 }
 
-struct Core {
+struct Core<B> {
     cfg: RuntimeConfig,
-    backend: Backend,
+    backend: B,
     dynos: PathBuf,
     events_tx: Mutex<mpsc::Sender<DynoEvent>>,
     events_rx: Mutex<Option<mpsc::Receiver<DynoEvent>>>,
@@ -85,28 +76,19 @@ struct Core {
 
 /// Dynos as runc containers (the default on Linux).
 pub struct RuncRuntime {
-    core: Arc<Core>,
+    core: Arc<Core<Runc>>,
 }
 
 /// Dynos as plain child processes of their shims: no isolation, no limits, the slug
 /// dir is the (shared, unprotected) working directory. For development only.
 pub struct ProcessRuntime {
-    core: Arc<Core>,
+    core: Arc<Core<Process>>,
 }
 
 impl RuncRuntime {
     /// Must be called inside a tokio runtime; re-connects to the shims of running dynos.
     pub fn new(cfg: RuntimeConfig) -> Result<Self, RuntimeError> {
-        let runc = find_in_path("runc").ok_or(RuntimeError::RuncMissing)?;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&cfg.runc_root)
-            .map_err(|e| RuntimeError::io(format!("creating {}", cfg.runc_root.display()), e))?;
-        let backend = Backend::Runc {
-            runc,
-            cgroups: Cgroups::detect(),
-        };
+        let backend = Runc::new(&cfg)?;
         let core = Core::new(cfg, backend)?;
         Ok(RuncRuntime { core })
     }
@@ -116,7 +98,7 @@ impl ProcessRuntime {
     pub fn new(cfg: RuntimeConfig) -> Result<Self, RuntimeError> {
         tracing::warn!("process runtime: dynos run without isolation or resource limits; use it for development only");
         Ok(ProcessRuntime {
-            core: Core::new(cfg, Backend::Process)?,
+            core: Core::new(cfg, Process)?,
         })
     }
 }
@@ -133,16 +115,8 @@ impl Drop for ProcessRuntime {
     }
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")
-        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-impl Core {
-    fn new(cfg: RuntimeConfig, backend: Backend) -> Result<Arc<Core>, RuntimeError> {
+impl<B: Backend> Core<B> {
+    fn new(cfg: RuntimeConfig, backend: B) -> Result<Arc<Core<B>>, RuntimeError> {
         let handle =
             tokio::runtime::Handle::try_current().map_err(|_| RuntimeError::NoTokioRuntime)?;
         let dynos = dynos_dir(&cfg.data_dir);
@@ -272,7 +246,7 @@ impl Core {
         let id = id.to_string();
         let c = conn.clone();
         self.spawn(async move {
-            if !hello_sent && c.send(proto::HELLO, &[proto::ROLE_DAEMON]).await.is_err() {
+            if !hello_sent && c.send(&Frame::Hello(Role::Daemon)).await.is_err() {
                 c.state.send_modify(|s| s.closed = true);
                 return;
             }
@@ -299,61 +273,62 @@ impl Core {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            dec.buf.extend_from_slice(&buf[..n]);
+            dec.feed(&buf[..n]);
             loop {
-                let (kind, p) = match dec.next() {
-                    Decoded::NeedMore => break,
-                    Decoded::Invalid => break 'read,
-                    Decoded::Frame(k, p) => (k, p),
+                let frame = match dec.next_frame() {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(e) if e.is_fatal() => {
+                        tracing::warn!(dyno = %id, error = %e, "closing a broken shim connection");
+                        break 'read;
+                    }
+                    Err(e) => {
+                        tracing::debug!(dyno = %id, error = %e, "skipping a shim frame");
+                        continue;
+                    }
                 };
-                let ev = match kind {
-                    proto::STATUS if p.len() == 4 => {
-                        let pid = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
-                        if pid != 0 {
-                            conn.state.send_modify(|s| s.pid = Some(pid));
-                            if !started {
-                                started = true;
-                                for ev in held.drain(..) {
-                                    self.emit(ev).await;
-                                }
+                let ev = match frame {
+                    Frame::Status { pid: Some(pid) } => {
+                        conn.state.send_modify(|s| s.pid = Some(pid.get()));
+                        if !started {
+                            started = true;
+                            for ev in held.drain(..) {
+                                self.emit(ev).await;
                             }
                         }
                         continue;
                     }
-                    proto::STDOUT | proto::STDERR | proto::STDOUT_AT | proto::STDERR_AT => {
-                        let Some(ev) = output_event(&id, kind, p) else {
-                            continue;
-                        };
-                        if let (false, DynoEvent::Output { data, .. }) = (started, &ev) {
+                    Frame::Output {
+                        stream,
+                        read_at_micros,
+                        data,
+                    } => {
+                        if !started {
                             conn.state.send_modify(|s| {
                                 let room = EARLY_OUTPUT_LIMIT.saturating_sub(s.early_output.len());
                                 s.early_output
                                     .extend_from_slice(&data[..data.len().min(room)]);
                             });
                         }
-                        ev
+                        output_event(&id, stream, read_at_micros, data)
                     }
-                    proto::DROPPED if p.len() == 8 => {
-                        let bytes = u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8]));
-                        DynoEvent::OutputDropped {
-                            id: id.clone(),
-                            bytes,
-                        }
-                    }
-                    proto::EXITED if p.len() == 5 => {
-                        let status = i32::from_be_bytes([p[0], p[1], p[2], p[3]]);
-                        let oom = p[4] != 0;
+                    Frame::Dropped { bytes } => DynoEvent::OutputDropped {
+                        id: id.clone(),
+                        bytes,
+                    },
+                    Frame::Exited { status, oom_killed } => {
                         if started {
                             self.emit(DynoEvent::Exited {
                                 id: id.clone(),
                                 status,
-                                oom_killed: oom,
+                                oom_killed,
                             })
                             .await;
                         }
-                        conn.state.send_modify(|s| s.exit = Some((status, oom)));
+                        conn.state
+                            .send_modify(|s| s.exit = Some((status, oom_killed)));
                         // Recorded: the shim may exit now.
-                        let _ = conn.send(proto::EXIT_ACK, &[]).await;
+                        let _ = conn.send(&Frame::ExitAck).await;
                         continue;
                     }
                     _ => continue,
@@ -378,10 +353,21 @@ impl Core {
             return;
         }
         if let Ok(bytes) = tokio::fs::read(dir.join(SPILL)).await {
-            let mut dec = Decoder { buf: bytes };
-            while let Decoded::Frame(kind, data) = dec.next() {
-                if let Some(ev) = output_event(&id, kind, data) {
-                    self.emit(ev).await;
+            let mut dec = Decoder::from_bytes(bytes);
+            loop {
+                match dec.next_frame() {
+                    Ok(Some(Frame::Output {
+                        stream,
+                        read_at_micros,
+                        data,
+                    })) => {
+                        self.emit(output_event(&id, stream, read_at_micros, data))
+                            .await
+                    }
+                    Ok(Some(_)) => {}
+                    Err(e) if !e.is_fatal() => {}
+                    // The end, or a spill file cut short.
+                    Ok(None) | Err(_) => break,
                 }
             }
         }
@@ -391,60 +377,6 @@ impl Core {
             oom_killed: exit.oom_killed,
         })
         .await;
-    }
-
-    async fn runc(&self, args: &[&str]) -> Result<std::process::Output, RuntimeError> {
-        let Backend::Runc { runc, .. } = &self.backend else {
-            return Err(RuntimeError::Runc {
-                command: args.join(" "),
-                stderr: "not the runc backend".into(),
-            });
-        };
-        // Short-lived subcommands that leave no process behind, so output() is safe here
-        // (unlike `runc run -d`/`create`).
-        tokio::process::Command::new(runc)
-            .arg("--root")
-            .arg(&self.cfg.runc_root)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| RuntimeError::io(format!("running runc {}", args.join(" ")), e))
-    }
-
-    async fn runc_list(&self) -> Result<HashMap<String, RuncState>, RuntimeError> {
-        let out = self.runc(&["list", "--format", "json"]).await?;
-        if !out.status.success() {
-            return Err(RuntimeError::Runc {
-                command: "list".into(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        // runc prints `null` when there are no containers.
-        let list: Option<Vec<RuncState>> =
-            serde_json::from_slice(&out.stdout).map_err(|e| RuntimeError::Runc {
-                command: "list".into(),
-                stderr: format!("unexpected output: {e}"),
-            })?;
-        Ok(list
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| (s.id.clone(), s))
-            .collect())
-    }
-
-    /// A short runc subcommand, waited for on this thread (start-up only).
-    fn runc_blocking(&self, args: &[&str]) -> Option<std::process::Output> {
-        let Backend::Runc { runc, .. } = &self.backend else {
-            return None;
-        };
-        std::process::Command::new(runc)
-            .arg("--root")
-            .arg(&self.cfg.runc_root)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .ok()
     }
 
     /// Start-up: removes every trace of a dyno this data dir cannot account for (no
@@ -473,24 +405,16 @@ impl Core {
                 }
             }
         }
-        if let Some(out) = self.runc_blocking(&["list", "-q"]) {
-            for id in String::from_utf8_lossy(&out.stdout).lines() {
-                if valid_name(id) && !known.contains(id) {
-                    unknown.insert(id.to_string());
-                }
+        for id in self.backend.container_ids() {
+            if valid_name(&id) && !known.contains(&id) {
+                unknown.insert(id);
             }
         }
         for id in &unknown {
             tracing::warn!(dyno = %id, "removing the leftovers of a dyno this data directory does not know");
             let dir = self.dir(id);
             kill_shims_of(&dir);
-            if let Backend::Runc { cgroups, .. } = &self.backend {
-                let _ = self.runc_blocking(&["kill", "--all", id, "KILL"]);
-                let _ = self.runc_blocking(&["delete", "--force", id]);
-                if !cgroups.remove_dyno_leftovers(id) {
-                    tracing::warn!(dyno = %id, "a cgroup of the dyno could not be removed");
-                }
-            }
+            self.backend.remove_leftovers(id);
             unmount_all_under(&dir);
             if let Err(e) = fs::remove_dir_all(&dir) {
                 if e.kind() != io::ErrorKind::NotFound {
@@ -527,35 +451,7 @@ impl Core {
         let spec_json =
             serde_json::to_vec_pretty(&spec).map_err(|e| io("encoding spec.json", e.into()))?;
         fs::write(dir.join("spec.json"), spec_json).map_err(|e| io("writing spec.json", e))?;
-        let launch = match &self.backend {
-            Backend::Runc { runc, cgroups } => {
-                let bundle = bundle::write_bundle(&BundleInput {
-                    spec: &spec,
-                    dyno_dir: dir,
-                    stack_dirs: &self.cfg.stack_dirs,
-                    shim_exe: &self.cfg.shim_exe,
-                    cgroups: *cgroups,
-                })?;
-                Launch::Runc {
-                    runc: runc.clone(),
-                    root: self.cfg.runc_root.clone(),
-                    bundle,
-                    oom_file: cgroups.oom_file(&spec),
-                }
-            }
-            Backend::Process => {
-                let app = spec.slug_dir.to_string_lossy().to_string();
-                Launch::Process {
-                    argv: vec![
-                        env::shell(Path::new("/")).to_string(),
-                        "-c".into(),
-                        env::wrapper_script(&spec.command, &app),
-                    ],
-                    env: env::dyno_env(&spec, &app),
-                    cwd: spec.slug_dir.clone(),
-                }
-            }
-        };
+        let launch = self.backend.launch(&self.cfg, &spec, dir)?;
         let shim_cfg = ShimConfig {
             id: spec.id.clone(),
             attach: spec.attach,
@@ -662,29 +558,9 @@ impl Core {
         if dir.join(EXIT).exists() {
             return Ok(());
         }
-        match &self.backend {
-            Backend::Runc { .. } => {
-                let sig = signal.to_string();
-                let out = self.runc(&["kill", "--all", id, &sig]).await?;
-                if out.status.success() || dir.join(EXIT).exists() {
-                    return Ok(());
-                }
-                let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                if stderr.contains("not running") || stderr.contains("does not exist") {
-                    return Ok(());
-                }
-                Err(RuntimeError::Runc {
-                    command: format!("kill --all {id} {sig}"),
-                    stderr,
-                })
-            }
-            Backend::Process => {
-                let conn = self.conn(id).await?;
-                conn.send(proto::SIGNAL, &signal.to_be_bytes())
-                    .await
-                    .map_err(|_| RuntimeError::ShimUnreachable(id.to_string()))
-            }
-        }
+        // Bound first: a guard held across the await would make the future !Send.
+        let conn = lock(&self.conns).get(id).cloned();
+        self.backend.signal(id, &dir, signal, conn).await
     }
 
     fn checked_dir(&self, id: &str) -> Result<PathBuf, RuntimeError> {
@@ -695,30 +571,13 @@ impl Core {
         Ok(dir)
     }
 
-    /// The daemon connection to a dyno's shim, connecting if there is none.
-    async fn conn(&self, id: &str) -> Result<Arc<ShimConn>, RuntimeError> {
-        if let Some(c) = lock(&self.conns).get(id).cloned() {
-            return Ok(c);
-        }
-        Err(RuntimeError::ShimUnreachable(id.to_string()))
-    }
-
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         if !valid_name(id) {
             return Err(RuntimeError::NotFound(id.to_string()));
         }
         let dir = self.dir(id);
         let conn = lock(&self.conns).get(id).cloned();
-        match &self.backend {
-            Backend::Runc { .. } => {
-                let _ = self.runc(&["kill", "--all", id, "KILL"]).await;
-            }
-            Backend::Process => {
-                if let Some(c) = &conn {
-                    let _ = c.send(proto::SIGNAL, &libc::SIGKILL.to_be_bytes()).await;
-                }
-            }
-        }
+        self.backend.kill(id, conn.as_deref()).await;
         // The reader task records the exit and acks it; then the shim exits.
         if let Some(c) = &conn {
             let mut rx = c.state.subscribe();
@@ -733,28 +592,12 @@ impl Core {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             if shim_alive(pid, &dir) {
-                // SAFETY: plain syscall; the pid was just verified to be this dyno's shim.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                // The pid was just verified to be this dyno's shim.
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }
-        if let Backend::Runc { .. } = &self.backend {
-            let out = self.runc(&["delete", "--force", id]).await?;
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if !out.status.success() && !stderr.contains("does not exist") {
-                return Err(RuntimeError::Runc {
-                    command: format!("delete --force {id}"),
-                    stderr: stderr.trim().into(),
-                });
-            }
-        }
+        self.backend.delete(id, &dir).await?;
         lock(&self.conns).remove(id);
-        if let Backend::Runc { cgroups, .. } = &self.backend {
-            // The app's parent cgroups go with its last dyno (rmdir fails while others
-            // of the app still run, which is fine).
-            if let Some(spec) = read_spec(&dir) {
-                cgroups.remove_app_parent(&spec.app_name);
-            }
-        }
         // The writable layer, and anything else mounted there (nothing: process
         // backend, failed start).
         unmount_all_under(&dir);
@@ -766,10 +609,7 @@ impl Core {
     }
 
     async fn list(&self) -> Result<Vec<ObservedDyno>, RuntimeError> {
-        let runc = match &self.backend {
-            Backend::Runc { .. } => Some(self.runc_list().await?),
-            Backend::Process => None,
-        };
+        let containers = self.backend.containers().await?;
         let mut out = Vec::new();
         let entries = fs::read_dir(&self.dynos)
             .map_err(|e| RuntimeError::io(format!("reading {}", self.dynos.display()), e))?;
@@ -789,14 +629,11 @@ impl Core {
                 .unwrap_or_else(|_| chrono::Utc::now());
             let exit = read_exit(&dir);
             let shim_up = shim_pid(&dir).is_some_and(|p| shim_alive(p, &dir));
-            let container = runc.as_ref().and_then(|l| l.get(&spec.id));
+            let container = containers.as_ref().and_then(|l| l.get(&spec.id));
             let running = exit.is_none()
                 && match container {
-                    Some(c) => matches!(
-                        c.status.as_str(),
-                        "running" | "created" | "paused" | "pausing"
-                    ),
-                    // runc mode: not (yet) in runc's list while starting
+                    Some(c) => c.is_running(),
+                    // No containers, or not (yet) in runc's list while starting.
                     None => shim_up,
                 };
             let pid = container.map(|c| c.pid).filter(|p| *p > 0).or_else(|| {
@@ -827,10 +664,7 @@ impl Core {
     }
 
     fn memory_usage(&self, spec: &DynoSpec) -> Option<u64> {
-        match &self.backend {
-            Backend::Runc { cgroups, .. } => cgroups.memory_usage(spec),
-            Backend::Process => None,
-        }
+        self.backend.memory_usage(spec)
     }
 
     async fn attach(&self, id: &str) -> Result<Attached, RuntimeError> {
@@ -843,7 +677,7 @@ impl Core {
             .await
             .map_err(|_| RuntimeError::ShimUnreachable(id.to_string()))?;
         let (r, mut w) = stream.into_split();
-        w.write_all(&proto::frame(proto::HELLO, &[proto::ROLE_ATTACH]))
+        w.write_all(&Frame::Hello(Role::Attach).encode())
             .await
             .map_err(|_| RuntimeError::ShimUnreachable(id.to_string()))?;
         Ok(Attached {
@@ -859,21 +693,21 @@ impl Core {
 
 /// The event for an output frame; unstamped frames (from shims of an older daemon) are
 /// stamped now.
-fn output_event(id: &str, kind: u8, payload: Vec<u8>) -> Option<DynoEvent> {
-    let (stdout, at, data) = proto::output(kind, payload)?;
-    let read_at = at
+fn output_event(
+    id: &str,
+    stream: OutputStream,
+    read_at_micros: Option<i64>,
+    data: Vec<u8>,
+) -> DynoEvent {
+    let read_at = read_at_micros
         .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_micros)
         .unwrap_or_else(chrono::Utc::now);
-    Some(DynoEvent::Output {
+    DynoEvent::Output {
         id: id.to_string(),
-        stream: if stdout {
-            OutputStream::Stdout
-        } else {
-            OutputStream::Stderr
-        },
+        stream,
         data,
         read_at,
-    })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -881,14 +715,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-#[derive(Debug, Deserialize)]
-struct RuncState {
-    id: String,
-    pid: u32,
-    status: String,
-}
-
-fn read_spec(dir: &Path) -> Option<DynoSpec> {
+pub(crate) fn read_spec(dir: &Path) -> Option<DynoSpec> {
     fs::read(dir.join("spec.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -947,8 +774,8 @@ fn kill_shims_of(dir: &Path) {
             continue;
         };
         if shim_alive(pid, dir) {
-            // SAFETY: plain syscall; the process is a shim of this data dir's dyno.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            // The process is a shim of this data dir's dyno.
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
     }
 }
@@ -1011,14 +838,16 @@ pub struct AttachInput {
 impl AttachInput {
     pub async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         for chunk in data.chunks(proto::MAX_PAYLOAD) {
-            self.w.write_all(&proto::frame(proto::STDIN, chunk)).await?;
+            self.w
+                .write_all(&Frame::Stdin(chunk.to_vec()).encode())
+                .await?;
         }
         Ok(())
     }
 
     /// Closes the dyno's stdin (no-op with a tty, where EOF is the ^D byte).
     pub async fn close_stdin(&mut self) -> io::Result<()> {
-        self.w.write_all(&proto::frame(proto::STDIN_EOF, &[])).await
+        self.w.write_all(&Frame::StdinEof.encode()).await
     }
 
     /// Sets the terminal size (tty dynos only; ignored otherwise).
@@ -1026,10 +855,9 @@ impl AttachInput {
         if !self.tty {
             return Ok(());
         }
-        let mut p = [0u8; 4];
-        p[..2].copy_from_slice(&cols.to_be_bytes());
-        p[2..].copy_from_slice(&rows.to_be_bytes());
-        self.w.write_all(&proto::frame(proto::RESIZE, &p)).await
+        self.w
+            .write_all(&Frame::Resize { cols, rows }.encode())
+            .await
     }
 
     pub fn is_tty(&self) -> bool {
@@ -1064,38 +892,22 @@ impl AttachOutput {
     /// (e.g. another attach took over).
     pub async fn next(&mut self) -> Option<AttachEvent> {
         loop {
-            match self.dec.next() {
-                Decoded::Invalid => return None,
-                Decoded::Frame(kind, p) => match kind {
-                    proto::STDOUT | proto::STDERR | proto::STDOUT_AT | proto::STDERR_AT => {
-                        let Some((stdout, _, data)) = proto::output(kind, p) else {
-                            continue;
-                        };
-                        let stream = if stdout {
-                            OutputStream::Stdout
-                        } else {
-                            OutputStream::Stderr
-                        };
-                        return Some(AttachEvent::Output { stream, data });
-                    }
-                    proto::DROPPED if p.len() == 8 => {
-                        return Some(AttachEvent::Dropped {
-                            bytes: u64::from_be_bytes(p[..8].try_into().unwrap_or([0; 8])),
-                        })
-                    }
-                    proto::EXITED if p.len() == 5 => {
-                        return Some(AttachEvent::Exited {
-                            status: i32::from_be_bytes([p[0], p[1], p[2], p[3]]),
-                            oom_killed: p[4] != 0,
-                        })
-                    }
-                    _ => continue,
-                },
-                Decoded::NeedMore => {}
+            match self.dec.next_frame() {
+                Ok(Some(Frame::Output { stream, data, .. })) => {
+                    return Some(AttachEvent::Output { stream, data })
+                }
+                Ok(Some(Frame::Dropped { bytes })) => return Some(AttachEvent::Dropped { bytes }),
+                Ok(Some(Frame::Exited { status, oom_killed })) => {
+                    return Some(AttachEvent::Exited { status, oom_killed })
+                }
+                Ok(Some(_)) => continue,
+                Err(e) if !e.is_fatal() => continue,
+                Err(_) => return None,
+                Ok(None) => {}
             }
             match self.r.read(&mut self.buf).await {
                 Ok(0) | Err(_) => return None,
-                Ok(n) => self.dec.buf.extend_from_slice(&self.buf[..n]),
+                Ok(n) => self.dec.feed(&self.buf[..n]),
             }
         }
     }

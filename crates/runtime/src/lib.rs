@@ -14,11 +14,13 @@
 //!   `runc run` reaps the container's init, the dyno init reaps everything inside.
 //! - The shim never uses tokio or threads (it forks and must stay small).
 
+mod backend;
 pub mod bundle;
 mod client;
 mod env;
 pub mod piped;
 mod proto;
+pub mod reaper;
 mod shim;
 
 use std::collections::BTreeMap;

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::proto::{self, Decoded, Decoder};
+use crate::proto::{self, Decoder, Frame, Role};
+use crate::reaper;
+use crate::OutputStream;
 
 /// Written by the daemon to `<dyno_dir>/shim.json` before starting the shim.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,27 +114,9 @@ pub fn run_dyno_init(args: &[OsString]) -> i32 {
             return 127;
         }
     };
-    let main = child.id() as libc::pid_t;
-    loop {
-        let mut st = 0;
-        // SAFETY: plain syscall with a valid out-pointer.
-        let r = unsafe { libc::waitpid(-1, &mut st, 0) };
-        if r == main {
-            return decode_wait_status(st);
-        }
-        if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return 1;
-        }
-    }
-}
-
-fn decode_wait_status(st: libc::c_int) -> i32 {
-    if libc::WIFEXITED(st) {
-        libc::WEXITSTATUS(st)
-    } else if libc::WIFSIGNALED(st) {
-        128 + libc::WTERMSIG(st)
-    } else {
-        1
+    match reaper::wait_reaping(nix::unistd::Pid::from_raw(child.id() as i32)) {
+        Ok(status) => reaper::exit_code(status),
+        Err(_) => 1,
     }
 }
 
@@ -159,12 +143,11 @@ pub fn run_spare_shim(dynos_dir: &Path) -> i32 {
         return 2;
     }
     if let Ok(log) = File::create(dir.join("shim.log")) {
-        // SAFETY: dup2 onto our own stderr.
-        unsafe { libc::dup2(log.as_raw_fd(), 2) };
+        let _ = nix::unistd::dup2(log.as_raw_fd(), 2);
     }
     if let Ok(null) = File::open("/dev/null") {
-        // SAFETY: dup2 onto our own stdin, letting go of the daemon's pipe.
-        unsafe { libc::dup2(null.as_raw_fd(), 0) };
+        // Lets go of the daemon's pipe.
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
     }
     run_shim(&dir)
 }
@@ -174,8 +157,8 @@ pub fn run_spare_shim(dynos_dir: &Path) -> i32 {
 /// writes `ok\n` to stdout once clients can connect, then runs the dyno and serves its
 /// output and exit status until the daemon has collected the exit.
 pub fn run_shim(dyno_dir: &Path) -> i32 {
-    // SAFETY: plain syscall; fails only if we already lead a process group, which is fine.
-    unsafe { libc::setsid() };
+    // Fails only if we already lead a process group, which is fine.
+    let _ = nix::unistd::setsid();
     let cfg: ShimConfig = match fs::read(dyno_dir.join("shim.json"))
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -200,8 +183,8 @@ pub fn run_shim(dyno_dir: &Path) -> i32 {
     let _ = fs::write(dyno_dir.join(SHIM_PID), std::process::id().to_string());
     let _ = write_fd(1, b"ok\n");
     if let Ok(null) = File::open("/dev/null") {
-        // SAFETY: dup2 onto our own stdout, letting go of the daemon's pipe.
-        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+        // Lets go of the daemon's pipe.
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
     }
     let code = match shim.and_then(|mut s| s.run()) {
         Ok(()) => 0,
@@ -248,17 +231,17 @@ impl Outbox {
 
     fn push(&mut self, frame: Vec<u8>, connected: bool) {
         if self.dropped > 0 {
-            let notice = proto::frame(proto::DROPPED, &self.dropped.to_be_bytes());
+            let notice = Frame::Dropped {
+                bytes: self.dropped,
+            }
+            .encode();
             if self.store(notice, connected) {
                 self.dropped = 0;
             }
         }
-        let mut payload = (frame.len() - proto::HEADER) as u64;
-        if matches!(frame[0], proto::STDOUT_AT | proto::STDERR_AT) {
-            payload = payload.saturating_sub(8);
-        }
+        let carried = proto::carried_len(&frame) as u64;
         if !self.store(frame, connected) {
-            self.dropped += payload;
+            self.dropped += carried;
         }
     }
 
@@ -313,7 +296,7 @@ impl Outbox {
         }
         let mut head = [0u8; proto::HEADER];
         let frame = f.read_exact_at(&mut head, self.spill_read).and_then(|()| {
-            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let len = proto::payload_len(&head);
             let mut frame = vec![0u8; proto::HEADER + len];
             f.read_exact_at(&mut frame, self.spill_read).map(|()| frame)
         });
@@ -430,7 +413,7 @@ fn set_nonblocking(fd: RawFd) {
 enum PendingState {
     Waiting,
     Gone,
-    Hello(u8),
+    Hello(Role),
 }
 
 struct Conn {
@@ -659,7 +642,10 @@ impl Shim {
         }
         self.pid = Some(pid);
         self.oom_kills_at_start = self.oom_kills();
-        let frame = proto::frame(proto::STATUS, &pid.to_be_bytes());
+        let frame = Frame::Status {
+            pid: std::num::NonZeroU32::new(pid),
+        }
+        .encode();
         let connected = self.daemon.is_some();
         self.daemon_box.push(frame, connected);
     }
@@ -667,7 +653,12 @@ impl Shim {
     /// Queues output read from the dyno just now, stamped with that time so that lines
     /// spilled while no daemon is connected keep it.
     fn output(&mut self, stdout: bool, data: &[u8]) {
-        let frame = proto::output_frame(stdout, now_micros(), data);
+        let stream = if stdout {
+            OutputStream::Stdout
+        } else {
+            OutputStream::Stderr
+        };
+        let frame = proto::output_frame(stream, Some(now_micros()), data);
         if self.cfg.attach {
             let c = self.attach.is_some();
             self.attach_box.push(frame, c);
@@ -778,13 +769,13 @@ impl Shim {
                         PendingState::Hello(role) => done_pending.push((i, Some(role))),
                     },
                     Tag::Daemon => {
-                        if readable && !self.read_client(proto::ROLE_DAEMON, &mut buf) {
-                            self.drop_client(proto::ROLE_DAEMON);
+                        if readable && !self.read_client(Role::Daemon, &mut buf) {
+                            self.drop_client(Role::Daemon);
                         }
                     }
                     Tag::Attach => {
-                        if readable && !self.read_client(proto::ROLE_ATTACH, &mut buf) {
-                            self.drop_client(proto::ROLE_ATTACH);
+                        if readable && !self.read_client(Role::Attach, &mut buf) {
+                            self.drop_client(Role::Attach);
                         }
                     }
                     Tag::Out => self.read_output(true, &mut buf),
@@ -858,7 +849,7 @@ impl Shim {
         };
         match (&c.stream).read(buf) {
             Ok(0) => return PendingState::Gone,
-            Ok(n) => c.dec.buf.extend_from_slice(&buf[..n]),
+            Ok(n) => c.dec.feed(&buf[..n]),
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock
                     || e.kind() == io::ErrorKind::Interrupted =>
@@ -867,25 +858,19 @@ impl Shim {
             }
             Err(_) => return PendingState::Gone,
         }
-        match c.dec.next() {
-            Decoded::NeedMore => PendingState::Waiting,
-            Decoded::Frame(proto::HELLO, p) if p == [proto::ROLE_DAEMON] => {
-                PendingState::Hello(proto::ROLE_DAEMON)
-            }
-            Decoded::Frame(proto::HELLO, p) if p == [proto::ROLE_ATTACH] => {
-                PendingState::Hello(proto::ROLE_ATTACH)
-            }
+        match c.dec.next_frame() {
+            Ok(None) => PendingState::Waiting,
+            Ok(Some(Frame::Hello(role))) => PendingState::Hello(role),
             _ => PendingState::Gone,
         }
     }
 
     /// A client said hello: it replaces any earlier client of the same role.
-    fn promote(&mut self, conn: Conn, role: u8) {
-        if role == proto::ROLE_DAEMON {
+    fn promote(&mut self, conn: Conn, role: Role) {
+        if role == Role::Daemon {
             self.daemon_box.off = 0;
-            let pid = self.pid.unwrap_or(0);
-            self.daemon_box
-                .push_front(proto::frame(proto::STATUS, &pid.to_be_bytes()));
+            let pid = self.pid.and_then(std::num::NonZeroU32::new);
+            self.daemon_box.push_front(Frame::Status { pid }.encode());
             self.daemon = Some(conn);
         } else {
             self.attach_box.off = 0;
@@ -897,16 +882,16 @@ impl Shim {
         }
     }
 
-    fn client(&mut self, role: u8) -> Option<&mut Conn> {
-        if role == proto::ROLE_DAEMON {
+    fn client(&mut self, role: Role) -> Option<&mut Conn> {
+        if role == Role::Daemon {
             self.daemon.as_mut()
         } else {
             self.attach.as_mut()
         }
     }
 
-    fn drop_client(&mut self, role: u8) {
-        if role == proto::ROLE_DAEMON {
+    fn drop_client(&mut self, role: Role) {
+        if role == Role::Daemon {
             self.daemon = None;
             self.daemon_box.off = 0;
         } else {
@@ -915,13 +900,13 @@ impl Shim {
         }
     }
 
-    fn read_client(&mut self, role: u8, buf: &mut [u8]) -> bool {
+    fn read_client(&mut self, role: Role, buf: &mut [u8]) -> bool {
         let Some(c) = self.client(role) else {
             return true;
         };
         match (&c.stream).read(buf) {
             Ok(0) => return false,
-            Ok(n) => c.dec.buf.extend_from_slice(&buf[..n]),
+            Ok(n) => c.dec.feed(&buf[..n]),
             Err(e)
                 if e.kind() == io::ErrorKind::WouldBlock
                     || e.kind() == io::ErrorKind::Interrupted =>
@@ -933,32 +918,33 @@ impl Shim {
         self.handle_frames(role)
     }
 
-    fn handle_frames(&mut self, role: u8) -> bool {
+    fn handle_frames(&mut self, role: Role) -> bool {
         loop {
             let Some(c) = self.client(role) else {
                 return true;
             };
-            let (kind, payload) = match c.dec.next() {
-                Decoded::NeedMore => return true,
-                Decoded::Invalid => return false,
-                Decoded::Frame(k, p) => (k, p),
+            let frame = match c.dec.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return true,
+                Err(e) if e.is_fatal() => return false,
+                Err(_) => continue,
             };
-            match kind {
-                proto::EXIT_ACK if role == proto::ROLE_DAEMON && self.exit.is_some() => {
-                    self.acked = true
+            match frame {
+                Frame::ExitAck if role == Role::Daemon && self.exit.is_some() => self.acked = true,
+                Frame::Stdin(data) if self.stdin.is_some() => {
+                    self.stdin_buf.extend_from_slice(&data)
                 }
-                proto::STDIN if self.stdin.is_some() => self.stdin_buf.extend_from_slice(&payload),
-                proto::STDIN_EOF => {
+                Frame::StdinEof => {
                     self.stdin_eof = true;
                     if self.stdin_buf.is_empty() && self.master.is_none() {
                         self.stdin = None;
                     }
                 }
-                proto::RESIZE if payload.len() == 4 => {
+                Frame::Resize { cols, rows } => {
                     if let Some(m) = &self.master {
                         let ws = libc::winsize {
-                            ws_col: u16::from_be_bytes([payload[0], payload[1]]),
-                            ws_row: u16::from_be_bytes([payload[2], payload[3]]),
+                            ws_col: cols,
+                            ws_row: rows,
                             ws_xpixel: 0,
                             ws_ypixel: 0,
                         };
@@ -966,15 +952,15 @@ impl Shim {
                         unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
                     }
                 }
-                proto::SIGNAL if payload.len() == 4 => {
-                    let sig = i32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
-                    // Only while the child is unreaped, so its pid (= process group) is still ours.
+                // Only while the child is unreaped, so its pid (= process group) is still ours.
+                Frame::Signal(sig)
                     if self.child_status.is_none()
-                        && matches!(self.cfg.launch, Launch::Process { .. })
-                    {
-                        // SAFETY: plain syscall.
-                        unsafe { libc::kill(-self.child_pid, sig) };
-                    }
+                        && matches!(self.cfg.launch, Launch::Process { .. }) =>
+                {
+                    // Raw kill: any number the client sends, including real-time
+                    // signals, which nix's `Signal` cannot name.
+                    // SAFETY: plain syscall.
+                    unsafe { libc::kill(-self.child_pid, sig) };
                 }
                 _ => {}
             }
@@ -1067,18 +1053,16 @@ impl Shim {
     }
 
     fn reap(&mut self) {
-        let mut st = 0;
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(self.child_pid, &mut st, libc::WNOHANG) };
-        if r != self.child_pid {
+        let child = nix::unistd::Pid::from_raw(self.child_pid);
+        let Some(status) = reaper::try_wait(child) else {
             return;
-        }
+        };
         self.pidfd = None;
-        self.child_status = Some(decode_wait_status(st));
+        self.child_status = Some(reaper::exit_code(status));
         if matches!(self.cfg.launch, Launch::Process { .. }) {
             // The dyno ends with its main process; stragglers would keep the pipes open.
-            // SAFETY: the group was created for this dyno.
-            unsafe { libc::kill(-self.child_pid, libc::SIGKILL) };
+            // The group was created for this dyno.
+            let _ = nix::sys::signal::killpg(child, nix::sys::signal::Signal::SIGKILL);
         }
         self.drain_deadline = Some(Instant::now() + DRAIN_TIME);
     }
@@ -1139,9 +1123,9 @@ impl Shim {
     }
 
     fn flush_clients(&mut self) {
-        for role in [proto::ROLE_DAEMON, proto::ROLE_ATTACH] {
+        for role in [Role::Daemon, Role::Attach] {
             let exit = self.exit;
-            let (conn, outbox) = if role == proto::ROLE_DAEMON {
+            let (conn, outbox) = if role == Role::Daemon {
                 (&mut self.daemon, &mut self.daemon_box)
             } else {
                 (&mut self.attach, &mut self.attach_box)
@@ -1156,14 +1140,15 @@ impl Shim {
                 if outbox.is_empty() && !c.exit_sent {
                     if outbox.dropped > 0 {
                         let n = std::mem::take(&mut outbox.dropped);
-                        outbox.push(proto::frame(proto::DROPPED, &n.to_be_bytes()), true);
+                        outbox.push(Frame::Dropped { bytes: n }.encode(), true);
                     }
-                    outbox.push(
-                        proto::frame(proto::EXITED, &proto::exited_payload(status, oom)),
-                        true,
-                    );
+                    let exited = Frame::Exited {
+                        status,
+                        oom_killed: oom,
+                    };
+                    outbox.push(exited.encode(), true);
                     c.exit_sent = true;
-                    if role == proto::ROLE_ATTACH {
+                    if role == Role::Attach {
                         self.attach_served = true;
                     }
                     ok = outbox.flush(&c.stream).is_ok();
@@ -1212,11 +1197,12 @@ mod tests {
     fn outbox_spills_when_disconnected_and_replays_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut ob = Outbox::new(dir.path().join("spill"), 1024);
-        ob.push(proto::frame(proto::STDOUT, b"one"), false);
-        ob.push(proto::frame(proto::STDOUT, b"two"), false);
+        let out = |data: &[u8]| proto::output_frame(OutputStream::Stdout, None, data);
+        ob.push(out(b"one"), false);
+        ob.push(out(b"two"), false);
         // Over the limit: counted, not stored.
-        ob.push(proto::frame(proto::STDOUT, &[b'x'; 2000]), false);
-        ob.push(proto::frame(proto::STDOUT, b"three"), false);
+        ob.push(out(&[b'x'; 2000]), false);
+        ob.push(out(b"three"), false);
         let (a, b) = UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         ob.flush(&a).unwrap();
@@ -1224,14 +1210,24 @@ mod tests {
         drop(a);
         let mut bytes = Vec::new();
         (&b).read_to_end(&mut bytes).unwrap();
-        let mut d = Decoder { buf: bytes };
+        let mut d = Decoder::from_bytes(bytes);
         let mut got = Vec::new();
-        while let Decoded::Frame(k, p) = d.next() {
-            got.push((k, p));
+        while let Some(f) = d.next_frame().unwrap() {
+            got.push(f);
         }
-        assert_eq!(got[0], (proto::STDOUT, b"one".to_vec()));
-        assert_eq!(got[1], (proto::STDOUT, b"two".to_vec()));
-        assert_eq!(got[2], (proto::DROPPED, 2000u64.to_be_bytes().to_vec()));
-        assert_eq!(got[3], (proto::STDOUT, b"three".to_vec()));
+        let out = |data: &[u8]| Frame::Output {
+            stream: OutputStream::Stdout,
+            read_at_micros: None,
+            data: data.to_vec(),
+        };
+        assert_eq!(
+            got,
+            [
+                out(b"one"),
+                out(b"two"),
+                Frame::Dropped { bytes: 2000 },
+                out(b"three")
+            ]
+        );
     }
 }

@@ -682,3 +682,20 @@ async fn runc_spare_shim_serves_the_next_start_is_replaced_and_ends_with_the_dae
     drop(rt);
     eventually("the spare ends with the runtime", || !alive(last[0])).await;
 }
+
+/// The dyno init exits with its command's status: the code, or 128 + the signal that
+/// killed it, real-time signals included.
+#[test]
+fn dyno_init_exits_with_the_commands_status() {
+    let run = |script: &str| {
+        std::process::Command::new(SHIM)
+            .args(["dyno-init", "--", "sh", "-c", script])
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(run("exit 3"), Some(3));
+    assert_eq!(run("kill -TERM $$"), Some(143));
+    let rt = libc::SIGRTMIN() + 1;
+    assert_eq!(run(&format!("kill -{rt} $$")), Some(128 + rt));
+}
