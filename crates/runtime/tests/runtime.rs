@@ -511,7 +511,12 @@ async fn runc_attached_tty_dyno() {
     let id = "testapp-run-2-tty";
     let mut spec = env.spec(
         id,
-        "test -t 0 && test -t 1 && echo is-a-tty; read line; echo got:$line; stty size",
+        // runc passes a resize on from its signal loop, so the new size may arrive a
+        // moment after the input: look for it for up to 10 s instead of once (a
+        // loaded CI machine saw "0 0").
+        "test -t 0 && test -t 1 && echo is-a-tty; read line; echo got:$line; \
+         for i in $(seq 100); do s=$(stty size); [ \"$s\" != '0 0' ] && break; sleep 0.1; done; \
+         echo size:$s",
     );
     spec.attach = true;
     spec.tty = true;
@@ -541,7 +546,7 @@ async fn runc_attached_tty_dyno() {
     assert_eq!(status, 0, "{out:?}");
     assert!(out.contains("is-a-tty"), "{out:?}");
     assert!(out.contains("got:abc"), "{out:?}");
-    assert!(out.contains("30 100"), "{out:?}");
+    assert!(out.contains("size:30 100"), "{out:?}");
     rt.remove(id).await.unwrap();
 }
 
