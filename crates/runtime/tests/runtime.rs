@@ -61,7 +61,58 @@ impl Env {
             slug,
         }
     }
+}
 
+impl Drop for Env {
+    /// A test that fails before `rt.remove` must not leave its containers, shims or
+    /// writable layers behind: end whatever runs under this test's data dir.
+    fn drop(&mut self) {
+        let root = &self.cfg.runc_root;
+        if let Ok(out) = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(root)
+            .args(["list", "-q"])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = std::process::Command::new("runc")
+                    .arg("--root")
+                    .arg(root)
+                    .args(["delete", "--force", id])
+                    .output();
+            }
+        }
+        let data = self._tmp.path().to_string_lossy().into_owned();
+        // Shims name their dyno dir (or the dynos dir) on their command line.
+        if let Ok(procs) = std::fs::read_dir("/proc") {
+            for p in procs.flatten() {
+                let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                    continue;
+                };
+                let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains(&data) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&data))
+            .collect();
+        points.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in points {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
+
+impl Env {
     fn spec(&self, id: &str, command: &str) -> DynoSpec {
         let mut env = BTreeMap::new();
         env.insert("PORT".to_string(), "5123".to_string());
@@ -81,12 +132,6 @@ impl Env {
             attach: false,
             tty: false,
         }
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.cfg.runc_root);
     }
 }
 
