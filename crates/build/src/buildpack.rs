@@ -372,35 +372,28 @@ const LOCAL_BUILDPACK_LIMITS: UnpackLimits = UnpackLimits {
 /// Walks `src` without following links and refuses it before any copy when it holds
 /// more than `limits` allow; stops counting at the first limit passed.
 fn check_tree_size(src: &Path, limits: &UnpackLimits) -> Result<(), String> {
-    let (mut bytes, mut entries) = (0u64, 0u64);
+    let mut tally = crate::archive::Tally::new(limits);
+    let over = |e: crate::archive::OverLimit| match e.what {
+        "total unpacked size" => format!(
+            "it is larger than the {} MB a buildpack may be",
+            e.limit >> 20
+        ),
+        "directory depth" => format!("it is nested deeper than {} levels", e.limit),
+        _ => format!("it has more than {} entries", e.limit),
+    };
     let mut stack = vec![(src.to_path_buf(), 0usize)];
     while let Some((dir, depth)) = stack.pop() {
-        if depth > limits.max_depth {
-            return Err(format!(
-                "it is nested deeper than {} levels",
-                limits.max_depth
-            ));
-        }
         let listing = fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
         for entry in listing {
             let entry = entry.map_err(|e| format!("reading {}: {e}", dir.display()))?;
             let meta = entry
                 .metadata()
                 .map_err(|e| format!("reading {}: {e}", entry.path().display()))?;
-            entries += 1;
+            tally.entry(depth + 1).map_err(over)?;
             if meta.is_dir() {
                 stack.push((entry.path(), depth + 1));
             } else if meta.is_file() {
-                bytes += meta.len();
-            }
-            if entries > limits.max_entries {
-                return Err(format!("it has more than {} entries", limits.max_entries));
-            }
-            if bytes > limits.max_bytes {
-                return Err(format!(
-                    "it is larger than the {} MB a buildpack may be",
-                    limits.max_bytes >> 20
-                ));
+                tally.file(meta.len()).map_err(over)?;
             }
         }
     }
